@@ -1,0 +1,232 @@
+//! Plugin-side guards. Every function a plugin exports and every object it hands to the host is wrapped so that
+//! a panic is caught *inside the plugin* (by the plugin's own copy of std, the only one that can catch it) and
+//! returned as an error on that one call. The guards also count calls, failures and panics into the host's
+//! [`CallStats`].
+//!
+//! Host code that a guard calls back (transaction closures, readers, log sinks) must never panic: a host panic
+//! unwinding into a plugin's `catch_unwind` would abort the process. The manager wraps its closures accordingly.
+
+use std::any::Any;
+use std::fmt::Display;
+use std::io::{self, Read};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use crate::error::{BoundaryError, KvError, RpcError, StoreError};
+use crate::filestore::{InstanceInfo, ObjectReader, ObjectStat, Store, StoreConfig};
+use crate::jsonrpc::JsonRpcHandler;
+use crate::kv::{Db, Entry, KvIter, KvStore, Txn, TxnFn};
+use crate::lifecycle::CallStats;
+
+static STATS: OnceLock<Arc<CallStats>> = OnceLock::new();
+
+/// Connects the guards of this plugin to the host's counters. Called by the generated init glue.
+pub(crate) fn set_stats(stats: Arc<CallStats>) {
+    let _ = STATS.set(stats);
+}
+
+fn stats() -> &'static CallStats {
+    STATS.get_or_init(Default::default)
+}
+
+/// The message of a caught panic payload.
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+/// Runs one plugin call: counts it, catches a panic as `E::from_panic`, and records failures.
+///
+/// An error that is already a caught panic (propagated from a nested guard) is not counted again.
+pub fn guard<T, E: BoundaryError + Display>(f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    let stats = stats();
+    stats.record_call();
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => {
+            if err.is_failure() && !err.is_panic() {
+                stats.record_failure(err.to_string(), false);
+            }
+            Err(err)
+        }
+        Err(payload) => {
+            let err = E::from_panic(panic_message(payload.as_ref()));
+            stats.record_failure(err.to_string(), true);
+            Err(err)
+        }
+    }
+}
+
+/// Like [`guard`] for calls that cannot fail: a panic yields `fallback`.
+fn guard_infallible<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    guard::<T, KvError>(|| Ok(f())).unwrap_or(fallback)
+}
+
+/// Wraps a plugin's [`Db`].
+pub struct GuardedDb<D>(pub D);
+
+impl<D: Db> Db for GuardedDb<D> {
+    fn run(&self) -> Result<(), KvError> {
+        guard(|| self.0.run())
+    }
+    fn close(&self) -> Result<(), KvError> {
+        guard(|| self.0.close())
+    }
+    fn open_collection(&self, name: &str) -> Result<Box<dyn KvStore>, KvError> {
+        guard(|| self.0.open_collection(name).map(|c| Box::new(GuardedKvStore(c)) as Box<dyn KvStore>))
+    }
+}
+
+/// Wraps a plugin's [`KvStore`].
+pub struct GuardedKvStore(pub Box<dyn KvStore>);
+
+impl KvStore for GuardedKvStore {
+    fn get(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
+        guard(|| self.0.get(key))
+    }
+    fn peek(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<(), KvError> {
+        guard(|| self.0.peek(key, f))
+    }
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        guard(|| self.0.put(key, value))
+    }
+    fn del(&self, key: &[u8]) -> Result<(), KvError> {
+        guard(|| self.0.del(key))
+    }
+    fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
+        guard(|| self.0.scan(prefix).map(|it| Box::new(GuardedIter(it)) as Box<dyn KvIter>))
+    }
+    fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
+        guard(|| self.0.view(&mut |txn: &dyn Txn| f(&GuardedTxn(txn))))
+    }
+    fn update(&self, f: TxnFn<'_>) -> Result<(), KvError> {
+        guard(|| self.0.update(&mut |txn: &dyn Txn| f(&GuardedTxn(txn))))
+    }
+    fn need_retry_transactions(&self) -> bool {
+        guard_infallible(false, || self.0.need_retry_transactions())
+    }
+}
+
+/// Wraps a plugin's [`Txn`] for the duration of a host closure.
+pub struct GuardedTxn<'a>(pub &'a dyn Txn);
+
+impl Txn for GuardedTxn<'_> {
+    fn get(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
+        guard(|| self.0.get(key))
+    }
+    fn peek(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<(), KvError> {
+        guard(|| self.0.peek(key, f))
+    }
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        guard(|| self.0.put(key, value))
+    }
+    fn del(&self, key: &[u8]) -> Result<(), KvError> {
+        guard(|| self.0.del(key))
+    }
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<Entry>, KvError> {
+        guard(|| self.0.scan(prefix))
+    }
+}
+
+/// Wraps a plugin's [`KvIter`].
+pub struct GuardedIter(pub Box<dyn KvIter>);
+
+impl KvIter for GuardedIter {
+    fn next_entry(&mut self) -> Result<Option<Entry>, KvError> {
+        guard(|| self.0.next_entry())
+    }
+}
+
+/// Wraps a plugin's [`Store`].
+pub struct GuardedStore<S>(pub S);
+
+impl<S: Store> Store for GuardedStore<S> {
+    fn type_name(&self) -> String {
+        guard_infallible(String::new(), || self.0.type_name())
+    }
+    fn version(&self) -> String {
+        guard_infallible(String::new(), || self.0.version())
+    }
+    fn instance(&self) -> String {
+        guard_infallible(String::new(), || self.0.instance())
+    }
+    fn instance_config(&self) -> StoreConfig {
+        guard_infallible(StoreConfig::default(), || self.0.instance_config())
+    }
+    fn instance_info(&self) -> Result<InstanceInfo, StoreError> {
+        guard(|| self.0.instance_info())
+    }
+    fn get(&self, path: &str) -> Result<ObjectReader, StoreError> {
+        guard(|| self.0.get(path).map(|r| Box::new(GuardedReader(r)) as ObjectReader))
+    }
+    fn del(&self, path: &str) -> Result<(), StoreError> {
+        guard(|| self.0.del(path))
+    }
+    fn stat(&self, path: &str) -> Result<ObjectStat, StoreError> {
+        guard(|| self.0.stat(path))
+    }
+    fn put(&self, path: &str, reader: &mut dyn Read) -> Result<u64, StoreError> {
+        guard(|| self.0.put(path, reader))
+    }
+    fn full_path(&self, path: &str) -> PathBuf {
+        guard_infallible(PathBuf::new(), || self.0.full_path(path))
+    }
+}
+
+/// Wraps a plugin's object reader: a panic becomes an `io::Error`.
+pub struct GuardedReader(pub ObjectReader);
+
+impl Read for GuardedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let result = guard(|| self.0.read(buf).map_err(|e| StoreError::Io(e.to_string())));
+        result.map_err(|e| match e {
+            StoreError::Io(msg) => io::Error::other(msg),
+            other => io::Error::other(other.to_string()),
+        })
+    }
+}
+
+/// Wraps a plugin's [`JsonRpcHandler`].
+pub struct GuardedHandler<H>(pub H);
+
+impl<H: JsonRpcHandler> JsonRpcHandler for GuardedHandler<H> {
+    fn methods(&self) -> Vec<String> {
+        guard_infallible(Vec::new(), || self.0.methods())
+    }
+    fn call(&self, method: &str, params: &str) -> Result<String, RpcError> {
+        guard(|| self.0.call(method, params))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::PluginError;
+
+    #[test]
+    fn a_panic_becomes_an_error_of_the_calls_type() {
+        let r: Result<(), KvError> = guard(|| panic!("boom"));
+        assert_eq!(r, Err(KvError::Panicked("boom".into())));
+        let r: Result<(), PluginError> = guard(|| panic!("{}", String::from("formatted")));
+        assert_eq!(r, Err(PluginError::Panicked("formatted".into())));
+    }
+
+    #[test]
+    fn a_panicking_reader_yields_an_io_error() {
+        struct Bad;
+        impl Read for Bad {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                panic!("reader broke")
+            }
+        }
+        let mut r = GuardedReader(Box::new(Bad));
+        let err = r.read(&mut [0; 4]).unwrap_err();
+        assert!(err.to_string().contains("reader broke"), "{err}");
+    }
+}
