@@ -30,11 +30,8 @@ fn rustc_items() -> Vec<(String, String)> {
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let output = Command::new(&rustc).arg("-vV").output().expect("run rustc -vV");
     let text = String::from_utf8_lossy(&output.stdout);
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-            .unwrap_or_default()
-    };
+    let field =
+        |name: &str| text.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string())).unwrap_or_default();
     vec![
         ("rustc-release".into(), field("release:")),
         ("rustc-commit".into(), field("commit-hash:")),

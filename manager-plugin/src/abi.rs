@@ -114,11 +114,8 @@ impl Fingerprint {
 
     /// Parses `key=value` lines; other lines are ignored.
     pub fn parse(text: &str) -> Fingerprint {
-        let items = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let items =
+            text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Fingerprint { items }
     }
 
@@ -150,7 +147,8 @@ mod tests {
     #[test]
     fn the_current_fingerprint_names_compiler_target_and_sdk() {
         let fp = Fingerprint::current();
-        for item in ["rustc-release", "rustc-commit", "target", "debug-assertions", "panic", "sdk-version", "sdk-source"]
+        for item in
+            ["rustc-release", "rustc-commit", "target", "debug-assertions", "panic", "sdk-version", "sdk-source"]
         {
             assert!(fp.get(item).is_some_and(|v| !v.is_empty()), "missing {item} in {FINGERPRINT}");
         }

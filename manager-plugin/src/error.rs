@@ -107,7 +107,7 @@ pub enum StoreError {
 impl StoreError {
     /// Wraps an I/O error with the operation and path it concerns.
     pub fn io(what: &str, path: &str, err: std::io::Error) -> Self {
-        if err.kind() == std::io::ErrorKind::NotFound {
+        if matches!(err.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) {
             StoreError::NotFound(path.to_string())
         } else {
             StoreError::Io(format!("{what} {path:?}: {err}"))

@@ -73,8 +73,8 @@ pub trait Store: Send + Sync {
     /// Writes the whole of `reader` to `path`, atomically: readers see the old object or the complete new one.
     /// Returns the number of bytes written.
     fn put(&self, path: &str, reader: &mut dyn Read) -> Result<u64, StoreError>;
-    /// Where the object lives, for implementations that have a filesystem path.
-    fn full_path(&self, path: &str) -> PathBuf;
+    /// Where the object lives, for implementations that have a filesystem path; refuses invalid object paths.
+    fn full_path(&self, path: &str) -> Result<PathBuf, StoreError>;
 }
 
 /// Checks an object path: relative, non-empty, no `..`, `.` or empty components, no NUL. Returns its components.

@@ -46,9 +46,12 @@ pub enum Exports {
     /// A JSON-RPC handler factory.
     RegisterJsonRpc {
         /// Returns the namespace and its handler.
-        handler: fn() -> Result<(String, Box<dyn JsonRpcHandler>), PluginError>,
+        handler: HandlerFn,
     },
 }
+
+/// A RegisterJsonRpc entry point: returns the namespace and its handler.
+pub type HandlerFn = fn() -> Result<(String, Box<dyn JsonRpcHandler>), PluginError>;
 
 /// A hook entry point.
 pub type Hook<E> = Option<fn(&E) -> Result<(), PluginError>>;
@@ -85,7 +88,10 @@ impl SyncHooks {
 }
 
 /// Generated `init`: connects counters and logging, then runs the author's `onInit`.
-pub fn init<E: Display>(ctx: &PluginContext, on_init: impl FnOnce(&PluginContext) -> Result<(), E>) -> Result<(), PluginError> {
+pub fn init<E: Display>(
+    ctx: &PluginContext,
+    on_init: impl FnOnce(&PluginContext) -> Result<(), E>,
+) -> Result<(), PluginError> {
     crate::guard::set_stats(ctx.stats.clone());
     crate::logging::install(Arc::clone(&ctx.log_sink));
     hook(|| on_init(ctx))
@@ -97,7 +103,9 @@ pub fn hook<E: Display>(f: impl FnOnce() -> Result<(), E>) -> Result<(), PluginE
 }
 
 /// Generated KVStore constructor.
-pub fn kv_constructor<D: Db + 'static, E: Display>(f: impl FnOnce() -> Result<D, E>) -> Result<Box<dyn Db>, PluginError> {
+pub fn kv_constructor<D: Db + 'static, E: Display>(
+    f: impl FnOnce() -> Result<D, E>,
+) -> Result<Box<dyn Db>, PluginError> {
     guard(|| f().map(|db| Box::new(GuardedDb(db)) as Box<dyn Db>).map_err(PluginError::msg))
 }
 
@@ -112,7 +120,5 @@ pub fn file_store_constructor<S: Store + 'static, E: Display>(
 pub fn rpc_handler<H: JsonRpcHandler + 'static, E: Display>(
     f: impl FnOnce() -> Result<(String, H), E>,
 ) -> Result<(String, Box<dyn JsonRpcHandler>), PluginError> {
-    guard(|| {
-        f().map(|(ns, h)| (ns, Box::new(GuardedHandler(h)) as Box<dyn JsonRpcHandler>)).map_err(PluginError::msg)
-    })
+    guard(|| f().map(|(ns, h)| (ns, Box::new(GuardedHandler(h)) as Box<dyn JsonRpcHandler>)).map_err(PluginError::msg))
 }

@@ -174,8 +174,8 @@ impl<S: Store> Store for GuardedStore<S> {
     fn put(&self, path: &str, reader: &mut dyn Read) -> Result<u64, StoreError> {
         guard(|| self.0.put(path, reader))
     }
-    fn full_path(&self, path: &str) -> PathBuf {
-        guard_infallible(PathBuf::new(), || self.0.full_path(path))
+    fn full_path(&self, path: &str) -> Result<PathBuf, StoreError> {
+        guard(|| self.0.full_path(path))
     }
 }
 

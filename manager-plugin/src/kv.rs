@@ -5,6 +5,9 @@
 //! - [`KvStore::scan`] yields keys in ascending byte order; an empty prefix yields every key;
 //! - [`KvStore::update`] commits only when the closure returns `Ok`, and either all of its writes land or none;
 //! - a transaction that lost a race returns [`KvError::Conflict`].
+//!
+//! Callers (the host) must not call into the same collection from inside a `view`/`update` closure or a `peek`
+//! callback: use the [`Txn`] handle instead. Lock-based stores may deadlock on such re-entry.
 
 use std::collections::BTreeMap;
 

@@ -51,13 +51,9 @@ impl Kind {
         match self {
             Kind::KvStore | Kind::FileStore => &[ExtPoint::Constructor],
             Kind::RegisterJsonRpc => &[ExtPoint::Handler],
-            Kind::SyncSectorState => &[
-                ExtPoint::OnImport,
-                ExtPoint::OnInit,
-                ExtPoint::OnUpdate,
-                ExtPoint::OnFinalize,
-                ExtPoint::OnRestore,
-            ],
+            Kind::SyncSectorState => {
+                &[ExtPoint::OnImport, ExtPoint::OnInit, ExtPoint::OnUpdate, ExtPoint::OnFinalize, ExtPoint::OnRestore]
+            }
         }
     }
 
@@ -113,11 +109,7 @@ impl ExtPoint {
     }
 
     fn from_name(name: &str) -> Option<ExtPoint> {
-        Kind::ALL
-            .iter()
-            .flat_map(|k| k.ext_points())
-            .copied()
-            .find(|p| p.as_str() == name)
+        Kind::ALL.iter().flat_map(|k| k.ext_points()).copied().find(|p| p.as_str() == name)
     }
 }
 
@@ -216,7 +208,8 @@ impl Manifest {
     /// Reads and validates a manifest file.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read { file: file.clone(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ManifestError::Read { file: file.clone(), source })?;
         Manifest::parse(&text, &file)
     }
 
@@ -233,10 +226,7 @@ impl Manifest {
         };
         let name = raw.name.ok_or_else(|| invalid("name", "is required".into()))?;
         if !is_valid_name(&name) {
-            return Err(invalid(
-                "name",
-                format!("{name:?} is not allowed: use 1-64 characters from [A-Za-z0-9_-]"),
-            ));
+            return Err(invalid("name", format!("{name:?} is not allowed: use 1-64 characters from [A-Za-z0-9_-]")));
         }
         let kind_name = raw.kind.ok_or_else(|| invalid("kind", format!("is required; allowed: {}", kind_names())))?;
         let kind = Kind::from_name(&kind_name)
@@ -301,14 +291,12 @@ fn validate_exports(
     for (i, entry) in raw.into_iter().enumerate() {
         let key = |field: &str| format!("export[{i}].{field}");
         let point_name = entry.ext_point.ok_or_else(|| invalid(&key("extPoint"), "is required".into()))?;
-        let ext_point = ExtPoint::from_name(&point_name)
-            .filter(|p| allowed.contains(p))
-            .ok_or_else(|| {
-                invalid(
-                    &key("extPoint"),
-                    format!("{point_name:?} is not an extension point of kind {kind}; allowed: {}", allowed_names()),
-                )
-            })?;
+        let ext_point = ExtPoint::from_name(&point_name).filter(|p| allowed.contains(p)).ok_or_else(|| {
+            invalid(
+                &key("extPoint"),
+                format!("{point_name:?} is not an extension point of kind {kind}; allowed: {}", allowed_names()),
+            )
+        })?;
         if exports.iter().any(|e| e.ext_point == ext_point) {
             return Err(invalid(&key("extPoint"), format!("{ext_point} is exported twice")));
         }
@@ -393,15 +381,18 @@ mod tests {
 
     #[test]
     fn duplicate_ext_point_is_refused() {
-        let e = parse("name='x'\nkind='SyncSectorState'\nexport=[{extPoint='OnInit', impl='a'},{extPoint='OnInit', impl='b'}]")
-            .unwrap_err()
-            .to_string();
+        let e = parse(
+            "name='x'\nkind='SyncSectorState'\nexport=[{extPoint='OnInit', impl='a'},{extPoint='OnInit', impl='b'}]",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("OnInit is exported twice"), "{e}");
     }
 
     #[test]
     fn serializes_with_manifest_key_names() {
-        let m = parse("name='c'\nkind='RegisterJsonRpc'\nonInit='init'\nexport=[{extPoint='Handler', impl='h'}]").unwrap();
+        let m =
+            parse("name='c'\nkind='RegisterJsonRpc'\nonInit='init'\nexport=[{extPoint='Handler', impl='h'}]").unwrap();
         let json = serde_json::to_value(&m).unwrap();
         assert_eq!(json["kind"], "RegisterJsonRpc");
         assert_eq!(json["onInit"], "init");

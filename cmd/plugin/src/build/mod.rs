@@ -1,0 +1,169 @@
+//! `plugin build`: turns a plain library crate with a `manifest.toml` into `<out-dir>/plugin-<name>.so`.
+//!
+//! 1. Read and validate `manifest.toml`.
+//! 2. Resolve the author's crate with `cargo metadata` (its library name, its `manager-plugin` dependency).
+//! 3. Unless skipped, run the same dependency check as `plugin check-dep` and refuse a mismatch.
+//! 4. Generate a cdylib wrapper crate (see [`codegen`]) with the manager's profiles and the author's lockfile.
+//! 5. Build it, mapping compile errors in generated code back to the manifest entry that produced them.
+//! 6. Copy the library to the output directory atomically (a running daemon may have the old one mapped).
+
+pub mod codegen;
+mod wrapper;
+
+use std::path::{Path, PathBuf};
+
+use manager_plugin::manifest::{Manifest, ManifestError};
+
+pub use wrapper::BuildFailure;
+
+/// What to build and how.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The plugin crate: holds `Cargo.toml` and `manifest.toml`.
+    pub src_dir: PathBuf,
+    /// Where `plugin-<name>.so` goes (created if missing).
+    pub out_dir: PathBuf,
+    /// Build with the release profile (must match how the manager was built).
+    pub release: bool,
+    /// Cargo target directory; defaults to the plugin crate's (shared with its workspace).
+    pub target_dir: Option<PathBuf>,
+    /// Skip the `check-dep` comparison with the manager's dependency graph.
+    pub skip_check_dep: bool,
+}
+
+/// A successful build.
+#[derive(Debug, Clone)]
+pub struct BuildOutput {
+    /// The validated manifest.
+    pub manifest: Manifest,
+    /// The written library.
+    pub library: PathBuf,
+    /// When it was built (RFC 3339, UTC), as embedded in the library.
+    pub build_time: String,
+}
+
+/// Why a build failed. Messages name the file or manifest entry concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// `manifest.toml` is missing or invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// `cargo metadata` failed on the plugin crate.
+    #[error("cannot resolve the plugin crate {path}: {message}")]
+    Metadata {
+        /// The plugin's Cargo.toml.
+        path: PathBuf,
+        /// Cargo's message.
+        message: String,
+    },
+    /// The crate is not usable as a plugin source.
+    #[error("{path}: {message}")]
+    Crate {
+        /// The plugin's Cargo.toml.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// The plugin's dependencies differ from the manager's.
+    #[error(
+        "plugin {path} does not match the manager's dependencies:\n{report}\nfix: cargo run -p plugin -- check-dep --fix {path} (or pass --skip-check-dep at your own risk)"
+    )]
+    Mismatch {
+        /// The plugin's Cargo.toml.
+        path: PathBuf,
+        /// The check-dep report.
+        report: String,
+    },
+    /// The dependency check itself failed.
+    #[error("dependency check of {path} failed: {message}")]
+    CheckDep {
+        /// The plugin's Cargo.toml.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A file could not be written or copied.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The wrapper failed to build.
+    #[error(transparent)]
+    Compile(#[from] BuildFailure),
+}
+
+/// Builds the plugin described by `options`.
+pub fn build(options: &BuildOptions) -> Result<BuildOutput, BuildError> {
+    let src_dir = std::path::absolute(&options.src_dir).map_err(|source| BuildError::Io {
+        action: "resolve",
+        path: options.src_dir.clone(),
+        source,
+    })?;
+    let manifest_path = src_dir.join("manifest.toml");
+    let manifest_text = std::fs::read_to_string(&manifest_path).map_err(|source| {
+        BuildError::Manifest(ManifestError::Read { file: manifest_path.display().to_string(), source })
+    })?;
+    let manifest = Manifest::parse(&manifest_text, &manifest_path.display().to_string())?;
+    let cargo_toml = src_dir.join("Cargo.toml");
+    let source = wrapper::PluginSource::resolve(&cargo_toml)?;
+    if !options.skip_check_dep {
+        check_dependencies(&cargo_toml)?;
+    }
+    let build_time = now_rfc3339();
+    let target_dir = options.target_dir.clone().unwrap_or_else(|| source.target_dir.clone());
+    let built = wrapper::build_wrapper(&wrapper::WrapperSpec {
+        manifest: &manifest,
+        manifest_text: &manifest_text,
+        manifest_path: &manifest_path,
+        source: &source,
+        build_time: &build_time,
+        target_dir: &target_dir,
+        release: options.release,
+    })?;
+    let library = install(&built, &options.out_dir, &manifest.library_file_name())?;
+    Ok(BuildOutput { manifest, library, build_time })
+}
+
+fn check_dependencies(cargo_toml: &Path) -> Result<(), BuildError> {
+    let report = crate::check_dep::check(cargo_toml)
+        .map_err(|e| BuildError::CheckDep { path: cargo_toml.to_path_buf(), message: e.to_string() })?;
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(BuildError::Mismatch { path: cargo_toml.to_path_buf(), report: report.to_string() })
+    }
+}
+
+/// Copies `built` to `out_dir/file_name` through a temporary file and a rename, so a daemon that has the old
+/// library mapped keeps a consistent file.
+fn install(built: &Path, out_dir: &Path, file_name: &str) -> Result<PathBuf, BuildError> {
+    let io = |action, path: PathBuf| move |source| BuildError::Io { action, path, source };
+    std::fs::create_dir_all(out_dir).map_err(io("create", out_dir.to_path_buf()))?;
+    let dest = out_dir.join(file_name);
+    let tmp = out_dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    std::fs::copy(built, &tmp).map_err(io("copy to", tmp.clone()))?;
+    std::fs::rename(&tmp, &dest).map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        BuildError::Io { action: "rename to", path: dest.clone(), source }
+    })?;
+    Ok(dest)
+}
+
+fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// The manifest as JSON with the build time added, as `plugin build` prints it.
+pub fn manifest_json(output: &BuildOutput) -> serde_json::Value {
+    let mut value = serde_json::to_value(&output.manifest).unwrap_or_default();
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("buildTime".into(), output.build_time.clone().into());
+    }
+    value
+}

@@ -1,0 +1,299 @@
+//! The generated wrapper crate: where it lives, what it depends on, and running cargo on it.
+
+use std::fmt;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use cargo_metadata::diagnostic::DiagnosticLevel;
+use cargo_metadata::{Message, MetadataCommand, Package, TargetKind};
+use manager_plugin::manifest::Manifest;
+
+use super::BuildError;
+use super::codegen::{GeneratedLib, generate_lib};
+
+/// The manager workspace's `Cargo.toml`, for its `[profile.*]` tables (the wrapper must compile with the same
+/// profile settings as the manager, and sharing them lets it reuse already compiled dependencies).
+const MANAGER_WORKSPACE_TOML: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"));
+/// The manager's lockfile: the pinned versions a plugin crate without its own lockfile starts from.
+pub(crate) const MANAGER_LOCKFILE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"));
+
+/// The author's crate, as cargo resolved it.
+#[derive(Debug, Clone)]
+pub(crate) struct PluginSource {
+    pub cargo_toml: PathBuf,
+    pub package_name: String,
+    /// The library's crate name (what generated code writes as `::name`).
+    pub lib_name: String,
+    pub src_dir: PathBuf,
+    pub sdk_dir: PathBuf,
+    pub target_dir: PathBuf,
+    /// The lockfile of the author's workspace, if it has one.
+    pub lockfile: Option<PathBuf>,
+}
+
+impl PluginSource {
+    pub fn resolve(cargo_toml: &Path) -> Result<PluginSource, BuildError> {
+        let crate_err = |message: String| BuildError::Crate { path: cargo_toml.to_path_buf(), message };
+        if !cargo_toml.is_file() {
+            return Err(crate_err("no such file: the plugin directory must hold a Cargo.toml".into()));
+        }
+        let metadata = MetadataCommand::new()
+            .manifest_path(cargo_toml)
+            .exec()
+            .map_err(|e| BuildError::Metadata { path: cargo_toml.to_path_buf(), message: e.to_string() })?;
+        let package =
+            metadata.packages.iter().find(|p| p.manifest_path.as_std_path() == cargo_toml).ok_or_else(|| {
+                crate_err("cargo metadata does not list this package (is it a virtual workspace?)".into())
+            })?;
+        let lib_name = library_name(package).ok_or_else(|| {
+            crate_err(format!("package {} has no library target: a plugin is a plain `lib` crate", package.name))
+        })?;
+        let sdk = sdk_dependency(&metadata, package).ok_or_else(|| {
+            crate_err(format!(
+                "package {} does not depend on manager-plugin: add `manager-plugin = {{ path = \"…/manager-plugin\" }}`",
+                package.name
+            ))
+        })?;
+        let lockfile = metadata.workspace_root.as_std_path().join("Cargo.lock");
+        Ok(PluginSource {
+            cargo_toml: cargo_toml.to_path_buf(),
+            package_name: package.name.to_string(),
+            lib_name,
+            src_dir: cargo_toml.parent().map(Path::to_path_buf).unwrap_or_default(),
+            sdk_dir: sdk.manifest_path.as_std_path().parent().map(Path::to_path_buf).unwrap_or_default(),
+            target_dir: metadata.target_directory.into_std_path_buf(),
+            lockfile: lockfile.is_file().then_some(lockfile),
+        })
+    }
+}
+
+fn library_name(package: &Package) -> Option<String> {
+    package
+        .targets
+        .iter()
+        .find(|t| t.kind.iter().any(|k| matches!(k, TargetKind::Lib | TargetKind::RLib)))
+        .map(|t| t.name.replace('-', "_"))
+}
+
+fn sdk_dependency<'a>(metadata: &'a cargo_metadata::Metadata, package: &Package) -> Option<&'a Package> {
+    let resolve = metadata.resolve.as_ref()?;
+    let node = resolve.nodes.iter().find(|n| n.id == package.id)?;
+    node.deps
+        .iter()
+        .filter_map(|d| metadata.packages.iter().find(|p| p.id == d.pkg))
+        .find(|p| p.name.as_str() == "manager-plugin")
+}
+
+/// Everything needed to generate and build one wrapper.
+pub(crate) struct WrapperSpec<'a> {
+    pub manifest: &'a Manifest,
+    pub manifest_text: &'a str,
+    pub manifest_path: &'a Path,
+    pub source: &'a PluginSource,
+    pub build_time: &'a str,
+    pub target_dir: &'a Path,
+    pub release: bool,
+}
+
+/// The wrapper failed to compile. Errors in generated code name the manifest entry that produced them.
+#[derive(Debug)]
+pub struct BuildFailure {
+    /// The plugin's manifest.
+    pub manifest_path: PathBuf,
+    /// One message per compile error (or cargo's own failure).
+    pub errors: Vec<String>,
+}
+
+impl fmt::Display for BuildFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "building the plugin described by {} failed:", self.manifest_path.display())?;
+        for e in &self.errors {
+            write!(f, "\n{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BuildFailure {}
+
+/// Generates the wrapper crate under the target directory, builds it, and returns the built library's path.
+pub(crate) fn build_wrapper(spec: &WrapperSpec<'_>) -> Result<PathBuf, BuildError> {
+    let dir = spec.target_dir.join("damocles-plugin-wrappers").join(&spec.manifest.name);
+    let lib = generate_lib(spec.manifest, spec.manifest_text, &spec.source.lib_name, spec.build_time);
+    write_file(&dir.join("Cargo.toml"), &wrapper_cargo_toml(spec))?;
+    write_file(&dir.join("src").join("lib.rs"), &lib.source)?;
+    let lock = match &spec.source.lockfile {
+        Some(path) => std::fs::read_to_string(path).map_err(|source| BuildError::Io {
+            action: "read",
+            path: path.clone(),
+            source,
+        })?,
+        None => MANAGER_LOCKFILE.to_string(),
+    };
+    write_file(&dir.join("Cargo.lock"), &lock)?;
+    run_cargo(spec, &dir, &lib)
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), BuildError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| BuildError::Io {
+            action: "create",
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    std::fs::write(path, text).map_err(|source| BuildError::Io { action: "write", path: path.to_path_buf(), source })
+}
+
+fn wrapper_lib_name(manifest: &Manifest) -> String {
+    format!("plugin_{}", manifest.name.replace('-', "_"))
+}
+
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn wrapper_cargo_toml(spec: &WrapperSpec<'_>) -> String {
+    let src = &spec.source;
+    let mut text = format!(
+        "# Generated by `plugin build` from {}. Do not edit.\n\
+         [package]\nname = {}\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n\
+         [lib]\nname = {}\ncrate-type = [\"cdylib\"]\npath = \"src/lib.rs\"\n\n\
+         [dependencies]\n{} = {{ package = {}, path = {} }}\nmanager-plugin = {{ path = {} }}\n\n\
+         [workspace]\n\n",
+        spec.manifest_path.display(),
+        toml_str(&format!("damocles-plugin-{}", spec.manifest.name)),
+        toml_str(&wrapper_lib_name(spec.manifest)),
+        src.lib_name,
+        toml_str(&src.package_name),
+        toml_str(&src.src_dir.to_string_lossy()),
+        toml_str(&src.sdk_dir.to_string_lossy()),
+    );
+    text.push_str(&manager_profiles());
+    text
+}
+
+/// The `[profile.*]` tables of the manager's workspace, re-serialized.
+fn manager_profiles() -> String {
+    let Ok(doc) = MANAGER_WORKSPACE_TOML.parse::<toml::Table>() else { return String::new() };
+    match doc.get("profile") {
+        Some(profile) => {
+            let mut table = toml::Table::new();
+            table.insert("profile".into(), profile.clone());
+            toml::to_string(&table).unwrap_or_default()
+        }
+        None => String::new(),
+    }
+}
+
+fn run_cargo(spec: &WrapperSpec<'_>, dir: &Path, lib: &GeneratedLib) -> Result<PathBuf, BuildError> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--lib")
+        .arg("--message-format=json-diagnostic-rendered-ansi")
+        .arg("--manifest-path")
+        .arg(dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", spec.target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if spec.release {
+        cmd.arg("--release");
+    }
+    let failure = |errors: Vec<String>| BuildFailure { manifest_path: spec.manifest_path.to_path_buf(), errors };
+    let mut child = cmd.spawn().map_err(|e| failure(vec![format!("cannot run cargo: {e}")]))?;
+    let wrapper_lib = wrapper_lib_name(spec.manifest);
+    let mut errors = Vec::new();
+    let mut library = None;
+    if let Some(stdout) = child.stdout.take() {
+        for message in Message::parse_stream(BufReader::new(stdout)).flatten() {
+            match message {
+                Message::CompilerMessage(msg) if msg.message.level == DiagnosticLevel::Error => {
+                    errors.push(describe_error(&msg, &wrapper_lib, lib, spec));
+                }
+                Message::CompilerArtifact(art) if art.target.name == wrapper_lib => {
+                    library = art
+                        .filenames
+                        .iter()
+                        .find(|f| f.extension() == Some("so"))
+                        .map(|f| f.clone().into_std_path_buf());
+                }
+                _ => {}
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| failure(vec![format!("waiting for cargo: {e}")]))?;
+    match library {
+        Some(path) if status.success() => Ok(path),
+        _ => {
+            if errors.is_empty() {
+                errors.push(format!("cargo build exited with {status} (see its output above)"));
+            }
+            Err(failure(errors).into())
+        }
+    }
+}
+
+fn describe_error(
+    msg: &cargo_metadata::CompilerMessage,
+    wrapper_lib: &str,
+    lib: &GeneratedLib,
+    spec: &WrapperSpec<'_>,
+) -> String {
+    let rendered = strip_ansi(msg.message.rendered.as_deref().unwrap_or(&msg.message.message));
+    if msg.target.name != wrapper_lib {
+        return format!("error in plugin crate {}:\n{rendered}", spec.source.package_name);
+    }
+    let entry = msg
+        .message
+        .spans
+        .iter()
+        .filter(|s| s.is_primary && s.file_name.ends_with("lib.rs"))
+        .find_map(|s| lib.entry_at(s.line_start));
+    match entry {
+        Some(entry) => format!(
+            "{} {entry}: {}\n  (the function must exist in crate {} and have the signature this extension point requires; \
+             see docs/writing-plugins.md)\n{rendered}",
+            spec.manifest_path.display(),
+            msg.message.message,
+            spec.source.lib_name
+        ),
+        None => format!("error in generated glue for {}:\n{rendered}", spec.manifest_path.display()),
+    }
+}
+
+/// Removes ANSI colour sequences from rustc's rendered diagnostics.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ansi_colours_are_stripped() {
+        assert_eq!(strip_ansi("\u{1b}[0m\u{1b}[1m\u{1b}[38;5;9merror\u{1b}[0m: x"), "error: x");
+    }
+
+    #[test]
+    fn the_wrapper_inherits_the_manager_profiles() {
+        let profiles = manager_profiles();
+        assert!(profiles.contains("[profile.dev]"), "{profiles}");
+    }
+}

@@ -1,0 +1,7 @@
+//! # plugin: the damocles-rs plugin author's tool
+//!
+//! - [`build`]: turns a plain library crate with a `manifest.toml` into `plugin-<name>.so`.
+//! - [`check_dep`]: compares a plugin's dependency graph with the manager's, offline, and can pin it.
+
+pub mod build;
+pub mod check_dep;
