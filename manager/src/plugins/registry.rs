@@ -1,0 +1,365 @@
+//! The plugin registry: loads every `*.so` of the plugins directory, initializes the plugins in load order,
+//! answers lookups by kind and name, reports their state and counters, and shuts them down in reverse order.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use manager_plugin::filestore::{Store, StoreConfig};
+use manager_plugin::glue::{Exports, PluginModule, SyncHooks};
+use manager_plugin::jsonrpc::JsonRpcHandler;
+use manager_plugin::kv::{Db, Meta};
+use manager_plugin::lifecycle::{CallCounts, CallStats, PluginContext};
+use manager_plugin::manifest::{Kind, Manifest};
+use manager_plugin::{PluginError, PluginState};
+use serde::{Deserialize, Serialize};
+
+use super::library::{self, LoadError};
+use super::log_sink::PluginLogSink;
+
+/// Why the plugins directory itself could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("plugins dir {dir}: {source} (set [Common.Plugins] Dir to an existing directory, or to \"\" for no plugins)")]
+pub struct PluginsDirError {
+    /// The configured directory.
+    pub dir: PathBuf,
+    /// The I/O error.
+    pub source: std::io::Error,
+}
+
+/// Delivery lag of a SyncSectorState plugin, reported by the sector event deliverer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SyncLag {
+    /// Events not yet delivered to this plugin.
+    pub pending: u64,
+    /// The last delivery error, if the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// One loaded plugin.
+pub struct PluginRecord {
+    manifest: Manifest,
+    file: PathBuf,
+    build_time: String,
+    module: PluginModule,
+    stats: Arc<CallStats>,
+    status: Mutex<Status>,
+}
+
+struct Status {
+    state: PluginState,
+    last_error: Option<String>,
+    sync_lag: Option<SyncLag>,
+    /// `onInit` succeeded, so `onShutdown` is owed exactly once.
+    initialized: bool,
+}
+
+impl PluginRecord {
+    /// The plugin's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// `<Kind>/<name>`, as used in logs.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.manifest.kind, self.manifest.name)
+    }
+
+    /// The file it was loaded from.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Current state.
+    pub fn state(&self) -> PluginState {
+        self.status().state
+    }
+
+    /// Call counters.
+    pub fn counts(&self) -> CallCounts {
+        self.stats.snapshot()
+    }
+
+    fn status(&self) -> MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Marks the plugin Disabled with `reason` (e.g. its JSON-RPC namespace collides).
+    pub fn disable(&self, reason: String) {
+        tracing::warn!(plugin = %self.label(), "plugin disabled: {reason}");
+        let mut status = self.status();
+        status.state = PluginState::Disabled;
+        status.last_error = Some(reason);
+    }
+
+    /// Records delivery lag (SyncSectorState plugins).
+    pub fn set_sync_lag(&self, lag: SyncLag) {
+        self.status().sync_lag = Some(lag);
+    }
+
+    /// Builds a database (KVStore plugins).
+    pub fn open_db(&self, meta: &Meta) -> Result<Box<dyn Db>, PluginError> {
+        match &self.module.exports {
+            Exports::KvStore { constructor } => constructor(meta),
+            _ => Err(self.wrong_kind(Kind::KvStore)),
+        }
+    }
+
+    /// Builds a store instance (FileStore plugins).
+    pub fn open_store(&self, config: StoreConfig) -> Result<Box<dyn Store>, PluginError> {
+        match &self.module.exports {
+            Exports::FileStore { constructor } => constructor(config),
+            _ => Err(self.wrong_kind(Kind::FileStore)),
+        }
+    }
+
+    /// The hooks (SyncSectorState plugins).
+    pub fn sync_hooks(&self) -> Result<SyncHooks, PluginError> {
+        match &self.module.exports {
+            Exports::SyncSectorState(hooks) => Ok(*hooks),
+            _ => Err(self.wrong_kind(Kind::SyncSectorState)),
+        }
+    }
+
+    /// The namespace and handler (RegisterJsonRpc plugins).
+    pub fn rpc_handler(&self) -> Result<(String, Box<dyn JsonRpcHandler>), PluginError> {
+        match &self.module.exports {
+            Exports::RegisterJsonRpc { handler } => handler(),
+            _ => Err(self.wrong_kind(Kind::RegisterJsonRpc)),
+        }
+    }
+
+    fn wrong_kind(&self, wanted: Kind) -> PluginError {
+        PluginError::msg(format!("plugin {} is a {} plugin, not {wanted}", self.label(), self.manifest.kind))
+    }
+
+    fn info(&self) -> PluginInfo {
+        let status = self.status();
+        let counts = self.counts();
+        PluginInfo {
+            kind: Some(self.manifest.kind.to_string()),
+            name: Some(self.manifest.name.clone()),
+            description: self.manifest.description.clone(),
+            file: self.file.display().to_string(),
+            build_time: Some(self.build_time.clone()),
+            state: status.state.to_string(),
+            last_error: status.last_error.clone().or(counts.last_failure),
+            calls: counts.calls,
+            errors: counts.errors,
+            panics: counts.panics,
+            sync_lag: status.sync_lag.clone(),
+        }
+    }
+}
+
+/// What `Plugins.List` / `util plugins list` shows for one plugin file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PluginInfo {
+    /// Kind (absent when the file was refused before its manifest could be read).
+    pub kind: Option<String>,
+    /// Name (absent when unknown).
+    pub name: Option<String>,
+    /// Manifest description.
+    pub description: String,
+    /// The file.
+    pub file: String,
+    /// Build time embedded by `plugin build`.
+    pub build_time: Option<String>,
+    /// `Uninitialized`, `Ready`, `Dying` or `Disabled`.
+    pub state: String,
+    /// Why it is disabled, or its last failure.
+    pub last_error: Option<String>,
+    /// Calls into the plugin.
+    pub calls: u64,
+    /// Failed calls.
+    pub errors: u64,
+    /// Calls that panicked (caught).
+    pub panics: u64,
+    /// Delivery lag (SyncSectorState only).
+    pub sync_lag: Option<SyncLag>,
+}
+
+/// All plugins of the plugins directory.
+#[derive(Default)]
+pub struct PluginRegistry {
+    plugins: Vec<Arc<PluginRecord>>,
+    refused: Vec<(PathBuf, LoadError)>,
+}
+
+impl PluginRegistry {
+    /// A registry without plugins.
+    pub fn empty() -> Self {
+        PluginRegistry::default()
+    }
+
+    /// Loads every `*.so` directly in `dir` (filename order) and initializes them in that order.
+    ///
+    /// A file that cannot be loaded, or whose `onInit` fails, does not stop the others: it is logged and listed.
+    /// An empty `dir` means no plugins; a missing one is an error.
+    pub fn load(dir: &Path) -> Result<Self, PluginsDirError> {
+        if dir.as_os_str().is_empty() {
+            return Ok(PluginRegistry::empty());
+        }
+        let mut registry = PluginRegistry::empty();
+        for file in plugin_files(dir)? {
+            match library::open(&file).and_then(|opened| registry.check_duplicate(opened)) {
+                Ok(opened) => registry.plugins.push(Arc::new(PluginRecord {
+                    manifest: opened.manifest,
+                    file: opened.file,
+                    build_time: opened.build_time,
+                    module: opened.module,
+                    stats: Arc::default(),
+                    status: Mutex::new(Status {
+                        state: PluginState::Uninitialized,
+                        last_error: None,
+                        sync_lag: None,
+                        initialized: false,
+                    }),
+                })),
+                Err(err) => {
+                    tracing::error!("refused plugin: {err}");
+                    registry.refused.push((file, err));
+                }
+            }
+        }
+        registry.init_all(dir);
+        Ok(registry)
+    }
+
+    fn check_duplicate(&self, opened: library::OpenedPlugin) -> Result<library::OpenedPlugin, LoadError> {
+        let (kind, name) = (opened.manifest.kind, &opened.manifest.name);
+        match self.plugins.iter().find(|p| p.manifest.kind == kind && &p.manifest.name == name) {
+            Some(first) => Err(LoadError::Duplicate {
+                file: opened.file.clone(),
+                kind,
+                name: name.clone(),
+                first: first.file.clone(),
+            }),
+            None => Ok(opened),
+        }
+    }
+
+    fn init_all(&self, dir: &Path) {
+        for record in &self.plugins {
+            let ctx = PluginContext {
+                plugins_dir: dir.to_path_buf(),
+                manifest: record.manifest.clone(),
+                log_sink: Arc::new(PluginLogSink::new(record.label())),
+                stats: Arc::clone(&record.stats),
+            };
+            match (record.module.init)(&ctx) {
+                Ok(()) => {
+                    let mut status = record.status();
+                    status.state = PluginState::Ready;
+                    status.initialized = true;
+                    drop(status);
+                    tracing::info!("loaded plugin '{}', build time: '{}'.", record.label(), record.build_time);
+                }
+                Err(err) => record.disable(format!("onInit failed: {err}")),
+            }
+        }
+    }
+
+    /// Runs `onShutdown` once for every plugin that was initialized, in reverse load order.
+    pub fn shutdown(&self) {
+        for record in self.plugins.iter().rev() {
+            let owed = {
+                let mut status = record.status();
+                let owed = std::mem::take(&mut status.initialized);
+                if owed {
+                    status.state = PluginState::Dying;
+                }
+                owed
+            };
+            if owed {
+                if let Err(err) = (record.module.shutdown)() {
+                    tracing::warn!(plugin = %record.label(), "onShutdown failed: {err}");
+                }
+            }
+        }
+    }
+
+    /// The ready plugin of `kind` called `name`.
+    pub fn get(&self, kind: Kind, name: &str) -> Option<Arc<PluginRecord>> {
+        self.plugins
+            .iter()
+            .find(|p| p.manifest.kind == kind && p.manifest.name == name && p.state() == PluginState::Ready)
+            .cloned()
+    }
+
+    /// Any loaded plugin (ready or not) of `kind` called `name`, to explain why it is not ready.
+    pub fn find_any(&self, kind: Kind, name: &str) -> Option<Arc<PluginRecord>> {
+        self.plugins.iter().find(|p| p.manifest.kind == kind && p.manifest.name == name).cloned()
+    }
+
+    /// Explains why no ready plugin `kind/name` exists (not found, refused, or in which state and why).
+    pub fn why_not_ready(&self, kind: Kind, name: &str) -> String {
+        if let Some(record) = self.find_any(kind, name) {
+            let status = record.status();
+            return format!(
+                "plugin '{kind}/{name}' ({}) is {}{}",
+                record.file.display(),
+                status.state,
+                status.last_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+            );
+        }
+        let refusals: Vec<String> = self.refused.iter().map(|(_, e)| format!("  - {e}")).collect();
+        format!(
+            "no {kind} plugin named '{name}' was loaded{}",
+            if refusals.is_empty() { String::new() } else { format!("; refused files:\n{}", refusals.join("\n")) }
+        )
+    }
+
+    /// The ready plugins of `kind`, in load order.
+    pub fn ready(&self, kind: Kind) -> impl Iterator<Item = &Arc<PluginRecord>> {
+        self.plugins.iter().filter(move |p| p.manifest.kind == kind && p.state() == PluginState::Ready)
+    }
+
+    /// Every plugin file, loaded or refused, in load order of the loaded ones, then the refused ones.
+    pub fn list(&self) -> Vec<PluginInfo> {
+        let loaded = self.plugins.iter().map(|p| p.info());
+        let refused = self.refused.iter().map(|(file, err)| refused_info(file, err));
+        loaded.chain(refused).collect()
+    }
+
+    /// The refused files and why.
+    pub fn refused(&self) -> impl Iterator<Item = (&Path, &LoadError)> {
+        self.refused.iter().map(|(f, e)| (f.as_path(), e))
+    }
+}
+
+fn refused_info(file: &Path, err: &LoadError) -> PluginInfo {
+    let (kind, name) = match err {
+        LoadError::Duplicate { kind, name, .. } => (Some(kind.to_string()), Some(name.clone())),
+        LoadError::FingerprintMismatch { name, .. } => (None, Some(name.clone())),
+        _ => (None, None),
+    };
+    PluginInfo {
+        kind,
+        name,
+        description: String::new(),
+        file: file.display().to_string(),
+        build_time: None,
+        state: PluginState::Disabled.to_string(),
+        last_error: Some(err.to_string()),
+        calls: 0,
+        errors: 0,
+        panics: 0,
+        sync_lag: None,
+    }
+}
+
+fn plugin_files(dir: &Path) -> Result<Vec<PathBuf>, PluginsDirError> {
+    let err = |source| PluginsDirError { dir: dir.to_path_buf(), source };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?
+        .into_iter()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "so"))
+        .collect();
+    files.sort();
+    Ok(files)
+}

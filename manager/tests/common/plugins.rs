@@ -1,0 +1,99 @@
+//! Builds real plugin `.so` files with `plugin build` (once per test process) and lays out plugins dirs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use plugin::build::{BuildOptions, build};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("manager/ has a parent").to_path_buf()
+}
+
+/// The crate dir of a known plugin: an example or a test fixture.
+pub fn plugin_src(name: &str) -> PathBuf {
+    let root = workspace_root();
+    match name {
+        "panicky-kv" | "panicky-store" => root.join("manager/tests/plugins").join(name),
+        _ => root.join("examples").join(name),
+    }
+}
+
+fn build_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir")).path()
+}
+
+/// Builds the plugin crate at `src` (once per process) and returns the built `.so`.
+pub fn build_plugin_at(src: &Path, out_name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<PathBuf, Arc<OnceLock<PathBuf>>>>> = OnceLock::new();
+    let slot = {
+        let mut built = BUILT.get_or_init(Default::default).lock().expect("lock");
+        Arc::clone(built.entry(src.to_path_buf()).or_default())
+    };
+    slot.get_or_init(|| {
+        let options = BuildOptions {
+            src_dir: src.to_path_buf(),
+            out_dir: build_dir().join(out_name),
+            release: !cfg!(debug_assertions),
+            target_dir: None,
+            skip_check_dep: true,
+        };
+        match build(&options) {
+            Ok(output) => output.library,
+            Err(e) => panic!("plugin build of {} failed: {e}", src.display()),
+        }
+    })
+    .clone()
+}
+
+/// Builds a known plugin (see [`plugin_src`]) once per process.
+pub fn built(name: &str) -> PathBuf {
+    build_plugin_at(&plugin_src(name), name)
+}
+
+/// A fresh plugins dir holding copies of the named plugins. Copies (new inodes) make each test's libraries
+/// distinct from other tests' in this process, so plugin statics are not shared between tests.
+pub fn plugins_dir(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for name in names {
+        let so = built(name);
+        let file_name = so.file_name().expect("file name");
+        std::fs::copy(&so, dir.path().join(file_name)).expect("copy plugin");
+    }
+    dir
+}
+
+/// A log capture installed as the global tracing subscriber of this test process.
+pub fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = Arc::clone(&buffer);
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || LogWriter(Arc::clone(&writer)))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("install subscriber");
+        buffer
+    })
+}
+
+/// The captured log text so far.
+pub fn log_text() -> String {
+    String::from_utf8_lossy(&captured_logs().lock().expect("lock")).into_owned()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
