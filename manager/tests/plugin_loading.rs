@@ -4,7 +4,7 @@ mod common;
 
 use std::io::Read;
 
-use common::plugins::{build_plugin_at, built, captured_logs, log_text, plugins_dir, workspace_root};
+use common::plugins::{build_plugin, built, captured_logs, log_text, plugins_dir, workspace_root};
 use manager::plugins::{LoadError, PluginRegistry};
 use manager_plugin::filestore::StoreConfig;
 use manager_plugin::kv::{KvError, Meta};
@@ -205,7 +205,14 @@ fn a_plugin_built_with_another_sdk_feature_is_refused_before_its_code_runs() {
          pub fn on_init(_: &manager_plugin::sync::InitEvent) -> Result<(), String> { Ok(()) }\n",
     )
     .unwrap();
-    let so = build_plugin_at(src.path(), "canary");
+    // First line of defence: plugin build refuses it, naming the SDK feature.
+    let err = build_plugin(src.path(), "canary", false).err().expect("plugin build refuses the canary").to_string();
+    assert!(
+        err.contains("manager-plugin[default,fingerprint-canary] => [default] (extra fingerprint-canary)"),
+        "{err}"
+    );
+    // Second line: built anyway, the manager refuses it before running any of its code.
+    let so = build_plugin(src.path(), "canary", true).expect("build with --skip-check-dep");
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(&so, dir.path().join("plugin-canary.so")).unwrap();
 

@@ -25,6 +25,18 @@ fn build_dir() -> &'static Path {
     DIR.get_or_init(|| tempfile::tempdir().expect("temp dir")).path()
 }
 
+/// Builds the plugin crate at `src` with `plugin build` (not cached).
+pub fn build_plugin(src: &Path, out_name: &str, skip_check_dep: bool) -> Result<PathBuf, plugin::build::BuildError> {
+    let options = BuildOptions {
+        src_dir: src.to_path_buf(),
+        out_dir: build_dir().join(out_name),
+        release: !cfg!(debug_assertions),
+        target_dir: None,
+        skip_check_dep,
+    };
+    build(&options).map(|output| output.library)
+}
+
 /// Builds the plugin crate at `src` (once per process) and returns the built `.so`.
 pub fn build_plugin_at(src: &Path, out_name: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<PathBuf, Arc<OnceLock<PathBuf>>>>> = OnceLock::new();
@@ -32,18 +44,9 @@ pub fn build_plugin_at(src: &Path, out_name: &str) -> PathBuf {
         let mut built = BUILT.get_or_init(Default::default).lock().expect("lock");
         Arc::clone(built.entry(src.to_path_buf()).or_default())
     };
-    slot.get_or_init(|| {
-        let options = BuildOptions {
-            src_dir: src.to_path_buf(),
-            out_dir: build_dir().join(out_name),
-            release: !cfg!(debug_assertions),
-            target_dir: None,
-            skip_check_dep: true,
-        };
-        match build(&options) {
-            Ok(output) => output.library,
-            Err(e) => panic!("plugin build of {} failed: {e}", src.display()),
-        }
+    slot.get_or_init(|| match build_plugin(src, out_name, false) {
+        Ok(library) => library,
+        Err(e) => panic!("plugin build of {} failed: {e}", src.display()),
     })
     .clone()
 }

@@ -1,0 +1,430 @@
+//! The Redis driver.
+//!
+//! Layout, for namespace prefix `P` and collection `C` (with `%` and `:` in `C` escaped as `%25` and `%3A`, so
+//! that no two collections' keys can collide):
+//! - `P:C:k:<key bytes>`: a string holding the value of `<key bytes>`;
+//! - `P:C:index`: a sorted set whose members are the collection's keys, all with score 0, so `ZRANGEBYLEX` yields
+//!   them in byte order for scans. A plain put or delete changes both in one `MULTI`/`EXEC`.
+//!
+//! Namespaces must not extend one another with `:` (`a` and `a:b` could collide).
+//!
+//! Transactions are optimistic, with `WATCH`/`MULTI`/`EXEC` on a connection dedicated to the transaction: a read
+//! first `WATCH`es what it reads (the entry key; for a scan, the index and every entry found), writes are buffered
+//! in the handle (so the transaction reads its own writes) and applied in one `MULTI`/`EXEC` when the closure
+//! returns `Ok`. `EXEC` answers nil when a watched key changed, which becomes [`KvError::Conflict`]. A Lua script
+//! would need every key the transaction reads known before it runs; the closure decides what to read as it goes,
+//! so `WATCH` fits. A view validates its reads the same way with an empty `MULTI`/`EXEC` and is retried a few
+//! times before it reports [`KvError::Conflict`]: Redis has no snapshots, and this is how a view sees one state.
+//!
+//! Because reads are validated only at the end, one attempt of a closure may see a mix of older and newer values
+//! (RocksDB closures never do: they read a snapshot). Such an attempt never produces the answer: when the reads
+//! turn out stale, whatever the closure returned, `Ok` or its own error, is discarded and the attempt reported as
+//! a conflict (retried, for a view). So a closure must not act on what it reads except through its result:
+//! no panicking on a broken invariant, no side effects it cannot repeat.
+//!
+//! Durability is the server's (`appendonly`, `appendfsync`): configure Redis accordingly.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use ::redis::{Client, Connection, RedisError, RedisResult, Value};
+use manager_plugin::kv::{self, Db, Entry, KvError, KvIter, KvStore, Txn, TxnFn};
+
+use super::{PagedIter, backend_error, read_only_error};
+
+/// How long connecting and each command may take before the operation fails.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle connections kept for reuse; more are opened under load and closed when returned.
+const MAX_IDLE: usize = 16;
+/// How many times a view is run before a persistent race is reported as [`KvError::Conflict`].
+const VIEW_ATTEMPTS: usize = 16;
+
+/// A Redis-backed database: every collection lives under one namespace prefix on one server.
+pub struct RedisDb {
+    shared: Arc<Shared>,
+}
+
+/// State shared by the database handle, its collections and their iterators.
+struct Shared {
+    client: Client,
+    /// `host:port` (or socket path) of the server, for messages.
+    addr: String,
+    prefix: String,
+    idle: Mutex<Vec<Connection>>,
+    closed: AtomicBool,
+}
+
+impl RedisDb {
+    /// Connects to the server at `addr` (e.g. `redis://127.0.0.1:6379`) and checks it answers; every key is
+    /// stored under `namespace_prefix`.
+    pub fn open(addr: &str, namespace_prefix: &str) -> Result<RedisDb, KvError> {
+        // The URL may carry a password: errors name the server by host and port only.
+        let client = Client::open(addr)
+            .map_err(|err| KvError::Backend(format!("invalid Redis address (expected redis://host:port): {err}")))?;
+        let shared = Shared {
+            addr: client.get_connection_info().addr().to_string(),
+            client,
+            prefix: namespace_prefix.to_string(),
+            idle: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        };
+        let mut conn = shared.connect()?;
+        ::redis::cmd("PING")
+            .query::<String>(&mut conn)
+            .map_err(|err| KvError::Backend(format!("ping Redis at {}: {err}", shared.addr)))?;
+        shared.checkin(conn);
+        Ok(RedisDb { shared: Arc::new(shared) })
+    }
+}
+
+impl Shared {
+    fn connect(&self) -> Result<Connection, KvError> {
+        let connect = || -> RedisResult<Connection> {
+            let conn = self.client.get_connection_with_timeout(TIMEOUT)?;
+            conn.set_read_timeout(Some(TIMEOUT))?;
+            conn.set_write_timeout(Some(TIMEOUT))?;
+            Ok(conn)
+        };
+        connect().map_err(|err| {
+            KvError::Backend(format!("connect to Redis at {}: {err} (is redis-server running there?)", self.addr))
+        })
+    }
+
+    /// A connection for the caller's exclusive use: an idle one (`true`), or a new one.
+    fn checkout(&self) -> Result<(Connection, bool), KvError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(KvError::Closed);
+        }
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        match idle {
+            Some(conn) => Ok((conn, true)),
+            None => Ok((self.connect()?, false)),
+        }
+    }
+
+    /// Returns a connection in a clean state (no `WATCH`, no `MULTI`) for reuse.
+    fn checkin(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.closed.load(Ordering::Acquire) && idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+
+    /// Runs `f` (idempotent) on a pooled connection; a connection that saw an error is dropped, not reused.
+    fn with_conn<R>(&self, mut f: impl FnMut(&mut Connection) -> RedisResult<R>) -> Result<R, RedisOrKv> {
+        let (mut conn, reused) = self.checkout()?;
+        let result = match f(&mut conn) {
+            // The server or the network may have dropped an idle connection: try once more on a fresh one.
+            Err(err) if reused && err.is_connection_dropped() => {
+                conn = self.connect()?;
+                f(&mut conn)?
+            }
+            other => other?,
+        };
+        self.checkin(conn);
+        Ok(result)
+    }
+}
+
+/// An error of a pooled call: the pool's own (closed, cannot connect) or the command's.
+enum RedisOrKv {
+    Kv(KvError),
+    Redis(RedisError),
+}
+
+impl From<KvError> for RedisOrKv {
+    fn from(err: KvError) -> Self {
+        RedisOrKv::Kv(err)
+    }
+}
+
+impl From<RedisError> for RedisOrKv {
+    fn from(err: RedisError) -> Self {
+        RedisOrKv::Redis(err)
+    }
+}
+
+impl Db for RedisDb {
+    fn run(&self) -> Result<(), KvError> {
+        Ok(())
+    }
+
+    fn close(&self) -> Result<(), KvError> {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        Ok(())
+    }
+
+    fn open_collection(&self, name: &str) -> Result<Box<dyn KvStore>, KvError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(KvError::Closed);
+        }
+        Ok(Box::new(RedisCollection::new(Arc::clone(&self.shared), name)))
+    }
+}
+
+/// One collection: entry keys under a common prefix plus a sorted-set index.
+struct RedisCollection {
+    shared: Arc<Shared>,
+    name: String,
+    key_prefix: Vec<u8>,
+    index: Vec<u8>,
+}
+
+impl RedisCollection {
+    fn new(shared: Arc<Shared>, name: &str) -> Self {
+        let base = format!("{}:{}:", shared.prefix, escape_collection(name));
+        RedisCollection {
+            key_prefix: format!("{base}k:").into_bytes(),
+            index: format!("{base}index").into_bytes(),
+            shared,
+            name: name.to_string(),
+        }
+    }
+
+    /// The Redis key holding the value of `key`.
+    fn entry_key(&self, key: &[u8]) -> Vec<u8> {
+        [self.key_prefix.as_slice(), key].concat()
+    }
+
+    /// Runs `f` on a pooled connection, naming the operation and collection in errors.
+    fn call<R>(&self, op: &str, f: impl FnMut(&mut Connection) -> RedisResult<R>) -> Result<R, KvError> {
+        self.shared.with_conn(f).map_err(|err| match err {
+            RedisOrKv::Kv(err) => err,
+            RedisOrKv::Redis(err) => backend_error(op, &self.name, err),
+        })
+    }
+
+    /// Queues the commands applying `value` (`None`: delete) to `key` in `pipe`.
+    fn queue_write(&self, pipe: &mut ::redis::Pipeline, key: &[u8], value: Option<&[u8]>) {
+        match value {
+            Some(value) => {
+                pipe.cmd("SET").arg(self.entry_key(key)).arg(value).ignore();
+                pipe.cmd("ZADD").arg(&self.index).arg(0).arg(key).ignore();
+            }
+            None => {
+                pipe.cmd("DEL").arg(self.entry_key(key)).ignore();
+                pipe.cmd("ZREM").arg(&self.index).arg(key).ignore();
+            }
+        }
+    }
+
+    fn write(&self, op: &str, key: &[u8], value: Option<&[u8]>) -> Result<(), KvError> {
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        self.queue_write(&mut pipe, key, value);
+        self.call(op, |conn| pipe.exec(conn))
+    }
+
+    /// Values of `keys` (entry keys are derived), skipping keys deleted since they were listed.
+    fn values(&self, conn: &mut Connection, keys: Vec<Vec<u8>>, watch: bool) -> RedisResult<Vec<Entry>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entry_keys: Vec<Vec<u8>> = keys.iter().map(|key| self.entry_key(key)).collect();
+        let mut pipe = ::redis::pipe();
+        if watch {
+            pipe.cmd("WATCH").arg(&entry_keys).ignore();
+        }
+        pipe.cmd("MGET").arg(&entry_keys);
+        let (values,): (Vec<Option<Vec<u8>>>,) = pipe.query(conn)?;
+        Ok(keys.into_iter().zip(values).filter_map(|(key, value)| Some((key, value?))).collect())
+    }
+
+    /// Up to `limit` entries starting with `prefix` after the key `after`, on `conn`.
+    fn scan_range(
+        &self,
+        conn: &mut Connection,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: Option<usize>,
+        watch: bool,
+    ) -> RedisResult<Vec<Entry>> {
+        let min = match after {
+            Some(after) => [b"(".as_slice(), after].concat(),
+            None if prefix.is_empty() => b"-".to_vec(),
+            None => [b"[".as_slice(), prefix].concat(),
+        };
+        let max = kv::prefix_end(prefix).map_or_else(|| b"+".to_vec(), |end| [b"(".as_slice(), &end].concat());
+        let mut pipe = ::redis::pipe();
+        if watch {
+            pipe.cmd("WATCH").arg(&self.index).ignore();
+        }
+        pipe.cmd("ZRANGEBYLEX").arg(&self.index).arg(min).arg(max);
+        if let Some(limit) = limit {
+            pipe.arg("LIMIT").arg(0).arg(limit);
+        }
+        let (keys,): (Vec<Vec<u8>>,) = pipe.query(conn)?;
+        self.values(conn, keys, watch)
+    }
+
+    /// Runs `f` with a transaction on a dedicated connection, then commits its writes (or, for a view,
+    /// validates its reads). `Ok(None)` means a watched key changed: the attempt saw stale data.
+    ///
+    /// The closure's own error is validated too: an error decided on stale reads becomes a retry, not an answer.
+    fn transact_once(&self, writable: bool, f: TxnFn<'_>) -> Result<Option<()>, KvError> {
+        let (conn, _) = self.shared.checkout()?;
+        let txn = RedisTxn { collection: self, conn: RefCell::new(conn), writes: RefCell::default(), writable };
+        match f(&txn) {
+            Ok(()) => txn.finish(true),
+            Err(err) => match txn.finish(false) {
+                Ok(None) => Ok(None),
+                _ => Err(err),
+            },
+        }
+    }
+}
+
+impl KvStore for RedisCollection {
+    fn get(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
+        let entry_key = self.entry_key(key);
+        let value: Option<Vec<u8>> = self.call("get", |conn| ::redis::cmd("GET").arg(&entry_key).query(conn))?;
+        value.ok_or(KvError::KeyNotFound)
+    }
+
+    fn peek(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<(), KvError> {
+        f(&self.get(key)?);
+        Ok(())
+    }
+
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.write("put", key, Some(value))
+    }
+
+    fn del(&self, key: &[u8]) -> Result<(), KvError> {
+        self.write("delete", key, None)
+    }
+
+    fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(KvError::Closed);
+        }
+        let collection = RedisCollection::new(Arc::clone(&self.shared), &self.name);
+        let prefix = prefix.to_vec();
+        Ok(Box::new(PagedIter::new(move |after: Option<&[u8]>, limit| {
+            collection.call("scan", |conn| collection.scan_range(conn, &prefix, after, Some(limit), false))
+        })))
+    }
+
+    fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
+        for _ in 0..VIEW_ATTEMPTS {
+            if self.transact_once(false, &mut *f)?.is_some() {
+                return Ok(());
+            }
+        }
+        Err(KvError::Conflict)
+    }
+
+    fn update(&self, f: TxnFn<'_>) -> Result<(), KvError> {
+        self.transact_once(true, f)?.ok_or(KvError::Conflict)
+    }
+
+    fn need_retry_transactions(&self) -> bool {
+        true
+    }
+}
+
+/// A transaction handle: reads go to the server (watching what they read), writes wait in `writes`.
+struct RedisTxn<'a> {
+    collection: &'a RedisCollection,
+    conn: RefCell<Connection>,
+    /// Buffered writes: `None` is a delete.
+    writes: RefCell<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    writable: bool,
+}
+
+impl RedisTxn<'_> {
+    fn backend(&self, op: &str, err: RedisError) -> KvError {
+        backend_error(op, &self.collection.name, err)
+    }
+
+    /// Ends the transaction with one `MULTI`/`EXEC` holding the buffered writes when `apply` (none otherwise), so
+    /// the reads are validated either way: `Ok(None)` when a watched key changed (and nothing was written).
+    fn finish(self, apply: bool) -> Result<Option<()>, KvError> {
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        if apply {
+            for (key, value) in self.writes.borrow().iter() {
+                self.collection.queue_write(&mut pipe, key, value.as_deref());
+            }
+        }
+        let mut conn = self.conn.into_inner();
+        let outcome: Option<Vec<Value>> =
+            pipe.query(&mut conn).map_err(|err| backend_error("commit transaction", &self.collection.name, err))?;
+        // EXEC, answered or not, forgets every WATCH: the connection is clean again.
+        self.collection.shared.checkin(conn);
+        Ok(outcome.map(drop))
+    }
+
+    fn buffer(&self, op: &str, key: &[u8], value: Option<&[u8]>) -> Result<(), KvError> {
+        if !self.writable {
+            return Err(read_only_error(op, &self.collection.name));
+        }
+        self.writes.borrow_mut().insert(key.to_vec(), value.map(<[u8]>::to_vec));
+        Ok(())
+    }
+}
+
+impl Txn for RedisTxn<'_> {
+    fn get(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
+        if let Some(buffered) = self.writes.borrow().get(key) {
+            return buffered.clone().ok_or(KvError::KeyNotFound);
+        }
+        let entry_key = self.collection.entry_key(key);
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("WATCH").arg(&entry_key).ignore().cmd("GET").arg(&entry_key);
+        let (value,): (Option<Vec<u8>>,) =
+            pipe.query(&mut *self.conn.borrow_mut()).map_err(|err| self.backend("get in transaction", err))?;
+        value.ok_or(KvError::KeyNotFound)
+    }
+
+    fn peek(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<(), KvError> {
+        f(&self.get(key)?);
+        Ok(())
+    }
+
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.buffer("put", key, Some(value))
+    }
+
+    fn del(&self, key: &[u8]) -> Result<(), KvError> {
+        self.buffer("delete", key, None)
+    }
+
+    /// Watches every entry found and the collection's index, so a value changed in the range, or a key added to
+    /// or removed from the collection (anywhere: the index is one Redis key), fails the commit.
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<Entry>, KvError> {
+        let found = self
+            .collection
+            .scan_range(&mut self.conn.borrow_mut(), prefix, None, None, true)
+            .map_err(|err| self.backend("scan in transaction", err))?;
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = found.into_iter().collect();
+        for (key, value) in self.writes.borrow().iter().filter(|(key, _)| key.starts_with(prefix)) {
+            match value {
+                Some(value) => merged.insert(key.clone(), value.clone()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged.into_iter().collect())
+    }
+}
+
+/// `name` with `%` and `:` percent-encoded, so a collection's keys never extend into another collection's.
+fn escape_collection(name: &str) -> String {
+    name.replace('%', "%25").replace(':', "%3A")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_collection;
+
+    #[test]
+    fn escaped_collection_names_contain_no_separator_and_stay_distinct() {
+        assert_eq!(escape_collection("sectors"), "sectors");
+        assert_eq!(escape_collection("a:b"), "a%3Ab");
+        assert_ne!(escape_collection("a%3Ab"), escape_collection("a:b"));
+    }
+}

@@ -1,0 +1,4 @@
+#![allow(dead_code)]
+
+pub mod kv_conformance;
+pub mod plugins;
