@@ -272,10 +272,8 @@ impl PluginRegistry {
                 }
                 owed
             };
-            if owed {
-                if let Err(err) = (record.module.shutdown)() {
-                    tracing::warn!(plugin = %record.label(), "onShutdown failed: {err}");
-                }
+            if owed && let Err(err) = (record.module.shutdown)() {
+                tracing::warn!(plugin = %record.label(), "onShutdown failed: {err}");
             }
         }
     }

@@ -2,8 +2,10 @@
 //!
 //! 1. Read and validate `manifest.toml`.
 //! 2. Resolve the author's crate with `cargo metadata` (its library name, its `manager-plugin` dependency).
-//! 3. Unless skipped, run the same dependency check as `plugin check-dep` and refuse a mismatch.
-//! 4. Generate a cdylib wrapper crate (see [`codegen`]) with the manager's profiles and the author's lockfile.
+//! 3. Generate a cdylib wrapper crate (see [`codegen`]) with the manager's profiles and the author's lockfile.
+//! 4. Unless skipped, align the wrapper to the manager's dependency versions and compiled features with the same
+//!    machinery as `plugin check-dep --fix` (the wrapper is generated, so editing it is safe), and refuse to build
+//!    when that is impossible (e.g. the author's `Cargo.toml` excludes the manager's version of a shared crate).
 //! 5. Build it, mapping compile errors in generated code back to the manifest entry that produced them.
 //! 6. Copy the library to the output directory atomically (a running daemon may have the old one mapped).
 
@@ -111,9 +113,6 @@ pub fn build(options: &BuildOptions) -> Result<BuildOutput, BuildError> {
     let manifest = Manifest::parse(&manifest_text, &manifest_path.display().to_string())?;
     let cargo_toml = src_dir.join("Cargo.toml");
     let source = wrapper::PluginSource::resolve(&cargo_toml)?;
-    if !options.skip_check_dep {
-        check_dependencies(&cargo_toml)?;
-    }
     let build_time = now_rfc3339();
     let target_dir = options.target_dir.clone().unwrap_or_else(|| source.target_dir.clone());
     let built = wrapper::build_wrapper(&wrapper::WrapperSpec {
@@ -124,19 +123,10 @@ pub fn build(options: &BuildOptions) -> Result<BuildOutput, BuildError> {
         build_time: &build_time,
         target_dir: &target_dir,
         release: options.release,
+        align_with_manager: !options.skip_check_dep,
     })?;
     let library = install(&built, &options.out_dir, &manifest.library_file_name())?;
     Ok(BuildOutput { manifest, library, build_time })
-}
-
-fn check_dependencies(cargo_toml: &Path) -> Result<(), BuildError> {
-    let report = crate::check_dep::check(cargo_toml)
-        .map_err(|e| BuildError::CheckDep { path: cargo_toml.to_path_buf(), message: e.to_string() })?;
-    if report.is_clean() {
-        Ok(())
-    } else {
-        Err(BuildError::Mismatch { path: cargo_toml.to_path_buf(), report: report.to_string() })
-    }
 }
 
 /// Copies `built` to `out_dir/file_name` through a temporary file and a rename, so a daemon that has the old

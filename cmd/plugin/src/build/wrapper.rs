@@ -21,7 +21,6 @@ pub(crate) const MANAGER_LOCKFILE: &str = include_str!(concat!(env!("CARGO_MANIF
 /// The author's crate, as cargo resolved it.
 #[derive(Debug, Clone)]
 pub(crate) struct PluginSource {
-    pub cargo_toml: PathBuf,
     pub package_name: String,
     /// The library's crate name (what generated code writes as `::name`).
     pub lib_name: String,
@@ -57,7 +56,6 @@ impl PluginSource {
         })?;
         let lockfile = metadata.workspace_root.as_std_path().join("Cargo.lock");
         Ok(PluginSource {
-            cargo_toml: cargo_toml.to_path_buf(),
             package_name: package.name.to_string(),
             lib_name,
             src_dir: cargo_toml.parent().map(Path::to_path_buf).unwrap_or_default(),
@@ -94,6 +92,8 @@ pub(crate) struct WrapperSpec<'a> {
     pub build_time: &'a str,
     pub target_dir: &'a Path,
     pub release: bool,
+    /// Pin the wrapper to the manager's versions and compiled features before building.
+    pub align_with_manager: bool,
 }
 
 /// The wrapper failed to compile. Errors in generated code name the manifest entry that produced them.
@@ -132,7 +132,23 @@ pub(crate) fn build_wrapper(spec: &WrapperSpec<'_>) -> Result<PathBuf, BuildErro
         None => MANAGER_LOCKFILE.to_string(),
     };
     write_file(&dir.join("Cargo.lock"), &lock)?;
+    if spec.align_with_manager {
+        align_with_manager(spec, &dir.join("Cargo.toml"))?;
+    }
     run_cargo(spec, &dir, &lib)
+}
+
+/// Makes the wrapper's resolved graph match the manager's (versions, sources, compiled features) by editing the
+/// generated wrapper only; refuses when the author's own crate prevents it.
+fn align_with_manager(spec: &WrapperSpec<'_>, wrapper_toml: &Path) -> Result<(), BuildError> {
+    let author_toml = spec.source.src_dir.join("Cargo.toml");
+    let outcome = crate::check_dep::fix(wrapper_toml)
+        .map_err(|e| BuildError::CheckDep { path: author_toml.clone(), message: e.to_string() })?;
+    if outcome.is_fixed() {
+        Ok(())
+    } else {
+        Err(BuildError::Mismatch { path: author_toml, report: outcome.to_string() })
+    }
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), BuildError> {
