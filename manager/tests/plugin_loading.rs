@@ -206,7 +206,7 @@ fn a_plugin_built_with_another_sdk_feature_is_refused_before_its_code_runs() {
     )
     .unwrap();
     // First line of defence: plugin build refuses it, naming the SDK feature.
-    let err = build_plugin(src.path(), "canary", false).err().expect("plugin build refuses the canary").to_string();
+    let err = build_plugin(src.path(), "canary", false).expect_err("plugin build refuses the canary").to_string();
     assert!(
         err.contains("manager-plugin[default,fingerprint-canary] => [default] (extra fingerprint-canary)"),
         "{err}"

@@ -1,0 +1,315 @@
+//! The manager's home directory (default `~/.damocles-manager`): the config file `sector-manager.cfg`, the API
+//! token `token` (mode 0600) and the default plugin directory.
+//!
+//! ```no_run
+//! use manager::home::Home;
+//!
+//! let home = Home::resolve(None)?; // $HOME/.damocles-manager
+//! home.ensure_initialized()?;      // like `daemon init`, unless a config is already there
+//! let config = home.load_config()?;
+//! let token = home.read_token()?;
+//! # Ok::<(), manager::home::HomeError>(())
+//! ```
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, ConfigError, default_config_text};
+
+/// Name of the config file inside the home directory.
+pub const CONFIG_FILE: &str = "sector-manager.cfg";
+/// Name of the API token file inside the home directory.
+pub const TOKEN_FILE: &str = "token";
+/// Name of the home directory under `$HOME` when none is given.
+pub const DEFAULT_HOME_DIR: &str = ".damocles-manager";
+
+/// Why the home directory could not be used; every message names the path and, where it can, the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum HomeError {
+    /// No `--home` was given and `$HOME` is unset or empty.
+    #[error("cannot find the manager's home directory: $HOME is not set; pass --home DIR")]
+    NoHomeDir,
+    /// `init` found an existing config and refused to overwrite it.
+    #[error("{} already exists; refusing to overwrite it (move it away to re-initialize)", path.display())]
+    AlreadyInitialized {
+        /// The existing config file.
+        path: PathBuf,
+    },
+    /// The config file is missing.
+    #[error("no config file at {}: run `damocles-manager daemon init` first", path.display())]
+    NotInitialized {
+        /// The expected config file.
+        path: PathBuf,
+    },
+    /// The token file is missing or empty.
+    #[error("no API token in {}: run `damocles-manager daemon init` (or pass --home DIR)", path.display())]
+    NoToken {
+        /// The expected token file.
+        path: PathBuf,
+    },
+    /// A file or directory could not be created, written, read or inspected.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. `create directory`.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file exists but is not valid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// The manager's home directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    /// The directory itself.
+    pub dir: PathBuf,
+}
+
+impl Home {
+    /// The home at `dir`, or `$HOME/.damocles-manager` when `dir` is `None`, made absolute (against the
+    /// current directory) so the paths `init` writes into the config stay valid. Nothing is touched on disk.
+    pub fn resolve(dir: Option<PathBuf>) -> Result<Home, HomeError> {
+        let home = resolve_with(dir, std::env::var_os("HOME"))?;
+        Ok(Home { dir: absolute(&home.dir)? })
+    }
+
+    /// `<dir>/sector-manager.cfg`.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join(CONFIG_FILE)
+    }
+
+    /// `<dir>/token`.
+    pub fn token_path(&self) -> PathBuf {
+        self.dir.join(TOKEN_FILE)
+    }
+
+    /// Creates the directory, the plugin directory, a random 32-byte hex API token (mode 0600; an existing token
+    /// is kept so workers holding it keep working) and the commented default config. Refuses with
+    /// [`HomeError::AlreadyInitialized`] if the config exists. The config is written last, so an interrupted
+    /// `init` can simply be run again.
+    pub fn init(&self) -> Result<(), HomeError> {
+        let config_path = self.config_path();
+        if exists(&config_path)? {
+            return Err(HomeError::AlreadyInitialized { path: config_path });
+        }
+        create_dir(&self.dir)?;
+        create_dir(&self.dir.join("plugins"))?;
+        self.write_token_unless_present()?;
+        // The config holds absolute paths: relative ones would be resolved against the config's directory.
+        write_new(&config_path, default_config_text(&absolute(&self.dir)?).as_bytes(), 0o644)?;
+        tracing::info!(home = %self.dir.display(), "initialized manager home");
+        Ok(())
+    }
+
+    /// Runs [`Home::init`] unless a config already exists; `Ok(true)` if it initialized the home just now.
+    pub fn ensure_initialized(&self) -> Result<bool, HomeError> {
+        if exists(&self.config_path())? {
+            return Ok(false);
+        }
+        match self.init() {
+            Ok(()) => Ok(true),
+            // Another process initialized it between our check and our write: that is what we wanted.
+            Err(HomeError::AlreadyInitialized { .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Loads and validates `<dir>/sector-manager.cfg`; [`HomeError::NotInitialized`] if it is missing,
+    /// [`HomeError::Config`] if it is invalid.
+    pub fn load_config(&self) -> Result<Config, HomeError> {
+        match Config::load(&self.config_path()) {
+            Err(ConfigError::Read { file, source }) if source.kind() == ErrorKind::NotFound => {
+                Err(HomeError::NotInitialized { path: file })
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// The API token from `<dir>/token`, trimmed; [`HomeError::NoToken`] if the file is missing or empty.
+    pub fn read_token(&self) -> Result<String, HomeError> {
+        let path = self.token_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_owned()),
+            Ok(_) => Err(HomeError::NoToken { path }),
+            Err(source) if source.kind() == ErrorKind::NotFound => Err(HomeError::NoToken { path }),
+            Err(source) => Err(HomeError::Io { action: "read", path, source }),
+        }
+    }
+
+    fn write_token_unless_present(&self) -> Result<(), HomeError> {
+        let path = self.token_path();
+        match write_new(&path, new_token().as_bytes(), 0o600) {
+            Err(HomeError::Io { source, .. }) if source.kind() == ErrorKind::AlreadyExists => {
+                tracing::info!(token = %path.display(), "keeping the existing API token");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+/// [`Home::resolve`] with `$HOME` passed in, so tests need not touch the process environment.
+fn resolve_with(dir: Option<PathBuf>, home_env: Option<OsString>) -> Result<Home, HomeError> {
+    if let Some(dir) = dir {
+        return Ok(Home { dir });
+    }
+    match home_env {
+        Some(home) if !home.is_empty() => Ok(Home { dir: PathBuf::from(home).join(DEFAULT_HOME_DIR) }),
+        _ => Err(HomeError::NoHomeDir),
+    }
+}
+
+/// 32 random bytes from the thread-local CSPRNG, hex-encoded (64 characters).
+fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, HomeError> {
+    std::path::absolute(path).map_err(|source| HomeError::Io { action: "resolve", path: path.to_path_buf(), source })
+}
+
+fn exists(path: &Path) -> Result<bool, HomeError> {
+    path.try_exists().map_err(|source| HomeError::Io { action: "inspect", path: path.to_path_buf(), source })
+}
+
+fn create_dir(path: &Path) -> Result<(), HomeError> {
+    std::fs::create_dir_all(path).map_err(|source| HomeError::Io {
+        action: "create directory",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Creates `path` (failing if it exists) with `mode` from the start, so a secret is never readable by others even
+/// briefly, writes `contents` and syncs it to disk.
+fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), HomeError> {
+    let io_error = |source| HomeError::Io { action: "write", path: path.to_path_buf(), source };
+    let mut file = open_new(path, mode).map_err(io_error)?;
+    file.write_all(contents).and_then(|()| file.sync_all()).map_err(io_error)
+}
+
+#[cfg(unix)]
+fn open_new(path: &Path, mode: u32) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().write(true).create_new(true).mode(mode).open(path)
+}
+
+#[cfg(not(unix))]
+fn open_new(path: &Path, _mode: u32) -> std::io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_home() -> (tempfile::TempDir, Home) {
+        let temp = tempfile::tempdir().unwrap();
+        let home = Home { dir: temp.path().join("home") };
+        (temp, home)
+    }
+
+    #[test]
+    fn resolve_defaults_to_dot_damocles_manager_under_home() {
+        let home = resolve_with(None, Some("/home/op".into())).unwrap();
+        assert_eq!(home.dir, Path::new("/home/op/.damocles-manager"));
+        assert_eq!(home.config_path(), Path::new("/home/op/.damocles-manager/sector-manager.cfg"));
+        assert_eq!(home.token_path(), Path::new("/home/op/.damocles-manager/token"));
+        assert_eq!(resolve_with(Some("/x".into()), None).unwrap().dir, Path::new("/x"));
+    }
+
+    #[test]
+    fn resolve_makes_a_relative_dir_absolute() {
+        let home = Home::resolve(Some("relative/home".into())).unwrap();
+        assert!(home.dir.is_absolute() && home.dir.ends_with("relative/home"), "{}", home.dir.display());
+    }
+
+    #[test]
+    fn resolve_without_dir_or_home_env_is_an_error() {
+        assert!(matches!(resolve_with(None, None), Err(HomeError::NoHomeDir)));
+        assert!(matches!(resolve_with(None, Some("".into())), Err(HomeError::NoHomeDir)));
+    }
+
+    #[test]
+    fn init_writes_a_loadable_config_and_a_private_token() {
+        let (_temp, home) = temp_home();
+        home.init().unwrap();
+        assert_eq!(home.load_config().unwrap(), Config::default_for_home(&home.dir));
+        assert!(home.dir.join("plugins").is_dir());
+        let token = home.read_token().unwrap();
+        assert_eq!(token.len(), 64);
+        assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(home.token_path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn init_refuses_a_second_time_naming_the_config() {
+        let (_temp, home) = temp_home();
+        home.init().unwrap();
+        let token = home.read_token().unwrap();
+        let err = home.init().unwrap_err();
+        assert!(matches!(err, HomeError::AlreadyInitialized { .. }));
+        assert!(err.to_string().contains(&home.config_path().display().to_string()), "{err}");
+        assert_eq!(home.read_token().unwrap(), token, "a refused init must not touch the token");
+    }
+
+    #[test]
+    fn init_keeps_an_existing_token() {
+        let (_temp, home) = temp_home();
+        std::fs::create_dir_all(&home.dir).unwrap();
+        std::fs::write(home.token_path(), "operator-token\n").unwrap();
+        home.init().unwrap();
+        assert_eq!(home.read_token().unwrap(), "operator-token");
+    }
+
+    #[test]
+    fn ensure_initialized_is_idempotent() {
+        let (_temp, home) = temp_home();
+        assert!(home.ensure_initialized().unwrap());
+        let token = home.read_token().unwrap();
+        assert!(!home.ensure_initialized().unwrap());
+        assert_eq!(home.read_token().unwrap(), token);
+    }
+
+    #[test]
+    fn tokens_differ_between_homes() {
+        assert_ne!(new_token(), new_token());
+    }
+
+    #[test]
+    fn read_token_error_names_the_file_and_suggests_init() {
+        let (_temp, home) = temp_home();
+        let message = home.read_token().unwrap_err().to_string();
+        assert!(message.contains(&home.token_path().display().to_string()), "{message}");
+        assert!(message.contains("damocles-manager daemon init"), "{message}");
+    }
+
+    #[test]
+    fn load_config_without_init_suggests_init() {
+        let (_temp, home) = temp_home();
+        let err = home.load_config().unwrap_err();
+        assert!(matches!(err, HomeError::NotInitialized { .. }));
+        assert!(err.to_string().contains("daemon init"), "{err}");
+    }
+
+    #[test]
+    fn load_config_reports_an_invalid_config() {
+        let (_temp, home) = temp_home();
+        home.init().unwrap();
+        std::fs::write(home.config_path(), "[Common.DB]\nDrvier = \"redis\"\n").unwrap();
+        let message = home.load_config().unwrap_err().to_string();
+        assert!(message.contains("Drvier") && message.contains(CONFIG_FILE), "{message}");
+    }
+}
