@@ -1,1 +1,205 @@
-fn main() {}
+//! `damocles-manager`: the daemon and its client commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use jsonrpsee::core::client::ClientT;
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use jsonrpsee::rpc_params;
+use manager::home::Home;
+use manager::plugins::PluginInfo;
+use manager_plugin::sector::SectorId;
+
+#[derive(Parser)]
+#[command(name = "damocles-manager", version, about = "Storage manager daemon for Filecoin sealing clusters")]
+struct Cli {
+    /// Home directory (config, token, default data dirs).
+    #[arg(long, global = true, env = "DAMOCLES_HOME")]
+    home: Option<PathBuf>,
+    /// Log format on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run or initialize the daemon.
+    #[command(subcommand)]
+    Daemon(DaemonCommand),
+    /// Talk to a running daemon.
+    #[command(subcommand)]
+    Util(UtilCommand),
+}
+
+#[derive(Subcommand)]
+enum DaemonCommand {
+    /// Create the home with a commented default config and a new API token.
+    Init,
+    /// Run the daemon (initializing the home first if it has no config).
+    Run {
+        /// Listen address (overrides [API] Listen).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UtilCommand {
+    /// Plugins.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+    /// Sectors.
+    #[command(subcommand)]
+    Sectors(SectorsCommand),
+    /// File stores.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// Every plugin file with its state, counters and lag.
+    List,
+}
+
+#[derive(Subcommand)]
+enum SectorsCommand {
+    /// Sectors in progress (or finalized, with --offline).
+    List {
+        /// List finalized sectors.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// One sector, wherever it is.
+    Find { miner: u64, number: u64 },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Every store with capacity and reservations.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let home = Home::resolve(cli.home)?;
+    match cli.command {
+        Command::Daemon(DaemonCommand::Init) => {
+            home.init()?;
+            println!(
+                "initialized {} (config {}, token {})",
+                home.dir.display(),
+                home.config_path().display(),
+                home.token_path().display()
+            );
+            Ok(())
+        }
+        Command::Daemon(DaemonCommand::Run { listen }) => manager::daemon::run(&home, listen.as_deref()).await,
+        Command::Util(command) => util(&home, command).await,
+    }
+}
+
+fn client(home: &Home) -> anyhow::Result<HttpClient> {
+    let config = home.load_config()?;
+    let token = home.read_token()?;
+    let mut headers = http::HeaderMap::new();
+    headers
+        .insert(http::header::AUTHORIZATION, format!("Bearer {token}").parse().context("token is not a valid header")?);
+    let url = format!("http://{}/rpc/v0", config.api.listen);
+    HttpClientBuilder::default().set_headers(headers).build(&url).with_context(|| format!("connecting to {url}"))
+}
+
+async fn util(home: &Home, command: UtilCommand) -> anyhow::Result<()> {
+    let client = client(home)?;
+    match command {
+        UtilCommand::Plugins(PluginsCommand::List) => {
+            let plugins: Vec<PluginInfo> =
+                client.request("Plugins.List", rpc_params![]).await.context("Plugins.List")?;
+            print_plugins(&plugins);
+        }
+        UtilCommand::Sectors(SectorsCommand::List { offline }) => {
+            let ws = if offline { "offline" } else { "online" };
+            let sectors: serde_json::Value =
+                client.request("Venus.ListSectors", rpc_params![ws, 0]).await.context("Venus.ListSectors")?;
+            println!("{}", serde_json::to_string_pretty(&sectors)?);
+        }
+        UtilCommand::Sectors(SectorsCommand::Find { miner, number }) => {
+            let sid = SectorId { miner, number };
+            let sector: serde_json::Value = client
+                .request("Venus.FindSectorInAllStates", rpc_params![sid])
+                .await
+                .context("Venus.FindSectorInAllStates")?;
+            if sector.is_null() {
+                anyhow::bail!("sector {sid} not found");
+            }
+            println!("{}", serde_json::to_string_pretty(&sector)?);
+        }
+        UtilCommand::Store(StoreCommand::List) => {
+            let stores: serde_json::Value =
+                client.request("Venus.StoreList", rpc_params![]).await.context("Venus.StoreList")?;
+            println!("{}", serde_json::to_string_pretty(&stores)?);
+        }
+    }
+    Ok(())
+}
+
+fn print_plugins(plugins: &[PluginInfo]) {
+    println!(
+        "{:<16} {:<14} {:<13} {:>7} {:>6} {:>6} {:>8}  FILE / LAST ERROR",
+        "KIND", "NAME", "STATE", "CALLS", "ERRORS", "PANICS", "PENDING"
+    );
+    for p in plugins {
+        let pending = p.sync_lag.as_ref().map(|l| l.pending.to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<16} {:<14} {:<13} {:>7} {:>6} {:>6} {:>8}  {}",
+            p.kind.as_deref().unwrap_or("?"),
+            p.name.as_deref().unwrap_or("?"),
+            p.state,
+            p.calls,
+            p.errors,
+            p.panics,
+            pending,
+            p.file
+        );
+        if let Some(err) = p.last_error.as_ref().or(p.sync_lag.as_ref().and_then(|l| l.last_error.as_ref())) {
+            println!("{:<16} {}", "", err.lines().next().unwrap_or(""));
+        }
+    }
+}

@@ -153,10 +153,16 @@ pub struct StateLog {
 impl StateLog {
     /// The journal `<dir>/statelog.jsonl`, created if missing. Fails (naming the file) when it cannot be opened
     /// for appending, so a bad plugins directory shows up at `onInit` rather than at the first event.
+    ///
+    /// Only the directory is checked here; the journal is opened for each event, so a journal that is briefly
+    /// unwritable makes deliveries fail (and the manager retry them) instead of disabling the plugin.
     pub fn in_dir(dir: &Path) -> Result<StateLog, StateLogError> {
-        let log = StateLog { path: dir.join(FILE_NAME), appending: Mutex::new(()) };
-        log.open()?;
-        Ok(log)
+        let path = dir.join(FILE_NAME);
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => Ok(StateLog { path, appending: Mutex::new(()) }),
+            Ok(_) => Err(StateLogError::Io { op: "open", path, source: io::ErrorKind::NotADirectory.into() }),
+            Err(source) => Err(StateLogError::Io { op: "open", path, source }),
+        }
     }
 
     /// The journal file.

@@ -1,4 +1,5 @@
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod kv_conformance;
 pub mod plugins;

@@ -1,0 +1,132 @@
+//! `plugin build` as an author runs it: the real binary, real cargo, fixture crates in temp dirs.
+
+use std::path::Path;
+use std::process::Command;
+
+fn sdk_dir() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manager-plugin").display().to_string()
+}
+
+/// A plugin crate in a temp dir with the given manifest and source, using the manager's lockfile.
+fn plugin_crate(manifest: &str, lib_rs: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"fixture\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[dependencies]\nmanager-plugin = {{ path = {:?} }}\n\n[workspace]\n",
+            sdk_dir()
+        ),
+    )
+    .unwrap();
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.lock"), dir.path().join("Cargo.lock"))
+        .unwrap();
+    std::fs::write(dir.path().join("manifest.toml"), manifest).unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("src/lib.rs"), lib_rs).unwrap();
+    dir
+}
+
+/// Runs `plugin build` with a target dir shared by these tests (so dependencies compile once).
+fn build(src: &Path, out: &Path) -> (bool, String, String) {
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/plugin-build-tests");
+    let output = Command::new(env!("CARGO_BIN_EXE_plugin"))
+        .args(["build", "--src-dir"])
+        .arg(src)
+        .arg("--out-dir")
+        .arg(out)
+        .arg("--target-dir")
+        .arg(target)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (output.status.success(), text(&output.stdout), text(&output.stderr))
+}
+
+const COUNTER_LIB: &str = r#"
+use manager_plugin::jsonrpc::{JsonRpcHandler, RpcError};
+pub struct H;
+impl JsonRpcHandler for H {
+    fn methods(&self) -> Vec<String> { vec!["Ping".into()] }
+    fn call(&self, _: &str, _: &str) -> Result<String, RpcError> { Ok("\"pong\"".into()) }
+}
+pub fn handler() -> Result<(String, H), String> { Ok(("Ping".into(), H)) }
+"#;
+
+#[test]
+fn a_successful_build_prints_the_file_and_the_manifest_with_its_build_time() {
+    let src = plugin_crate(
+        "name = \"pinger\"\nkind = \"RegisterJsonRpc\"\nexport = [{ extPoint = \"Handler\", impl = \"handler\" }]\n",
+        COUNTER_LIB,
+    );
+    let out = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = build(src.path(), out.path());
+    assert!(ok, "{stderr}");
+    let file = out.path().join("plugin-pinger.so");
+    assert!(file.is_file());
+    let first = stdout.lines().next().unwrap();
+    assert_eq!(
+        first,
+        format!("Package {:?} as plugin {:?} success.", src.path().display().to_string(), file.display().to_string())
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout[first.len()..]).unwrap();
+    assert_eq!(json["name"], "pinger");
+    assert_eq!(json["kind"], "RegisterJsonRpc");
+    assert!(json["buildTime"].as_str().unwrap().ends_with('Z'), "{json}");
+}
+
+#[test]
+fn an_unknown_kind_is_refused_naming_the_key() {
+    let src = plugin_crate("name = \"x\"\nkind = \"Blob\"\nexport = []\n", COUNTER_LIB);
+    let (ok, _, stderr) = build(src.path(), src.path());
+    assert!(!ok);
+    assert!(stderr.contains("manifest.toml: key `kind`: unknown kind \"Blob\"; allowed: KVStore"), "{stderr}");
+}
+
+#[test]
+fn an_ext_point_of_another_kind_is_refused_naming_the_entry() {
+    let src = plugin_crate(
+        "name = \"x\"\nkind = \"RegisterJsonRpc\"\nexport = [{ extPoint = \"Constructor\", impl = \"handler\" }]\n",
+        COUNTER_LIB,
+    );
+    let (ok, _, stderr) = build(src.path(), src.path());
+    assert!(!ok);
+    assert!(
+        stderr.contains("key `export[0].extPoint`: \"Constructor\" is not an extension point of kind RegisterJsonRpc"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_impl_function_is_reported_against_its_manifest_entry() {
+    let src = plugin_crate(
+        "name = \"x\"\nkind = \"RegisterJsonRpc\"\nexport = [{ extPoint = \"Handler\", impl = \"hnadler\" }]\n",
+        COUNTER_LIB,
+    );
+    let (ok, _, stderr) = build(src.path(), src.path());
+    assert!(!ok);
+    assert!(
+        stderr.contains("export[0] (extPoint = \"Handler\", impl = \"hnadler\"): cannot find function `hnadler`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_impl_with_the_wrong_signature_is_reported_against_its_manifest_entry() {
+    let src = plugin_crate(
+        "name = \"x\"\nkind = \"RegisterJsonRpc\"\nexport = [{ extPoint = \"Handler\", impl = \"wrong\" }]\n",
+        &format!("{COUNTER_LIB}\npub fn wrong(x: u32) -> u32 {{ x }}\n"),
+    );
+    let (ok, _, stderr) = build(src.path(), src.path());
+    assert!(!ok);
+    assert!(stderr.contains("export[0] (extPoint = \"Handler\", impl = \"wrong\")"), "{stderr}");
+    assert!(stderr.contains("must exist in crate fixture and have the signature"), "{stderr}");
+}
+
+#[test]
+fn a_missing_manifest_is_an_error_naming_the_file() {
+    let src = plugin_crate("", COUNTER_LIB);
+    std::fs::remove_file(src.path().join("manifest.toml")).unwrap();
+    let (ok, _, stderr) = build(src.path(), src.path());
+    assert!(!ok);
+    assert!(stderr.contains(&format!("cannot read {}", src.path().join("manifest.toml").display())), "{stderr}");
+}

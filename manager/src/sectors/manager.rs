@@ -1,0 +1,213 @@
+//! [`StateManager`]: the sector records, their queries, and the transaction discipline every change follows.
+
+use std::sync::Arc;
+
+use manager_plugin::kv::{Db, KvError, KvStore, Txn, update_with_retry};
+use manager_plugin::sector::{SectorId, SectorState, WorkerState};
+use manager_plugin::sync::SectorEvent;
+
+use super::error::SectorError;
+use super::job::JobFilter;
+use super::keys::{self, COLLECTION};
+use super::locks::LockTable;
+use super::outbox::{self, SeqTicket, Sequencer, TXN_ATTEMPTS};
+
+/// Keeps every sector's state (online while being worked on, offline once finalized), hands out sector numbers,
+/// and records each change in a durable outbox for SyncSectorState plugins (see [`Deliverer`](super::Deliverer)).
+///
+/// What callers may rely on:
+/// - operations on one sector are serialized (per-sector locks; a batch takes its locks in sorted order);
+/// - every change is ONE transaction of the `sectors` collection that also writes its outbox event: after a crash
+///   the sector is wholly before or wholly after the change, and the event exists exactly when the change does;
+/// - a change never waits for, or fails because of, event delivery;
+/// - sector numbers are never handed out twice, also across restarts.
+///
+/// Every method blocks on the store; call them from a blocking context (e.g. `spawn_blocking`).
+pub struct StateManager {
+    pub(super) store: Box<dyn KvStore>,
+    pub(super) locks: LockTable,
+    pub(super) sequencer: Sequencer,
+    /// Keeps the database alive as long as its collection handle.
+    _db: Arc<dyn Db>,
+}
+
+/// Why a transaction body stopped: a store error (retried on conflict) or a sector-level refusal (returned as is).
+pub(super) enum Abort {
+    Kv(KvError),
+    Sector(SectorError),
+}
+
+impl From<KvError> for Abort {
+    fn from(err: KvError) -> Self {
+        Abort::Kv(err)
+    }
+}
+
+impl From<SectorError> for Abort {
+    fn from(err: SectorError) -> Self {
+        Abort::Sector(err)
+    }
+}
+
+impl StateManager {
+    /// Opens (creating if needed) the `sectors` collection of `db`. The database must already be running.
+    pub fn open(db: Arc<dyn Db>) -> Result<StateManager, SectorError> {
+        let store = db
+            .open_collection(COLLECTION)
+            .map_err(|source| SectorError::kv(format!("open collection {COLLECTION:?}"), source))?;
+        let seed = outbox::largest_known_seq(&*store)
+            .map_err(|source| SectorError::kv(format!("read the outbox of collection {COLLECTION:?}"), source))?;
+        Ok(StateManager { store, locks: LockTable::default(), sequencer: Sequencer::new(seed), _db: db })
+    }
+
+    /// The sectors in state `ws` that belong to `job`, sorted by (miner, number), read from one snapshot.
+    pub fn list(&self, ws: WorkerState, job: JobFilter) -> Result<Vec<SectorState>, SectorError> {
+        let prefix = keys::sector_prefix(ws);
+        let mut sectors = self.read(
+            || format!("list {} sectors", ws.collection()),
+            |txn| {
+                let mut sectors = Vec::new();
+                for (key, value) in txn.scan(prefix.as_bytes())? {
+                    let state = decode(&key, &value)?;
+                    if job.matches(&state) {
+                        sectors.push(state);
+                    }
+                }
+                Ok(sectors)
+            },
+        )?;
+        sectors.sort_by_key(|s| s.id);
+        Ok(sectors)
+    }
+
+    /// Sector `id` in state `ws`, or `None` when it is not there.
+    pub fn find(&self, ws: WorkerState, id: SectorId) -> Result<Option<SectorState>, SectorError> {
+        self.read(|| format!("find sector {id} among {} sectors", ws.collection()), |txn| load_sector(txn, ws, id))
+    }
+
+    /// Sector `id` and where it is (online first, like the Go manager), or `None`. Both states are read from one
+    /// snapshot, so a sector moving between them is never missed.
+    pub fn find_in_all_states(&self, id: SectorId) -> Result<Option<(WorkerState, SectorState)>, SectorError> {
+        self.read(
+            || format!("find sector {id}"),
+            |txn| {
+                for ws in [WorkerState::Online, WorkerState::Offline] {
+                    if let Some(state) = load_sector(txn, ws, id)? {
+                        return Ok(Some((ws, state)));
+                    }
+                }
+                Ok(None)
+            },
+        )
+    }
+
+    /// Runs `body` in a read-only transaction. `op` names the operation in errors.
+    pub(super) fn read<T>(
+        &self,
+        op: impl FnOnce() -> String,
+        mut body: impl FnMut(&dyn Txn) -> Result<T, Abort>,
+    ) -> Result<T, SectorError> {
+        let mut output = None;
+        let mut refusal = None;
+        let result = self.store.view(&mut |txn| run_body(&mut body, txn, &mut output, &mut refusal));
+        finish(op, result, output, refusal)
+    }
+
+    /// Runs `body` in a read-write transaction, retried on conflict. `body` draws the seq of the event it writes
+    /// from the ticket; the ticket's seqs leave the in-flight set (and deliverers are woken) only after the
+    /// transaction returned, committed or not.
+    pub(super) fn write<T>(
+        &self,
+        op: impl FnOnce() -> String,
+        mut body: impl FnMut(&dyn Txn, &mut SeqTicket<'_>) -> Result<T, Abort>,
+    ) -> Result<T, SectorError> {
+        let mut ticket = self.sequencer.ticket();
+        let mut output = None;
+        let mut refusal = None;
+        let result = update_with_retry(&*self.store, TXN_ATTEMPTS, &mut |txn| {
+            run_body(&mut |txn| body(txn, &mut ticket), txn, &mut output, &mut refusal)
+        });
+        drop(ticket);
+        finish(op, result, output, refusal)
+    }
+}
+
+/// Runs one attempt of a transaction body, keeping its output or its refusal for [`finish`].
+fn run_body<T>(
+    body: &mut dyn FnMut(&dyn Txn) -> Result<T, Abort>,
+    txn: &dyn Txn,
+    output: &mut Option<T>,
+    refusal: &mut Option<SectorError>,
+) -> Result<(), KvError> {
+    *refusal = None;
+    match body(txn) {
+        Ok(value) => {
+            *output = Some(value);
+            Ok(())
+        }
+        Err(Abort::Kv(err)) => Err(err),
+        Err(Abort::Sector(err)) => {
+            let message = err.to_string();
+            *refusal = Some(err);
+            Err(KvError::Aborted(message))
+        }
+    }
+}
+
+/// The outcome of a transaction: the body's output, its refusal, or the store's error named by `op`.
+fn finish<T>(
+    op: impl FnOnce() -> String,
+    result: Result<(), KvError>,
+    output: Option<T>,
+    refusal: Option<SectorError>,
+) -> Result<T, SectorError> {
+    match (result, refusal) {
+        (Err(KvError::Aborted(_)), Some(refusal)) => Err(refusal),
+        (Err(source), _) => Err(SectorError::kv(op(), source)),
+        (Ok(()), _) => output.ok_or_else(|| {
+            SectorError::kv(op(), KvError::Backend("the store committed without running the transaction".into()))
+        }),
+    }
+}
+
+/// Decodes the sector record stored under `key`.
+pub(super) fn decode(key: &[u8], value: &[u8]) -> Result<SectorState, SectorError> {
+    serde_json::from_slice(value).map_err(|err| SectorError::codec(key, format!("not a sector state: {err}")))
+}
+
+/// Sector `id` in state `ws`, as `txn` sees it.
+pub(super) fn load_sector(txn: &dyn Txn, ws: WorkerState, id: SectorId) -> Result<Option<SectorState>, Abort> {
+    let key = keys::sector_key(ws, id);
+    match txn.get(&key) {
+        Ok(value) => Ok(Some(decode(&key, &value)?)),
+        Err(KvError::KeyNotFound) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Whether sector `id` exists in state `ws` (the read is tracked by the transaction like any other).
+pub(super) fn sector_exists(txn: &dyn Txn, ws: WorkerState, id: SectorId) -> Result<bool, Abort> {
+    match txn.peek(&keys::sector_key(ws, id), &mut |_| {}) {
+        Ok(()) => Ok(true),
+        Err(KvError::KeyNotFound) => Ok(false),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Writes `state` as sector `state.id` in state `ws`.
+pub(super) fn save_sector(txn: &dyn Txn, ws: WorkerState, state: &SectorState) -> Result<(), Abort> {
+    let key = keys::sector_key(ws, state.id);
+    let json = serde_json::to_vec(state).map_err(|err| SectorError::codec(&key, format!("encode: {err}")))?;
+    Ok(txn.put(&key, &json)?)
+}
+
+/// Deletes sector `id` from state `ws`.
+pub(super) fn delete_sector(txn: &dyn Txn, ws: WorkerState, id: SectorId) -> Result<(), Abort> {
+    Ok(txn.del(&keys::sector_key(ws, id))?)
+}
+
+/// Writes `event` to the outbox in `txn`. Call it after the transaction's reads (see [`SeqTicket::draw`]).
+pub(super) fn emit(txn: &dyn Txn, ticket: &mut SeqTicket<'_>, event: &SectorEvent) -> Result<(), Abort> {
+    let seq = ticket.draw();
+    Ok(outbox::put_event(txn, seq, event)?)
+}

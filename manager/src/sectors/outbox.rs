@@ -1,0 +1,346 @@
+//! The durable outbox: sequence numbers, the entries written with each state change, and reading them back in
+//! order for delivery.
+//!
+//! **Seq generation.** Seqs come from one process-wide generator, `max(wall-clock nanos, last + 1)`, seeded at
+//! open from the largest seq the collection remembers (outbox entries and cursors), so a seq is never reused even
+//! when the clock goes back across a restart. A shared counter key is deliberately avoided: every transaction
+//! would read-modify-write it and conflict with every other.
+//!
+//! **The visibility horizon.** Seqs are drawn before their transactions commit, and transactions on different
+//! sectors commit in any order, so seq 5 may become visible after seq 6. A deliverer that delivered 6 and moved
+//! its cursor past 5 would lose 5 for good. Each [`StateManager`](super::StateManager) therefore tracks the seqs
+//! it has drawn whose operations have not finished yet ("in flight"); [`Sequencer::horizon`] is the highest seq
+//! below which nothing is in flight, and deliverers never read past it. Any seq at or below the horizon belongs
+//! to an operation that has committed (its entry is visible) or failed (its entry will never exist), and every
+//! later seq is above it. This assumes one manager process writes the collection (as the Go manager's in-memory
+//! sector locks do).
+
+use std::collections::BTreeSet;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use manager_plugin::kv::{KvError, KvStore, Txn, update_with_retry};
+use manager_plugin::sync::SectorEvent;
+use serde::{Deserialize, Serialize};
+
+use super::keys::{self, CURSOR_PREFIX, OUTBOX_PREFIX, SEQ_DIGITS};
+use super::signal::Signal;
+
+/// How many times a conflicting transaction is retried.
+pub(super) const TXN_ATTEMPTS: usize = 32;
+
+/// How many outbox entries one garbage-collection transaction deletes.
+const GC_CHUNK: usize = 256;
+
+/// The last seq handed out in this process.
+static LAST_SEQ: Mutex<u64> = Mutex::new(0);
+
+/// An outbox entry as stored: `{"Seq":..,"Event":..}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct OutboxRecord<E> {
+    /// The entry's seq (also its key).
+    pub(super) seq: u64,
+    /// The event.
+    pub(super) event: E,
+}
+
+/// Hands out seqs and knows which of them are still in flight.
+pub(super) struct Sequencer {
+    in_flight: Mutex<BTreeSet<u64>>,
+    /// Notified whenever an operation that drew seqs finished (committed or not).
+    signal: Signal,
+}
+
+impl Sequencer {
+    /// A sequencer whose seqs will all be greater than `seed`.
+    pub(super) fn new(seed: u64) -> Sequencer {
+        let mut last = last_seq();
+        *last = (*last).max(seed);
+        Sequencer { in_flight: Mutex::default(), signal: Signal::default() }
+    }
+
+    /// A ticket for one operation: the seqs it draws are in flight until it is dropped.
+    pub(super) fn ticket(&self) -> SeqTicket<'_> {
+        SeqTicket { sequencer: self, drawn: Vec::new() }
+    }
+
+    /// The highest seq at or below which no operation is in flight (see the module docs).
+    pub(super) fn horizon(&self) -> u64 {
+        let in_flight = self.in_flight();
+        match in_flight.first() {
+            Some(&oldest) => oldest - 1,
+            None => *last_seq(),
+        }
+    }
+
+    /// Notified after every operation that drew a seq, once its outcome is visible.
+    pub(super) fn signal(&self) -> &Signal {
+        &self.signal
+    }
+
+    fn in_flight(&self) -> MutexGuard<'_, BTreeSet<u64>> {
+        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The seqs drawn by one operation; they leave the in-flight set when the ticket is dropped, which the operation
+/// does only after its transaction returned.
+pub(super) struct SeqTicket<'a> {
+    sequencer: &'a Sequencer,
+    drawn: Vec<u64>,
+}
+
+impl SeqTicket<'_> {
+    /// Draws a new seq. Call it inside the transaction, after the reads the transaction depends on, so that of
+    /// two committed transactions touching the same key the later one always carries the greater seq.
+    pub(super) fn draw(&mut self) -> u64 {
+        // The in-flight lock is held across the draw so `horizon` never sees a drawn seq missing from the set.
+        let mut in_flight = self.sequencer.in_flight();
+        let seq = {
+            let mut last = last_seq();
+            *last = now_nanos().max(last.saturating_add(1));
+            *last
+        };
+        in_flight.insert(seq);
+        self.drawn.push(seq);
+        seq
+    }
+}
+
+impl Drop for SeqTicket<'_> {
+    fn drop(&mut self) {
+        if self.drawn.is_empty() {
+            return;
+        }
+        let mut in_flight = self.sequencer.in_flight();
+        for seq in &self.drawn {
+            in_flight.remove(seq);
+        }
+        drop(in_flight);
+        self.sequencer.signal.notify();
+    }
+}
+
+fn last_seq() -> MutexGuard<'static, u64> {
+    LAST_SEQ.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn now_nanos() -> u64 {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    u64::try_from(nanos).unwrap_or(u64::MAX)
+}
+
+/// Writes `event` as outbox entry `seq` in `txn`.
+pub(super) fn put_event(txn: &dyn Txn, seq: u64, event: &SectorEvent) -> Result<(), KvError> {
+    let record = OutboxRecord { seq, event };
+    let json = serde_json::to_vec(&record)
+        .map_err(|err| KvError::Aborted(format!("encode outbox entry {seq} ({:?}): {err}", event.ext_point())))?;
+    txn.put(&keys::outbox_key(seq), &json)
+}
+
+/// Calls `visit(seq, value)` for the outbox entries with `after < seq <= upto`, in seq order, until it returns
+/// `false`.
+///
+/// Rather than scanning the whole outbox and skipping what was delivered (quadratic while one target lags far
+/// behind another), it scans only the key prefixes that can hold greater seqs: with `after` = d0 d1 … d19, the
+/// greater keys are, in ascending order, those starting with d0…d18 followed by a digit above d19, then d0…d17
+/// followed by a digit above d18, and so on: at most 180 small prefix scans, most of them empty.
+pub(super) fn visit_after(
+    store: &dyn KvStore,
+    after: u64,
+    upto: u64,
+    visit: &mut dyn FnMut(u64, Vec<u8>) -> bool,
+) -> Result<(), KvError> {
+    if after >= upto {
+        return Ok(());
+    }
+    let digits = format!("{after:0SEQ_DIGITS$}");
+    for position in (0..SEQ_DIGITS).rev() {
+        let current = digits.as_bytes()[position];
+        for next in (current + 1)..=b'9' {
+            let mut prefix = format!("{OUTBOX_PREFIX}{}", &digits[..position]).into_bytes();
+            prefix.push(next);
+            // Prefixes come in ascending order: once one starts above `upto`, so do all the rest.
+            match lowest_seq_with_prefix(&prefix) {
+                Some(lowest) if lowest <= upto => {}
+                _ => return Ok(()),
+            }
+            let mut iter = store.scan(&prefix)?;
+            while let Some((key, value)) = iter.next_entry()? {
+                let Some(seq) = keys::parse_outbox_key(&key) else {
+                    tracing::warn!(key = %String::from_utf8_lossy(&key), "skipping a malformed outbox key");
+                    continue;
+                };
+                if seq > upto || !visit(seq, value) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The smallest seq whose key starts with `prefix` (`outbox/` + leading digits), or `None` if it overflows.
+fn lowest_seq_with_prefix(prefix: &[u8]) -> Option<u64> {
+    let mut digits = prefix[OUTBOX_PREFIX.len()..].to_vec();
+    digits.resize(SEQ_DIGITS, b'0');
+    keys::parse_decimal(&digits)
+}
+
+/// Up to `limit` outbox entries with `after < seq <= upto`, in seq order.
+pub(super) fn read_after(
+    store: &dyn KvStore,
+    after: u64,
+    upto: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Vec<u8>)>, KvError> {
+    let mut entries = Vec::new();
+    visit_after(store, after, upto, &mut |seq, value| {
+        entries.push((seq, value));
+        entries.len() < limit
+    })?;
+    Ok(entries)
+}
+
+/// How many outbox entries have a seq greater than `after`.
+pub(super) fn count_after(store: &dyn KvStore, after: u64) -> Result<u64, KvError> {
+    let mut count = 0;
+    visit_after(store, after, u64::MAX, &mut |_, _| {
+        count += 1;
+        true
+    })?;
+    Ok(count)
+}
+
+/// The largest seq the collection remembers: in the outbox or in a cursor (the outbox may have been emptied by
+/// garbage collection). New seqs must be greater.
+pub(super) fn largest_known_seq(store: &dyn KvStore) -> Result<u64, KvError> {
+    let mut largest = 0;
+    let mut iter = store.scan(OUTBOX_PREFIX.as_bytes())?;
+    while let Some((key, _)) = iter.next_entry()? {
+        largest = largest.max(keys::parse_outbox_key(&key).unwrap_or(0));
+    }
+    let mut iter = store.scan(CURSOR_PREFIX.as_bytes())?;
+    while let Some((_, value)) = iter.next_entry()? {
+        largest = largest.max(keys::parse_decimal(&value).unwrap_or(0));
+    }
+    Ok(largest)
+}
+
+/// Deletes every outbox entry with `seq <= upto`; returns how many it deleted.
+pub(super) fn delete_through(store: &dyn KvStore, upto: u64) -> Result<usize, KvError> {
+    let mut deleted = 0;
+    loop {
+        let mut chunk = Vec::new();
+        let mut iter = store.scan(OUTBOX_PREFIX.as_bytes())?;
+        while let Some((key, _)) = iter.next_entry()? {
+            match keys::parse_outbox_key(&key) {
+                Some(seq) if seq <= upto => chunk.push(key),
+                Some(_) => break,
+                None => continue,
+            }
+            if chunk.len() == GC_CHUNK {
+                break;
+            }
+        }
+        drop(iter);
+        if chunk.is_empty() {
+            return Ok(deleted);
+        }
+        update_with_retry(store, TXN_ATTEMPTS, &mut |txn| chunk.iter().try_for_each(|key| txn.del(key)))?;
+        deleted += chunk.len();
+        if chunk.len() < GC_CHUNK {
+            return Ok(deleted);
+        }
+    }
+}
+
+/// The persisted cursor of target `name` (0 when it has none yet).
+pub(super) fn load_cursor(store: &dyn KvStore, name: &str) -> Result<u64, KvError> {
+    let key = keys::cursor_key(name);
+    match store.get(&key) {
+        Ok(value) => keys::parse_decimal(&value).ok_or_else(|| {
+            KvError::Backend(format!(
+                "cursor {:?} holds {:?}, not a decimal seq",
+                String::from_utf8_lossy(&key),
+                String::from_utf8_lossy(&value)
+            ))
+        }),
+        Err(KvError::KeyNotFound) => Ok(0),
+        Err(err) => Err(err),
+    }
+}
+
+/// Persists target `name`'s cursor.
+pub(super) fn save_cursor(store: &dyn KvStore, name: &str, seq: u64) -> Result<(), KvError> {
+    let key = keys::cursor_key(name);
+    let value = seq.to_string();
+    update_with_retry(store, TXN_ATTEMPTS, &mut |txn| txn.put(&key, value.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use manager_plugin::kv::{Db, Meta};
+
+    use super::*;
+
+    fn store_with(seqs: &[u64]) -> Box<dyn KvStore> {
+        let db = memdb::open(&Meta::new()).expect("memdb");
+        let store = db.open_collection("sectors").expect("collection");
+        for &seq in seqs {
+            store.put(&keys::outbox_key(seq), seq.to_string().as_bytes()).expect("put");
+        }
+        store.put(b"online/m-1-n-1", b"{}").expect("put");
+        store
+    }
+
+    fn seqs_after(store: &dyn KvStore, after: u64, upto: u64) -> Vec<u64> {
+        read_after(store, after, upto, usize::MAX).expect("read").into_iter().map(|(seq, _)| seq).collect()
+    }
+
+    #[test]
+    fn reading_after_a_cursor_yields_exactly_the_greater_seqs_in_order() {
+        let seqs = [0, 1, 9, 10, 11, 99, 100, 12345, 1_700_000_000_000_000_000, 1_700_000_000_000_000_001, u64::MAX];
+        let store = store_with(&seqs);
+        for (i, &after) in seqs.iter().enumerate() {
+            assert_eq!(seqs_after(&*store, after, u64::MAX), seqs[i + 1..].to_vec(), "after {after}");
+        }
+        assert_eq!(seqs_after(&*store, 50, 12345), vec![99, 100, 12345]);
+        assert_eq!(seqs_after(&*store, 5, 5), Vec::<u64>::new());
+        assert_eq!(count_after(&*store, 10).expect("count"), 7);
+        assert_eq!(read_after(&*store, 0, u64::MAX, 2).expect("read").len(), 2);
+    }
+
+    #[test]
+    fn garbage_collection_deletes_only_through_the_given_seq() {
+        let seqs: Vec<u64> = (1..=600).collect();
+        let store = store_with(&seqs);
+        assert_eq!(delete_through(&*store, 550).expect("gc"), 550);
+        assert_eq!(seqs_after(&*store, 0, u64::MAX), (551..=600).collect::<Vec<_>>());
+        assert_eq!(largest_known_seq(&*store).expect("largest"), 600);
+    }
+
+    #[test]
+    fn seqs_increase_and_stay_in_flight_until_the_ticket_drops() {
+        let sequencer = Sequencer::new(0);
+        let mut first = sequencer.ticket();
+        let a = first.draw();
+        let mut second = sequencer.ticket();
+        let b = second.draw();
+        assert!(b > a);
+        assert_eq!(sequencer.horizon(), a - 1);
+        drop(first);
+        assert_eq!(sequencer.horizon(), b - 1);
+        drop(second);
+        assert!(sequencer.horizon() >= b);
+    }
+
+    #[test]
+    fn a_seed_from_the_future_is_respected() {
+        let seed = now_nanos() + 3_600_000_000_000;
+        let sequencer = Sequencer::new(seed);
+        let mut ticket = sequencer.ticket();
+        assert!(ticket.draw() > seed);
+    }
+}

@@ -1,0 +1,226 @@
+//! The changes a [`StateManager`] makes: allocate, update, finalize, restore, import.
+//!
+//! Each one takes the locks of the sectors it touches, then runs ONE transaction that reads the sector, writes
+//! the new state and writes the event to the outbox (the seq drawn after the reads).
+
+use manager_plugin::kv::{KvError, Txn};
+use manager_plugin::sector::{AllocatedSector, SectorId, SectorState, SectorUpdate, WorkerState};
+use manager_plugin::sync::{FinalizeEvent, ImportEvent, InitEvent, RestoreEvent, SectorEvent, UpdateEvent};
+
+use super::error::SectorError;
+use super::keys::{self, FIRST_SECTOR_NUMBER};
+use super::locks::LockKey;
+use super::manager::{Abort, StateManager, delete_sector, emit, load_sector, save_sector, sector_exists};
+
+/// How many times an allocation re-plans when an import took one of its planned numbers in the meantime.
+const ALLOCATE_ATTEMPTS: usize = 16;
+
+/// The numbers an allocation will hand out and the counter value after it.
+#[derive(Debug, PartialEq, Eq)]
+struct NumberPlan {
+    numbers: Vec<u64>,
+    next: u64,
+}
+
+impl StateManager {
+    /// Allocates `count` new sectors of `miner` with seal proof `proof_type`: takes the next numbers from the
+    /// miner's counter (skipping any number that already has a record, e.g. an imported sector), creates their
+    /// online records and writes one `Init` event, all in one transaction. Numbers are never handed out twice,
+    /// also across restarts. `count == 0` allocates nothing and writes no event.
+    pub fn allocate(&self, miner: u64, proof_type: i64, count: u32) -> Result<Vec<AllocatedSector>, SectorError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let op = || format!("allocate {count} sector(s) for miner t0{miner}");
+        let _counter = self.locks.lock([LockKey::Counter(miner)]);
+        for _ in 0..ALLOCATE_ATTEMPTS {
+            // Plan outside the transaction so the new sectors can be locked before it starts, then check inside
+            // that the plan still holds (an import may have taken a number in between).
+            let planned = self.read(op, |txn| plan_numbers(txn, miner, count))?;
+            let _sectors =
+                self.locks.lock(planned.numbers.iter().map(|&number| LockKey::Sector(SectorId { miner, number })));
+            let allocated = self.write(op, |txn, ticket| {
+                let plan = plan_numbers(txn, miner, count)?;
+                if plan != planned {
+                    return Ok(None);
+                }
+                let sectors: Vec<AllocatedSector> = plan
+                    .numbers
+                    .iter()
+                    .map(|&number| AllocatedSector { id: SectorId { miner, number }, proof_type })
+                    .collect();
+                for sector in &sectors {
+                    save_sector(txn, WorkerState::Online, &SectorState::new(sector.id, proof_type))?;
+                }
+                txn.put(&keys::next_key(miner), plan.next.to_string().as_bytes())?;
+                let event = InitEvent { sectors: sectors.clone(), worker_state: WorkerState::Online };
+                emit(txn, ticket, &SectorEvent::Init(event))?;
+                Ok(Some(sectors))
+            })?;
+            if let Some(sectors) = allocated {
+                tracing::debug!(miner, count, first = ?sectors.first().map(|s| s.id.number), "allocated sectors");
+                return Ok(sectors);
+            }
+        }
+        Err(SectorError::Allocation {
+            miner,
+            message: format!(
+                "concurrent imports kept taking the planned numbers ({ALLOCATE_ATTEMPTS} attempts); retry"
+            ),
+        })
+    }
+
+    /// Applies `updates` in order to online sector `id` and writes one `Update` event. An empty list changes
+    /// nothing and writes no event. Fails with [`SectorError::NotFound`] when the sector is not online.
+    pub fn update(&self, id: SectorId, updates: Vec<SectorUpdate>) -> Result<SectorState, SectorError> {
+        let _lock = self.locks.lock([LockKey::Sector(id)]);
+        self.write(
+            || format!("update sector {id}"),
+            |txn, ticket| {
+                let mut state = require(load_sector(txn, WorkerState::Online, id)?, id, Some(WorkerState::Online))?;
+                if updates.is_empty() {
+                    return Ok(state);
+                }
+                updates.iter().for_each(|update| state.apply(update));
+                save_sector(txn, WorkerState::Online, &state)?;
+                let event = UpdateEvent {
+                    sector_id: id,
+                    worker_state: WorkerState::Online,
+                    updates: updates.clone(),
+                    state: state.clone(),
+                };
+                emit(txn, ticket, &SectorEvent::Update(event))?;
+                Ok(state)
+            },
+        )
+    }
+
+    /// Finalizes sector `id`: moves it from online to offline with `Finalized = true` and writes a `Finalize`
+    /// event. Finalizing a sector that is already offline and finalized returns it unchanged without an event
+    /// (so a worker may safely repeat `ReportFinalized`). Fails with [`SectorError::NotFound`] when the sector is
+    /// in neither state.
+    pub fn finalize(&self, id: SectorId) -> Result<SectorState, SectorError> {
+        self.finalize_with(id, Vec::new())
+    }
+
+    /// Like [`finalize`](StateManager::finalize), but first applies `updates` in the same transaction (e.g. the
+    /// abort reason of `ReportAborted`, which the Go manager sets in its finalize hook). On a sector already
+    /// offline the updates are applied there; nothing is written, and no event emitted, when they change nothing.
+    pub fn finalize_with(&self, id: SectorId, updates: Vec<SectorUpdate>) -> Result<SectorState, SectorError> {
+        let _lock = self.locks.lock([LockKey::Sector(id)]);
+        self.write(
+            || format!("finalize sector {id}"),
+            |txn, ticket| {
+                let (mut state, was_online) = match load_sector(txn, WorkerState::Online, id)? {
+                    Some(state) => (state, true),
+                    None => (require(load_sector(txn, WorkerState::Offline, id)?, id, None)?, false),
+                };
+                let before = state.clone();
+                updates.iter().for_each(|update| state.apply(update));
+                state.finalized = true;
+                if !was_online && state == before {
+                    return Ok(state);
+                }
+                if was_online {
+                    delete_sector(txn, WorkerState::Online, id)?;
+                }
+                save_sector(txn, WorkerState::Offline, &state)?;
+                emit(txn, ticket, &SectorEvent::Finalize(FinalizeEvent { sector_id: id, state: state.clone() }))?;
+                Ok(state)
+            },
+        )
+    }
+
+    /// Restores sector `id` from offline to online (`Finalized = false`) and writes a `Restore` event.
+    ///
+    /// Without `forced` the Go manager's rules apply: only an aborted sector (non-empty `AbortReason`) without
+    /// deals may be restored, and its abort reason is cleared; otherwise [`SectorError::RestoreRefused`].
+    /// With `forced` the sector is restored as it is. A sector that is already online (only) is returned
+    /// unchanged without an event, whatever `forced` says, so a repeated restore is harmless.
+    /// Fails with [`SectorError::NotFound`] when the sector is in neither state.
+    pub fn restore(&self, id: SectorId, forced: bool) -> Result<SectorState, SectorError> {
+        let _lock = self.locks.lock([LockKey::Sector(id)]);
+        self.write(
+            || format!("restore sector {id}"),
+            |txn, ticket| {
+                let Some(mut state) = load_sector(txn, WorkerState::Offline, id)? else {
+                    return require(load_sector(txn, WorkerState::Online, id)?, id, None);
+                };
+                if !forced {
+                    let refuse = |reason: &str| SectorError::RestoreRefused { id, reason: reason.to_string() };
+                    if !state.pieces.is_empty() {
+                        return Err(refuse("it holds deals").into());
+                    }
+                    if state.abort_reason.is_empty() {
+                        return Err(refuse("it was not aborted").into());
+                    }
+                    state.abort_reason.clear();
+                }
+                state.finalized = false;
+                delete_sector(txn, WorkerState::Offline, id)?;
+                save_sector(txn, WorkerState::Online, &state)?;
+                emit(txn, ticket, &SectorEvent::Restore(RestoreEvent { sector_id: id, state: state.clone() }))?;
+                Ok(state)
+            },
+        )
+    }
+
+    /// Imports `state` (marked `Imported = true`) into state `ws`. Returns `false`, writing nothing, when the
+    /// sector already exists in either state and `overwrite` is off. With `overwrite`, an existing record is
+    /// replaced, and a record in the other state is removed, so a sector always lives in one state only.
+    /// Writes an `Import` event whenever it writes the sector.
+    pub fn import(&self, ws: WorkerState, mut state: SectorState, overwrite: bool) -> Result<bool, SectorError> {
+        let id = state.id;
+        state.imported = true;
+        let _lock = self.locks.lock([LockKey::Sector(id)]);
+        self.write(
+            || format!("import sector {id} into {} sectors", ws.collection()),
+            |txn, ticket| {
+                let other = keys::other_state(ws);
+                let in_other = sector_exists(txn, other, id)?;
+                let existed = in_other || sector_exists(txn, ws, id)?;
+                if existed && !overwrite {
+                    return Ok(false);
+                }
+                if in_other {
+                    delete_sector(txn, other, id)?;
+                }
+                save_sector(txn, ws, &state)?;
+                let event = ImportEvent { worker_state: ws, state: state.clone(), overwrite: existed };
+                emit(txn, ticket, &SectorEvent::Import(event))?;
+                Ok(true)
+            },
+        )
+    }
+}
+
+/// The sector, or [`SectorError::NotFound`].
+fn require(state: Option<SectorState>, id: SectorId, ws: Option<WorkerState>) -> Result<SectorState, Abort> {
+    state.ok_or_else(|| SectorError::not_found(id, ws).into())
+}
+
+/// Reads `miner`'s counter and picks the next `count` numbers that have no record in either state.
+fn plan_numbers(txn: &dyn Txn, miner: u64, count: u32) -> Result<NumberPlan, Abort> {
+    let key = keys::next_key(miner);
+    let mut next = match txn.get(&key) {
+        Ok(value) => keys::parse_decimal(&value).ok_or_else(|| {
+            SectorError::codec(&key, format!("{:?} is not a sector number", String::from_utf8_lossy(&value)))
+        })?,
+        Err(KvError::KeyNotFound) => FIRST_SECTOR_NUMBER,
+        Err(err) => return Err(err.into()),
+    };
+    let mut numbers = Vec::with_capacity(count as usize);
+    while numbers.len() < count as usize {
+        let id = SectorId { miner, number: next };
+        next = next.checked_add(1).ok_or_else(|| SectorError::Allocation {
+            miner,
+            message: "the sector numbers are exhausted".to_string(),
+        })?;
+        if sector_exists(txn, WorkerState::Online, id)? || sector_exists(txn, WorkerState::Offline, id)? {
+            tracing::warn!(sector = %id, "skipping a sector number that already has a record (imported?)");
+            continue;
+        }
+        numbers.push(id.number);
+    }
+    Ok(NumberPlan { numbers, next })
+}

@@ -1,0 +1,623 @@
+//! The sector state manager and its durable event delivery, on the RocksDB driver in a temporary directory:
+//! the sector lifecycle, numbering across restarts, import, not-found errors, and delivery to targets that fail,
+//! block, panic, or come back after a restart.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use manager::kvstore::RocksDb;
+use manager::sectors::{COLLECTION, Deliverer, DeliveryOptions, EventTarget, JobFilter, StateManager};
+use manager_plugin::kv::{Db, KvError, KvIter, KvStore, Txn, TxnFn};
+use manager_plugin::manifest::ExtPoint;
+use manager_plugin::sector::{SectorId, SectorState, SectorUpdate, WorkerState};
+use manager_plugin::sync::SectorEvent;
+
+const MINER: u64 = 1000;
+
+fn sid(number: u64) -> SectorId {
+    SectorId { miner: MINER, number }
+}
+
+/// A RocksDB database in a temporary directory that can be closed and reopened.
+struct Store {
+    dir: tempfile::TempDir,
+}
+
+impl Store {
+    fn new() -> Store {
+        Store { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    fn open(&self) -> Opened {
+        Opened::at(self.dir.path())
+    }
+}
+
+/// An open database and its state manager.
+struct Opened {
+    db: Arc<dyn Db>,
+    sectors: Arc<StateManager>,
+}
+
+impl Opened {
+    fn at(dir: &Path) -> Opened {
+        let db = RocksDb::open(dir).expect("open RocksDB");
+        db.run().expect("run");
+        let db: Arc<dyn Db> = Arc::new(db);
+        let sectors = Arc::new(StateManager::open(Arc::clone(&db)).expect("open the state manager"));
+        Opened { db, sectors }
+    }
+
+    /// Number of entries in the outbox.
+    fn outbox_len(&self) -> usize {
+        let store: Box<dyn KvStore> = self.db.open_collection(COLLECTION).expect("collection");
+        let mut iter = store.scan(b"outbox/").expect("scan");
+        let mut count = 0;
+        while iter.next_entry().expect("next").is_some() {
+            count += 1;
+        }
+        count
+    }
+
+    fn deliver_to(&self, targets: &[Arc<Recorder>]) -> Deliverer {
+        let targets = targets.iter().map(|t| Arc::clone(t) as Arc<dyn EventTarget>).collect();
+        Deliverer::start(Arc::clone(&self.sectors), targets, fast())
+    }
+
+    /// Closes the database; every user of it must be gone (stop deliverers first).
+    fn close(self) {
+        let Opened { db, sectors } = self;
+        assert_eq!(Arc::strong_count(&sectors), 1, "the state manager is still in use");
+        drop(sectors);
+        db.close().expect("close");
+    }
+}
+
+fn fast() -> DeliveryOptions {
+    DeliveryOptions {
+        initial_backoff: Duration::from_millis(2),
+        max_backoff: Duration::from_millis(20),
+        poll_interval: Duration::from_millis(50),
+        stop_timeout: Duration::from_secs(10),
+    }
+}
+
+/// Polls `condition` until it holds; fails the test after 30 s, saying what was awaited.
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// What a test target does on each delivery attempt.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Accept,
+    /// Fails this many attempts (in total), then accepts.
+    FailFirst(usize),
+    /// Panics this many attempts (in total), then accepts.
+    PanicFirst(usize),
+}
+
+/// A target that records what it accepted and the lag it was told, and can be held inside `deliver`.
+struct Recorder {
+    name: String,
+    behaviour: Behaviour,
+    attempts: AtomicUsize,
+    accepted: Mutex<Vec<SectorEvent>>,
+    lags: Mutex<Vec<(u64, Option<String>)>>,
+    /// While set, `deliver` announces itself on `entered` and waits for a message on `release`.
+    hold: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
+    inside: AtomicBool,
+}
+
+impl Recorder {
+    fn new(name: &str, behaviour: Behaviour) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            name: name.to_string(),
+            behaviour,
+            attempts: AtomicUsize::new(0),
+            accepted: Mutex::default(),
+            lags: Mutex::default(),
+            hold: Mutex::default(),
+            inside: AtomicBool::new(false),
+        })
+    }
+
+    /// Makes the next delivery block until the returned sender sends; the receiver hears when it started.
+    fn hold_next(&self) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        *self.hold.lock().expect("hold") = Some((entered_tx, release_rx));
+        (entered_rx, release_tx)
+    }
+
+    fn accepted(&self) -> Vec<SectorEvent> {
+        self.accepted.lock().expect("accepted").clone()
+    }
+
+    fn summary(&self) -> Vec<(ExtPoint, Vec<SectorId>)> {
+        summarize(&self.accepted())
+    }
+
+    fn last_lag(&self) -> Option<(u64, Option<String>)> {
+        self.lags.lock().expect("lags").last().cloned()
+    }
+}
+
+impl EventTarget for Recorder {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn deliver(&self, event: &SectorEvent) -> Result<(), String> {
+        let attempt = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
+        let hold = self.hold.lock().expect("hold").take();
+        if let Some((entered, release)) = hold {
+            self.inside.store(true, Ordering::SeqCst);
+            let _ = entered.send(());
+            let _ = release.recv();
+            self.inside.store(false, Ordering::SeqCst);
+        }
+        match self.behaviour {
+            Behaviour::FailFirst(n) if attempt <= n => return Err(format!("refused attempt {attempt}")),
+            Behaviour::PanicFirst(n) if attempt <= n => panic!("target panics on attempt {attempt}"),
+            _ => {}
+        }
+        self.accepted.lock().expect("accepted").push(event.clone());
+        Ok(())
+    }
+
+    fn report_lag(&self, pending: u64, last_error: Option<String>) {
+        self.lags.lock().expect("lags").push((pending, last_error));
+    }
+}
+
+fn summarize(events: &[SectorEvent]) -> Vec<(ExtPoint, Vec<SectorId>)> {
+    events.iter().map(|e| (e.ext_point(), e.sector_ids())).collect()
+}
+
+/// Runs a fixed script of changes (single-threaded) and returns the events it must produce, summarized.
+fn script(sectors: &StateManager) -> Vec<(ExtPoint, Vec<SectorId>)> {
+    let mut expected = Vec::new();
+    let ids: Vec<SectorId> = sectors.allocate(MINER, 8, 3).expect("allocate").iter().map(|s| s.id).collect();
+    expected.push((ExtPoint::OnInit, ids.clone()));
+    for round in 0..3 {
+        for &id in &ids {
+            sectors.update(id, vec![SectorUpdate::AbortReason(format!("round {round}"))]).expect("update");
+            expected.push((ExtPoint::OnUpdate, vec![id]));
+        }
+    }
+    sectors.finalize(ids[0]).expect("finalize");
+    expected.push((ExtPoint::OnFinalize, vec![ids[0]]));
+    sectors.restore(ids[0], false).expect("restore");
+    expected.push((ExtPoint::OnRestore, vec![ids[0]]));
+    let imported = SectorState::new(sid(ids[2].number + 100), 8);
+    sectors.import(WorkerState::Offline, imported.clone(), false).expect("import");
+    expected.push((ExtPoint::OnImport, vec![imported.id]));
+    expected
+}
+
+#[test]
+fn a_sector_goes_through_allocate_update_finalize_and_restore() {
+    let store = Store::new();
+    let opened = store.open();
+    let sectors = &opened.sectors;
+    let id = sectors.allocate(MINER, 8, 1).expect("allocate")[0].id;
+    assert_eq!(id, sid(1));
+    let updated = sectors.update(id, vec![SectorUpdate::AbortReason("no deal".into())]).expect("update");
+    assert_eq!(updated.abort_reason, "no deal");
+    assert!(sectors.finalize(id).expect("finalize").finalized);
+
+    let offline = sectors.list(WorkerState::Offline, JobFilter::All).expect("list offline");
+    assert_eq!(offline.iter().map(|s| s.id).collect::<Vec<_>>(), vec![id]);
+    assert!(offline[0].finalized);
+    assert!(sectors.list(WorkerState::Online, JobFilter::All).expect("list online").is_empty());
+
+    let restored = sectors.restore(id, false).expect("restore");
+    assert!(!restored.finalized);
+    assert_eq!(sectors.find_in_all_states(id).expect("find").map(|(ws, _)| ws), Some(WorkerState::Online));
+    assert!(sectors.list(WorkerState::Offline, JobFilter::All).expect("list offline").is_empty());
+    opened.close();
+}
+
+#[test]
+fn sector_numbers_are_never_reused_across_reopen() {
+    let store = Store::new();
+    let opened = store.open();
+    let first: Vec<u64> = opened.sectors.allocate(MINER, 8, 3).expect("allocate").iter().map(|s| s.id.number).collect();
+    opened.sectors.finalize(sid(2)).expect("finalize");
+    opened.close();
+
+    let opened = store.open();
+    let second: Vec<u64> =
+        opened.sectors.allocate(MINER, 8, 2).expect("allocate").iter().map(|s| s.id.number).collect();
+    assert_eq!(first, vec![1, 2, 3]);
+    assert_eq!(second, vec![4, 5]);
+    assert!(opened.sectors.find(WorkerState::Offline, sid(2)).expect("find").expect("still offline").finalized);
+    opened.close();
+}
+
+#[test]
+fn a_batch_allocation_creates_every_sector_with_one_event() {
+    let store = Store::new();
+    let opened = store.open();
+    let batch = opened.sectors.allocate(MINER, 8, 5).expect("allocate");
+    assert_eq!(batch.iter().map(|s| s.id.number).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    let online = opened.sectors.list(WorkerState::Online, JobFilter::Sealing).expect("list");
+    assert_eq!(online.len(), 5);
+    assert!(online.iter().all(|s| s.sector_type == 8 && !s.finalized));
+    assert_eq!(opened.outbox_len(), 1, "one Init event for the whole batch");
+    opened.close();
+}
+
+#[test]
+fn import_writes_only_new_sectors_unless_told_to_overwrite() {
+    let store = Store::new();
+    let opened = store.open();
+    let sectors = &opened.sectors;
+    let mut state = SectorState::new(sid(42), 8);
+    assert!(sectors.import(WorkerState::Offline, state.clone(), false).expect("import"));
+    state.abort_reason = "second".into();
+    assert!(!sectors.import(WorkerState::Offline, state.clone(), false).expect("import again"));
+    assert!(!sectors.import(WorkerState::Online, state.clone(), false).expect("import into the other state"));
+    let stored = sectors.find(WorkerState::Offline, sid(42)).expect("find").expect("present");
+    assert!(stored.imported && stored.abort_reason.is_empty());
+
+    assert!(sectors.import(WorkerState::Offline, state, true).expect("overwrite"));
+    let stored = sectors.find(WorkerState::Offline, sid(42)).expect("find").expect("present");
+    assert_eq!(stored.abort_reason, "second");
+    assert_eq!(opened.outbox_len(), 2, "one Import event per write");
+    // The imported number is skipped by allocation.
+    sectors.allocate(MINER, 8, 41).expect("allocate");
+    assert_eq!(sectors.allocate(MINER, 8, 1).expect("allocate")[0].id.number, 43);
+    opened.close();
+}
+
+#[test]
+fn operations_on_missing_sectors_fail_as_not_found() {
+    let store = Store::new();
+    let opened = store.open();
+    let sectors = &opened.sectors;
+    let errors = [
+        sectors.update(sid(7), vec![SectorUpdate::Removed(true)]).expect_err("update"),
+        sectors.finalize(sid(7)).expect_err("finalize"),
+        sectors.restore(sid(7), true).expect_err("restore"),
+    ];
+    for err in errors {
+        assert!(err.is_not_found(), "{err}");
+        assert!(err.to_string().contains("s-t01000-7"), "{err}");
+    }
+    assert_eq!(sectors.find(WorkerState::Online, sid(7)).expect("find"), None);
+    assert_eq!(sectors.find_in_all_states(sid(7)).expect("find"), None);
+    assert_eq!(opened.outbox_len(), 0, "failed operations write no event");
+    opened.close();
+}
+
+#[test]
+fn concurrent_changes_reach_a_target_in_order_per_sector() {
+    let store = Store::new();
+    let opened = store.open();
+    let target = Recorder::new("order", Behaviour::Accept);
+    let deliverer = opened.deliver_to(&[Arc::clone(&target)]);
+    const THREADS: u64 = 6;
+    const ROUNDS: u64 = 40;
+    opened.sectors.allocate(MINER, 8, THREADS as u32).expect("allocate");
+    let workers: Vec<_> = (1..=THREADS)
+        .map(|number| {
+            let sectors = Arc::clone(&opened.sectors);
+            thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    sectors.update(sid(number), vec![SectorUpdate::AbortReason(round.to_string())]).expect("update");
+                }
+            })
+        })
+        .collect();
+    workers.into_iter().for_each(|w| w.join().expect("worker"));
+    let total = 1 + (THREADS * ROUNDS) as usize;
+    wait_until("every event is delivered", || target.accepted().len() >= total);
+
+    let events = target.accepted();
+    assert_eq!(events.len(), total, "no event twice");
+    let mut rounds: BTreeMap<SectorId, Vec<u64>> = BTreeMap::new();
+    for event in &events[1..] {
+        match event {
+            SectorEvent::Update(update) => rounds
+                .entry(update.sector_id)
+                .or_default()
+                .push(update.state.abort_reason.parse().expect("round number")),
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    for number in 1..=THREADS {
+        assert_eq!(rounds[&sid(number)], (0..ROUNDS).collect::<Vec<_>>(), "events of sector {number}");
+    }
+    deliverer.stop();
+    opened.close();
+}
+
+#[test]
+fn a_failing_target_receives_every_event_in_order_once_it_recovers() {
+    let store = Store::new();
+    let opened = store.open();
+    let flaky = Recorder::new("flaky", Behaviour::FailFirst(7));
+    let steady = Recorder::new("steady", Behaviour::Accept);
+    let deliverer = opened.deliver_to(&[Arc::clone(&flaky), Arc::clone(&steady)]);
+    let expected = script(&opened.sectors);
+    wait_until("both targets received everything", || {
+        flaky.accepted().len() >= expected.len() && steady.accepted().len() >= expected.len()
+    });
+    assert_eq!(steady.summary(), expected);
+    assert_eq!(flaky.summary(), expected, "no gap, no repeat, same order");
+    assert_eq!(flaky.accepted(), steady.accepted());
+    assert_eq!(flaky.attempts.load(Ordering::SeqCst), expected.len() + 7);
+    // Each failed attempt was reported with its error; the lag cleared once the target caught up.
+    let errors = flaky.lags.lock().expect("lags").iter().filter(|(_, e)| e.is_some()).count();
+    assert_eq!(errors, 7);
+    let reported_failure = flaky.lags.lock().expect("lags").iter().any(|(pending, e)| {
+        *pending > 0 && e.as_deref().is_some_and(|e| e.contains("refused attempt 1") && e.contains("OnInit"))
+    });
+    assert!(reported_failure, "the first failure was reported with pending events and its message");
+    wait_until("the lag is cleared", || flaky.last_lag() == Some((0, None)));
+    deliverer.stop();
+    opened.close();
+}
+
+#[test]
+fn a_panicking_target_is_retried_and_does_not_stop_delivery() {
+    let store = Store::new();
+    let opened = store.open();
+    let panicky = Recorder::new("panicky", Behaviour::PanicFirst(3));
+    let deliverer = opened.deliver_to(&[Arc::clone(&panicky)]);
+    let expected = script(&opened.sectors);
+    wait_until("the panicking target received everything", || panicky.accepted().len() >= expected.len());
+    assert_eq!(panicky.summary(), expected);
+    let panics = panicky
+        .lags
+        .lock()
+        .expect("lags")
+        .iter()
+        .filter(|(_, e)| e.as_deref().is_some_and(|e| e.contains("panicked")))
+        .count();
+    assert_eq!(panics, 3);
+    deliverer.stop();
+    opened.close();
+}
+
+#[test]
+fn a_blocked_target_neither_blocks_state_changes_nor_other_targets() {
+    let store = Store::new();
+    let opened = store.open();
+    let slow = Recorder::new("slow", Behaviour::Accept);
+    let quick = Recorder::new("quick", Behaviour::Accept);
+    let (entered, release) = slow.hold_next();
+    let deliverer = opened.deliver_to(&[Arc::clone(&slow), Arc::clone(&quick)]);
+    opened.sectors.allocate(MINER, 8, 1).expect("allocate");
+    entered.recv_timeout(Duration::from_secs(30)).expect("the slow target starts delivering");
+
+    // The slow target is stuck inside `deliver`; every change still completes, and the other target keeps up.
+    for round in 0..50 {
+        opened.sectors.update(sid(1), vec![SectorUpdate::AbortReason(round.to_string())]).expect("update");
+    }
+    opened.sectors.finalize(sid(1)).expect("finalize");
+    wait_until("the quick target received everything", || quick.accepted().len() >= 52);
+    assert!(slow.inside.load(Ordering::SeqCst), "the slow target is still blocked");
+    assert!(slow.accepted().is_empty());
+    // Nothing the slow target has not acknowledged was collected.
+    assert_eq!(opened.outbox_len(), 52);
+
+    release.send(()).expect("release");
+    wait_until("the slow target caught up", || slow.accepted().len() >= 52);
+    assert_eq!(slow.accepted(), quick.accepted());
+    wait_until("the outbox is collected", || opened.outbox_len() == 0);
+    deliverer.stop();
+    opened.close();
+}
+
+#[test]
+fn a_cursor_survives_reopening_without_repeats_or_losses() {
+    let store = Store::new();
+    let opened = store.open();
+    let first = Recorder::new("statelog", Behaviour::Accept);
+    let deliverer = opened.deliver_to(&[Arc::clone(&first)]);
+    let before = script(&opened.sectors);
+    wait_until("the first run delivered its events", || first.accepted().len() >= before.len());
+    deliverer.stop();
+    // Changes made while nobody delivers wait in the outbox, also across the restart.
+    opened.sectors.update(sid(1), vec![SectorUpdate::Removed(true)]).expect("update");
+    opened.sectors.finalize(sid(2)).expect("finalize");
+    opened.close();
+
+    let opened = store.open();
+    opened.sectors.update(sid(3), vec![SectorUpdate::Removed(true)]).expect("update");
+    let second = Recorder::new("statelog", Behaviour::Accept);
+    let deliverer = opened.deliver_to(&[Arc::clone(&second)]);
+    let after = vec![
+        (ExtPoint::OnUpdate, vec![sid(1)]),
+        (ExtPoint::OnFinalize, vec![sid(2)]),
+        (ExtPoint::OnUpdate, vec![sid(3)]),
+    ];
+    wait_until("the second run delivered the rest", || second.accepted().len() >= after.len());
+    thread::sleep(Duration::from_millis(100)); // room for a (wrong) re-delivery to show up
+    assert_eq!(first.summary(), before);
+    assert_eq!(second.summary(), after);
+    deliverer.stop();
+    opened.close();
+}
+
+#[test]
+fn the_outbox_keeps_only_what_some_target_still_needs() {
+    let store = Store::new();
+    let opened = store.open();
+    // No targets: nobody is owed anything, entries go as soon as they are committed.
+    let deliverer = opened.deliver_to(&[]);
+    opened.sectors.allocate(MINER, 8, 2).expect("allocate");
+    wait_until("the outbox is empty without targets", || opened.outbox_len() == 0);
+    deliverer.stop();
+
+    // With a target: entries stay until it acknowledged them.
+    opened.sectors.update(sid(1), vec![SectorUpdate::Removed(true)]).expect("update");
+    assert_eq!(opened.outbox_len(), 1, "kept while no deliverer runs");
+    let target = Recorder::new("gc", Behaviour::Accept);
+    let (entered, release) = target.hold_next();
+    let deliverer = opened.deliver_to(&[Arc::clone(&target)]);
+    entered.recv_timeout(Duration::from_secs(30)).expect("delivery starts");
+    opened.sectors.update(sid(2), vec![SectorUpdate::Removed(true)]).expect("update");
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(opened.outbox_len(), 2, "unacknowledged entries are kept");
+    release.send(()).expect("release");
+    wait_until("acknowledged entries are collected", || opened.outbox_len() == 0);
+    assert_eq!(target.accepted().len(), 2);
+    deliverer.stop();
+    opened.close();
+}
+
+/// Holds the commit of the next transaction that writes `key`, once armed, until released: a way to make a
+/// transaction that drew its seq early commit late.
+struct CommitGate {
+    key: Vec<u8>,
+    armed: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
+}
+
+impl CommitGate {
+    /// Arms the gate; the receiver hears when a transaction is held, the sender releases it.
+    fn arm(&self) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        *self.armed.lock().expect("gate") = Some((entered_tx, release_rx));
+        (entered_rx, release_tx)
+    }
+
+    fn hold_if_armed(&self) {
+        let armed = self.armed.lock().expect("gate").take();
+        if let Some((entered, release)) = armed {
+            let _ = entered.send(());
+            let _ = release.recv();
+        }
+    }
+}
+
+/// RocksDB whose transactions pass through a [`CommitGate`] after their body ran, before they commit.
+struct GatedDb {
+    inner: RocksDb,
+    gate: Arc<CommitGate>,
+}
+
+impl Db for GatedDb {
+    fn run(&self) -> Result<(), KvError> {
+        self.inner.run()
+    }
+    fn close(&self) -> Result<(), KvError> {
+        self.inner.close()
+    }
+    fn open_collection(&self, name: &str) -> Result<Box<dyn KvStore>, KvError> {
+        Ok(Box::new(GatedStore { inner: self.inner.open_collection(name)?, gate: Arc::clone(&self.gate) }))
+    }
+}
+
+struct GatedStore {
+    inner: Box<dyn KvStore>,
+    gate: Arc<CommitGate>,
+}
+
+impl KvStore for GatedStore {
+    fn get(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
+        self.inner.get(key)
+    }
+    fn peek(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<(), KvError> {
+        self.inner.peek(key, f)
+    }
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.inner.put(key, value)
+    }
+    fn del(&self, key: &[u8]) -> Result<(), KvError> {
+        self.inner.del(key)
+    }
+    fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
+        self.inner.scan(prefix)
+    }
+    fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
+        self.inner.view(f)
+    }
+    fn update(&self, f: TxnFn<'_>) -> Result<(), KvError> {
+        self.inner.update(&mut |txn| {
+            let watched = WatchedTxn { inner: txn, key: &self.gate.key, wrote: Cell::new(false) };
+            f(&watched)?;
+            if watched.wrote.get() {
+                self.gate.hold_if_armed();
+            }
+            Ok(())
+        })
+    }
+    fn need_retry_transactions(&self) -> bool {
+        self.inner.need_retry_transactions()
+    }
+}
+
+/// Notes whether a transaction wrote the gate's key.
+struct WatchedTxn<'a> {
+    inner: &'a dyn Txn,
+    key: &'a [u8],
+    wrote: Cell<bool>,
+}
+
+impl Txn for WatchedTxn<'_> {
+    fn get(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
+        self.inner.get(key)
+    }
+    fn peek(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<(), KvError> {
+        self.inner.peek(key, f)
+    }
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        if key == self.key {
+            self.wrote.set(true);
+        }
+        self.inner.put(key, value)
+    }
+    fn del(&self, key: &[u8]) -> Result<(), KvError> {
+        self.inner.del(key)
+    }
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+        self.inner.scan(prefix)
+    }
+}
+
+#[test]
+fn an_event_that_commits_late_is_still_delivered_before_later_seqs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gate = Arc::new(CommitGate { key: b"online/m-1000-n-1".to_vec(), armed: Mutex::default() });
+    let db = GatedDb { inner: RocksDb::open(dir.path()).expect("open RocksDB"), gate: Arc::clone(&gate) };
+    db.run().expect("run");
+    let sectors = Arc::new(StateManager::open(Arc::new(db)).expect("open"));
+    sectors.allocate(MINER, 8, 2).expect("allocate");
+    let target = Recorder::new("late", Behaviour::Accept);
+    let deliverer = Deliverer::start(Arc::clone(&sectors), vec![Arc::clone(&target) as Arc<dyn EventTarget>], fast());
+    wait_until("the Init event is delivered", || target.accepted().len() == 1);
+
+    // Sector 1's update draws its seq, then stalls before committing; sector 2's update commits meanwhile with a
+    // greater seq. Delivering sector 2's event now would move the cursor past sector 1's for good.
+    let (held, release) = gate.arm();
+    let early = {
+        let sectors = Arc::clone(&sectors);
+        thread::spawn(move || sectors.update(sid(1), vec![SectorUpdate::Removed(true)]).map(|_| ()))
+    };
+    held.recv_timeout(Duration::from_secs(30)).expect("sector 1's transaction is held");
+    sectors.update(sid(2), vec![SectorUpdate::Removed(true)]).expect("update sector 2");
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(target.accepted().len(), 1, "a later seq was delivered while an earlier one was in flight");
+
+    release.send(()).expect("release");
+    early.join().expect("thread").expect("update sector 1");
+    wait_until("both updates are delivered", || target.accepted().len() == 3);
+    let order: Vec<Vec<SectorId>> = target.accepted().iter().skip(1).map(SectorEvent::sector_ids).collect();
+    assert_eq!(order, vec![vec![sid(1)], vec![sid(2)]]);
+    deliverer.stop();
+}
