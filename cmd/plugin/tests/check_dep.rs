@@ -105,13 +105,16 @@ fn manager_dependency_lines() -> String {
     let manager = metadata.packages.iter().find(|p| p.name == "manager").expect("manager package");
     let mut lines = String::new();
     for dep in manager.dependencies.iter().filter(|d| d.kind == DependencyKind::Normal && d.name != "manager-plugin") {
-        assert!(dep.target.is_none() && dep.path.is_none(), "extend this fixture for {dep:?}");
+        assert!(dep.target.is_none(), "extend this fixture for {dep:?}");
         let features: Vec<String> = dep.features.iter().map(|f| format!("\"{f}\"")).collect();
+        let source = match &dep.path {
+            Some(path) => format!("path = {:?}", path.as_str()),
+            None => format!("version = \"{}\"", dep.req),
+        };
         lines.push_str(&format!(
-            "{} = {{ package = \"{}\", version = \"{}\", default-features = {}, features = [{}], optional = {} }}\n",
+            "{} = {{ package = \"{}\", {source}, default-features = {}, features = [{}], optional = {} }}\n",
             dep.rename.as_deref().unwrap_or(&dep.name),
             dep.name,
-            dep.req,
             dep.uses_default_features,
             features.join(", "),
             dep.optional
