@@ -226,19 +226,22 @@ impl std::error::Error for GraphError {
     }
 }
 
+/// A linked crates.io node, for tests.
+#[cfg(test)]
+pub(crate) fn test_node(name: &str, version: &str, features: &[&str]) -> CrateNode {
+    CrateNode {
+        name: name.into(),
+        version: Version::parse(version).expect("test version"),
+        source: "registry+https://github.com/rust-lang/crates.io-index".into(),
+        kind: CrateKind::Linked,
+        features: features.iter().map(|f| f.to_string()).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_node as node;
     use super::*;
-
-    fn node(name: &str, version: &str, features: &[&str]) -> CrateNode {
-        CrateNode {
-            name: name.into(),
-            version: Version::parse(version).unwrap(),
-            source: "registry+https://github.com/rust-lang/crates.io-index".into(),
-            kind: CrateKind::Linked,
-            features: features.iter().map(|f| f.to_string()).collect(),
-        }
-    }
 
     #[test]
     fn snapshot_round_trips() {

@@ -277,18 +277,8 @@ pub fn compare(manifest: PathBuf, plugin: &CrateGraph, manager: &CrateGraph) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::graph::CrateKind;
+    use super::super::graph::test_node as node;
     use super::*;
-
-    fn node(name: &str, version: &str, features: &[&str]) -> CrateNode {
-        CrateNode {
-            name: name.into(),
-            version: Version::parse(version).unwrap(),
-            source: CRATES_IO.into(),
-            kind: CrateKind::Linked,
-            features: features.iter().map(|f| f.to_string()).collect(),
-        }
-    }
 
     fn sdk(version: &str) -> CrateNode {
         CrateNode { source: "path+file:///work/main/manager-plugin".into(), ..node(SDK, version, &["default"]) }
