@@ -292,3 +292,26 @@ async fn a_piece_larger_than_1_gib_streams_in_and_out_with_flat_memory() {
     assert!(peak < 256 << 20, "daemon peak RSS {} MiB for a {} MiB piece", peak >> 20, SIZE >> 20);
     assert_eq!(daemon.stop(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_cut_off_midway_stores_nothing() {
+    let home = TestHome::init();
+    let daemon = home.start();
+    {
+        let mut stream = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+        let head = format!(
+            "PUT /piecestore/cut.car HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 10000000\r\n\r\n",
+            daemon.token
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&vec![7u8; 3_000_000]).unwrap();
+    } // connection dropped after 3 of 10 MB
+    let get = || raw_http(daemon.port, "GET", "/piecestore/cut.car", Some(&daemon.token), b"").unwrap().status;
+    // Give the daemon time to notice the disconnect, then the piece must still be absent.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get(), 404);
+    let leftovers: Vec<_> =
+        std::fs::read_dir(home.path().join("pieces")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(leftovers.is_empty(), "no partial or temporary file remains: {leftovers:?}");
+    assert_eq!(daemon.stop(), Some(0));
+}

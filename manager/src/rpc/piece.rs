@@ -67,7 +67,7 @@ where
         }
     });
     let result = tokio::task::spawn_blocking(move || {
-        let mut reader = ChannelReader { rx, current: Bytes::new() };
+        let mut reader = ChannelReader { rx, current: Bytes::new(), expected: size, received: 0 };
         stores.put_piece_sized(&name, size, &mut reader).map(|(store, size)| (name, store, size))
     })
     .await;
@@ -122,10 +122,13 @@ pub fn text(status: StatusCode, message: String) -> HttpResponse {
     response
 }
 
-/// Blocking reader over chunks sent from the async side.
+/// Blocking reader over chunks sent from the async side. A body shorter than its `Content-Length` is an error,
+/// not an end of file, so the store's atomic put fails instead of committing a truncated piece.
 struct ChannelReader {
     rx: mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
+    expected: Option<u64>,
+    received: u64,
 }
 
 impl Read for ChannelReader {
@@ -133,12 +136,56 @@ impl Read for ChannelReader {
         while self.current.is_empty() {
             match self.rx.blocking_recv() {
                 Some(chunk) => self.current = chunk?,
-                None => return Ok(0),
+                None => return self.end_of_body(),
             }
         }
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current.split_to(n));
+        self.received += n as u64;
         Ok(n)
+    }
+}
+
+impl ChannelReader {
+    fn end_of_body(&self) -> io::Result<usize> {
+        match self.expected {
+            Some(expected) if expected != self.received => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("request body ended after {} of {expected} bytes (Content-Length)", self.received),
+            )),
+            _ => Ok(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(chunks: &[&'static [u8]], expected: Option<u64>) -> ChannelReader {
+        let (tx, rx) = mpsc::channel(chunks.len().max(1));
+        for chunk in chunks {
+            tx.try_send(Ok(Bytes::from_static(chunk))).expect("room in channel");
+        }
+        ChannelReader { rx, current: Bytes::new(), expected, received: 0 }
+    }
+
+    #[test]
+    fn a_body_shorter_than_its_content_length_is_an_error_not_an_end_of_file() {
+        let mut out = Vec::new();
+        let err = reader(&[b"abc", b"de"], Some(10)).read_to_end(&mut out).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(err.to_string().contains("after 5 of 10 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_complete_body_reads_to_the_end() {
+        let mut out = Vec::new();
+        reader(&[b"abc", b"de"], Some(5)).read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"abcde");
+        out.clear();
+        reader(&[b"xyz"], None).read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"xyz");
     }
 }
 
