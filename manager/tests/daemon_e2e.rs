@@ -315,3 +315,42 @@ async fn an_upload_cut_off_midway_stores_nothing() {
     assert!(leftovers.is_empty(), "no partial or temporary file remains: {leftovers:?}");
     assert_eq!(daemon.stop(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_util_commands_talk_to_the_running_daemon() {
+    let home = TestHome::init();
+    home.install_plugins(&["counter"]);
+    let daemon = home.start();
+    let spec = json!({"AllowedMiners": [], "AllowedProofTypes": []});
+    let allocated: Value = daemon.call("Venus.AllocateSector", rpc_params![spec]).await.unwrap();
+    let number = allocated["ID"]["Number"].as_u64().unwrap().to_string();
+    let util = |args: &[&str]| {
+        let out = std::process::Command::new(common::daemon::binary())
+            .arg("--home")
+            .arg(home.path())
+            .arg("util")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, plugins) = util(&["plugins", "list"]);
+    assert!(
+        ok && plugins.contains("RegisterJsonRpc") && plugins.contains("counter") && plugins.contains("Ready"),
+        "{plugins}"
+    );
+    let (ok, online) = util(&["sectors", "list"]);
+    assert!(ok && online.contains(&format!("\"Number\": {number}")), "{online}");
+    let (ok, offline) = util(&["sectors", "list", "--offline"]);
+    assert!(ok && offline.trim() == "[]", "{offline}");
+    let (ok, found) = util(&["sectors", "find", "1000", &number]);
+    assert!(ok && found.contains("\"SectorType\": 8"), "{found}");
+    let (ok, missing) = util(&["sectors", "find", "1000", "999999"]);
+    assert!(!ok && missing.contains("sector s-t01000-999999 not found"), "{missing}");
+    let (ok, stores) = util(&["store", "list"]);
+    assert!(ok && stores.contains("\"Name\": \"pieces\"") && stores.contains("\"Name\": \"persist\""), "{stores}");
+    assert_eq!(daemon.stop(), Some(0));
+}
