@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::error::PluginError;
 use crate::filestore::{Store, StoreConfig};
-use crate::guard::{GuardedDb, GuardedHandler, GuardedStore, guard};
+use crate::guard::{DropGuard, GuardedDb, GuardedHandler, GuardedStore, guard};
 use crate::jsonrpc::JsonRpcHandler;
 use crate::kv::{Db, Meta};
 use crate::lifecycle::PluginContext;
@@ -106,19 +106,22 @@ pub fn hook<E: Display>(f: impl FnOnce() -> Result<(), E>) -> Result<(), PluginE
 pub fn kv_constructor<D: Db + 'static, E: Display>(
     f: impl FnOnce() -> Result<D, E>,
 ) -> Result<Box<dyn Db>, PluginError> {
-    guard(|| f().map(|db| Box::new(GuardedDb(db)) as Box<dyn Db>).map_err(PluginError::msg))
+    guard(|| f().map(|db| Box::new(GuardedDb(DropGuard::new(db))) as Box<dyn Db>).map_err(PluginError::msg))
 }
 
 /// Generated FileStore constructor.
 pub fn file_store_constructor<S: Store + 'static, E: Display>(
     f: impl FnOnce() -> Result<S, E>,
 ) -> Result<Box<dyn Store>, PluginError> {
-    guard(|| f().map(|s| Box::new(GuardedStore(s)) as Box<dyn Store>).map_err(PluginError::msg))
+    guard(|| f().map(|s| Box::new(GuardedStore(DropGuard::new(s))) as Box<dyn Store>).map_err(PluginError::msg))
 }
 
 /// Generated RegisterJsonRpc handler factory.
 pub fn rpc_handler<H: JsonRpcHandler + 'static, E: Display>(
     f: impl FnOnce() -> Result<(String, H), E>,
 ) -> Result<(String, Box<dyn JsonRpcHandler>), PluginError> {
-    guard(|| f().map(|(ns, h)| (ns, Box::new(GuardedHandler(h)) as Box<dyn JsonRpcHandler>)).map_err(PluginError::msg))
+    guard(|| {
+        f().map(|(ns, h)| (ns, Box::new(GuardedHandler(DropGuard::new(h))) as Box<dyn JsonRpcHandler>))
+            .map_err(PluginError::msg)
+    })
 }

@@ -3,12 +3,17 @@
 //! returned as an error on that one call. The guards also count calls, failures and panics into the host's
 //! [`CallStats`].
 //!
+//! Dropping a guarded object is guarded too: the author's `Drop` runs inside the plugin's `catch_unwind`.
+//!
 //! Host code that a guard calls back (transaction closures, readers, log sinks) must never panic: a host panic
-//! unwinding into a plugin's `catch_unwind` would abort the process. The manager wraps its closures accordingly.
+//! unwinding into a plugin's `catch_unwind` would abort the process. The manager catches panics in every such
+//! callback on its own side (`host_callback`).
 
 use std::any::Any;
 use std::fmt::Display;
 use std::io::{self, Read};
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -68,8 +73,41 @@ fn guard_infallible<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     guard::<T, KvError>(|| Ok(f())).unwrap_or(fallback)
 }
 
+/// Owns a plugin object and drops it inside `catch_unwind`, so a panicking `Drop` becomes a counted panic.
+pub struct DropGuard<T>(ManuallyDrop<T>);
+
+impl<T> DropGuard<T> {
+    /// Takes ownership of `value`.
+    pub fn new(value: T) -> Self {
+        DropGuard(ManuallyDrop::new(value))
+    }
+}
+
+impl<T> Deref for DropGuard<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for DropGuard<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+impl<T> Drop for DropGuard<T> {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` is never used again: this is the guard's own drop.
+        let value = unsafe { ManuallyDrop::take(&mut self.0) };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+            stats().record_failure(format!("plugin panicked in drop: {}", panic_message(payload.as_ref())), true);
+        }
+    }
+}
+
 /// Wraps a plugin's [`Db`].
-pub struct GuardedDb<D>(pub D);
+pub struct GuardedDb<D>(pub DropGuard<D>);
 
 impl<D: Db> Db for GuardedDb<D> {
     fn run(&self) -> Result<(), KvError> {
@@ -79,12 +117,12 @@ impl<D: Db> Db for GuardedDb<D> {
         guard(|| self.0.close())
     }
     fn open_collection(&self, name: &str) -> Result<Box<dyn KvStore>, KvError> {
-        guard(|| self.0.open_collection(name).map(|c| Box::new(GuardedKvStore(c)) as Box<dyn KvStore>))
+        guard(|| self.0.open_collection(name).map(|c| Box::new(GuardedKvStore(DropGuard::new(c))) as Box<dyn KvStore>))
     }
 }
 
 /// Wraps a plugin's [`KvStore`].
-pub struct GuardedKvStore(pub Box<dyn KvStore>);
+pub struct GuardedKvStore(pub DropGuard<Box<dyn KvStore>>);
 
 impl KvStore for GuardedKvStore {
     fn get(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
@@ -100,7 +138,7 @@ impl KvStore for GuardedKvStore {
         guard(|| self.0.del(key))
     }
     fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
-        guard(|| self.0.scan(prefix).map(|it| Box::new(GuardedIter(it)) as Box<dyn KvIter>))
+        guard(|| self.0.scan(prefix).map(|it| Box::new(GuardedIter(DropGuard::new(it))) as Box<dyn KvIter>))
     }
     fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
         guard(|| self.0.view(&mut |txn: &dyn Txn| f(&GuardedTxn(txn))))
@@ -135,7 +173,7 @@ impl Txn for GuardedTxn<'_> {
 }
 
 /// Wraps a plugin's [`KvIter`].
-pub struct GuardedIter(pub Box<dyn KvIter>);
+pub struct GuardedIter(pub DropGuard<Box<dyn KvIter>>);
 
 impl KvIter for GuardedIter {
     fn next_entry(&mut self) -> Result<Option<Entry>, KvError> {
@@ -144,7 +182,7 @@ impl KvIter for GuardedIter {
 }
 
 /// Wraps a plugin's [`Store`].
-pub struct GuardedStore<S>(pub S);
+pub struct GuardedStore<S>(pub DropGuard<S>);
 
 impl<S: Store> Store for GuardedStore<S> {
     fn type_name(&self) -> String {
@@ -163,7 +201,7 @@ impl<S: Store> Store for GuardedStore<S> {
         guard(|| self.0.instance_info())
     }
     fn get(&self, path: &str) -> Result<ObjectReader, StoreError> {
-        guard(|| self.0.get(path).map(|r| Box::new(GuardedReader(r)) as ObjectReader))
+        guard(|| self.0.get(path).map(|r| Box::new(GuardedReader(DropGuard::new(r))) as ObjectReader))
     }
     fn del(&self, path: &str) -> Result<(), StoreError> {
         guard(|| self.0.del(path))
@@ -180,7 +218,7 @@ impl<S: Store> Store for GuardedStore<S> {
 }
 
 /// Wraps a plugin's object reader: a panic becomes an `io::Error`.
-pub struct GuardedReader(pub ObjectReader);
+pub struct GuardedReader(pub DropGuard<ObjectReader>);
 
 impl Read for GuardedReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -193,7 +231,7 @@ impl Read for GuardedReader {
 }
 
 /// Wraps a plugin's [`JsonRpcHandler`].
-pub struct GuardedHandler<H>(pub H);
+pub struct GuardedHandler<H>(pub DropGuard<H>);
 
 impl<H: JsonRpcHandler> JsonRpcHandler for GuardedHandler<H> {
     fn methods(&self) -> Vec<String> {
@@ -225,8 +263,21 @@ mod tests {
                 panic!("reader broke")
             }
         }
-        let mut r = GuardedReader(Box::new(Bad));
+        let mut r = GuardedReader(DropGuard::new(Box::new(Bad)));
         let err = r.read(&mut [0; 4]).unwrap_err();
         assert!(err.to_string().contains("reader broke"), "{err}");
+    }
+
+    #[test]
+    fn a_panicking_drop_is_caught_and_counted() {
+        struct PanicsOnDrop;
+        impl Drop for PanicsOnDrop {
+            fn drop(&mut self) {
+                panic!("drop broke");
+            }
+        }
+        let before = stats().snapshot().panics;
+        drop(DropGuard::new(PanicsOnDrop));
+        assert!(stats().snapshot().panics > before);
     }
 }

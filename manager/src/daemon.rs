@@ -38,27 +38,28 @@ impl Daemon {
         let config = home.load_config().context("loading the config")?;
         let token = home.read_token().context("reading the API token")?;
         let registry = Arc::new(load_plugins(&config.common.plugins.dir).await?);
-        let db = open_db(&config, &registry).await?;
-        let blocking_db = Arc::clone(&db);
-        let sectors = Arc::new(
-            tokio::task::spawn_blocking(move || StateManager::open(blocking_db))
-                .await?
-                .context("opening the sector state manager")?,
-        );
-        let stores = Arc::new(open_stores(&config, &registry)?);
+        let db = match open_db(&config, &registry).await {
+            Ok(db) => db,
+            Err(e) => {
+                shut_down_plugins(registry).await;
+                return Err(e);
+            }
+        };
+        let sectors = match open_sectors(&db).await {
+            Ok(sectors) => sectors,
+            Err(e) => {
+                close(None, db, registry).await;
+                return Err(e);
+            }
+        };
         let deliverer = Deliverer::start(Arc::clone(&sectors), sync_targets(&registry), DeliveryOptions::default());
-        let module = rpc::build_module(AppState {
-            sectors,
-            stores: Arc::clone(&stores),
-            registry: Arc::clone(&registry),
-            miners: config.miners.clone(),
-            workers: Default::default(),
-        })?;
-        let addr = listen.unwrap_or(&config.api.listen);
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        let server = rpc::start(listener, module.into(), stores, token)?;
-        tracing::info!(listen = %server.local_addr, db = config.common.db.driver.as_str(), "damocles-manager is running");
-        Ok(Daemon { registry, db, deliverer, server })
+        match serve(&config, listen, token, sectors, &registry).await {
+            Ok(server) => Ok(Daemon { registry, db, deliverer, server }),
+            Err(e) => {
+                close(Some(deliverer), db, registry).await;
+                Err(e)
+            }
+        }
     }
 
     /// Where the RPC server listens.
@@ -66,25 +67,75 @@ impl Daemon {
         self.server.local_addr
     }
 
-    /// Orderly shutdown: stop accepting and finish in-flight requests, stop delivery, close the database, then
-    /// `onShutdown` every initialized plugin in reverse load order.
+    /// Orderly shutdown: stop accepting and finish in-flight requests (at most [`DRAIN_TIMEOUT`]), stop delivery,
+    /// close the database, then `onShutdown` every initialized plugin in reverse load order.
     pub async fn shutdown(self) {
         tracing::info!("shutting down: finishing in-flight requests");
-        self.server.stop().await;
-        let Daemon { registry, db, deliverer, .. } = self;
-        let closed = tokio::task::spawn_blocking(move || {
-            deliverer.stop();
-            let closed = db.close();
-            registry.shutdown();
-            closed
-        })
-        .await;
-        match closed {
-            Ok(Ok(())) => tracing::info!("database closed; bye"),
-            Ok(Err(e)) => tracing::error!("closing the database failed: {e}"),
-            Err(e) => tracing::error!("shutdown task failed: {e}"),
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.server.stop()).await.is_err() {
+            tracing::warn!("in-flight requests still running after {DRAIN_TIMEOUT:?}; closing anyway");
         }
+        close(Some(self.deliverer), self.db, self.registry).await;
     }
+}
+
+/// How long shutdown waits for in-flight requests.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Stops delivery, closes the database and shuts the plugins down, in that order, off the async workers.
+async fn close(deliverer: Option<Deliverer>, db: Arc<dyn Db>, registry: Arc<PluginRegistry>) {
+    let closed = tokio::task::spawn_blocking(move || {
+        if let Some(deliverer) = deliverer {
+            deliverer.stop();
+        }
+        let closed = db.close();
+        registry.shutdown();
+        closed
+    })
+    .await;
+    match closed {
+        Ok(Ok(())) => tracing::info!("database closed; bye"),
+        Ok(Err(e)) => tracing::error!("closing the database failed: {e}"),
+        Err(e) => tracing::error!("shutdown task failed: {e}"),
+    }
+}
+
+async fn shut_down_plugins(registry: Arc<PluginRegistry>) {
+    let _ = tokio::task::spawn_blocking(move || registry.shutdown()).await;
+}
+
+async fn open_sectors(db: &Arc<dyn Db>) -> anyhow::Result<Arc<StateManager>> {
+    let db = Arc::clone(db);
+    let sectors = tokio::task::spawn_blocking(move || StateManager::open(db)).await?;
+    Ok(Arc::new(sectors.context("opening the sector state manager")?))
+}
+
+/// Opens the stores and builds the RPC module (both call plugin code, so off the async workers), then binds and
+/// starts the server.
+async fn serve(
+    config: &Config,
+    listen: Option<&str>,
+    token: String,
+    sectors: Arc<StateManager>,
+    registry: &Arc<PluginRegistry>,
+) -> anyhow::Result<RpcServer> {
+    let (blocking_config, blocking_registry) = (config.clone(), Arc::clone(registry));
+    let (stores, module) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let stores = Arc::new(open_stores(&blocking_config, &blocking_registry)?);
+        let module = rpc::build_module(AppState {
+            sectors,
+            stores: Arc::clone(&stores),
+            registry: blocking_registry,
+            miners: blocking_config.miners.clone(),
+            workers: Default::default(),
+        })?;
+        Ok((stores, module))
+    })
+    .await??;
+    let addr = listen.unwrap_or(&config.api.listen);
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let server = rpc::start(listener, module.into(), stores, token)?;
+    tracing::info!(listen = %server.local_addr, db = config.common.db.driver.as_str(), "damocles-manager is running");
+    Ok(server)
 }
 
 /// Runs the daemon until SIGINT or SIGTERM.

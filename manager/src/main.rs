@@ -70,6 +70,11 @@ enum UtilCommand {
 enum PluginsCommand {
     /// Every plugin file with its state, counters and lag.
     List,
+    /// Stop keeping sector events for a SyncSectorState plugin that was removed for good.
+    RetireSync {
+        /// The plugin's name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -153,6 +158,17 @@ async fn util(home: &Home, command: UtilCommand) -> anyhow::Result<()> {
             let plugins: Vec<PluginInfo> =
                 client.request("Plugins.List", rpc_params![]).await.context("Plugins.List")?;
             print_plugins(&plugins);
+        }
+        UtilCommand::Plugins(PluginsCommand::RetireSync { name }) => {
+            let retired: bool = client
+                .request("Plugins.RetireSyncCursor", rpc_params![&name])
+                .await
+                .context("Plugins.RetireSyncCursor")?;
+            if retired {
+                println!("retired the delivery cursor of {name:?}; the outbox no longer keeps events for it");
+            } else {
+                println!("{name:?} has no delivery cursor; nothing to retire");
+            }
         }
         UtilCommand::Sectors(SectorsCommand::List { offline }) => {
             let ws = if offline { "offline" } else { "online" };

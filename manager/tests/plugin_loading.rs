@@ -107,6 +107,11 @@ fn panics_in_plugin_code_become_errors_and_the_process_lives_on() {
     let mut it = db.open_collection("c").unwrap().scan(b"").unwrap();
     assert!(matches!(it.next_entry(), Err(KvError::Panicked(m)) if m.contains("panic in the iterator")));
 
+    // Dropping a plugin object runs the author's Drop inside the plugin's guard too.
+    let db = kv.open_db(&meta("drop")).unwrap();
+    let it = db.open_collection("c").unwrap().scan(b"").unwrap();
+    drop(it);
+
     let store_dir = tempfile::tempdir().unwrap();
     let config = StoreConfig { name: "p".into(), path: store_dir.path().display().to_string(), ..Default::default() };
     let store = registry.get(Kind::FileStore, "panicky-store").unwrap().open_store(config).unwrap();
@@ -114,10 +119,11 @@ fn panics_in_plugin_code_become_errors_and_the_process_lives_on() {
     assert!(matches!(&err, StoreError::Panicked(m) if m.contains("panic in put")), "{err}");
 
     let counts = kv.counts();
-    assert_eq!(counts.panics, 3, "{counts:?}");
+    assert_eq!(counts.panics, 4, "{counts:?}");
+    assert!(counts.last_failure.as_deref().unwrap_or("").contains("panicked in drop"), "{counts:?}");
     let listed = registry.list();
     let kv_info = listed.iter().find(|p| p.name.as_deref() == Some("panicky-kv")).unwrap();
-    assert_eq!(kv_info.panics, 3);
+    assert_eq!(kv_info.panics, 4);
     assert_eq!(kv_info.state, "Ready");
     // The plugin's panic hook forwards the panic to the daemon's log, tagged with the plugin.
     assert!(log_text().contains("KVStore/panicky-kv"), "{}", log_text());

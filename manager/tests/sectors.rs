@@ -480,6 +480,43 @@ fn the_outbox_keeps_only_what_some_target_still_needs() {
     opened.close();
 }
 
+#[test]
+fn a_plugin_absent_for_a_run_keeps_its_backlog_until_its_cursor_is_retired() {
+    let store = Store::new();
+    let opened = store.open();
+    opened.sectors.allocate(MINER, 8, 1).expect("allocate");
+    let target = Recorder::new("audit", Behaviour::Accept);
+    let deliverer = opened.deliver_to(&[Arc::clone(&target)]);
+    wait_until("the first event is delivered", || target.accepted().len() == 1);
+    deliverer.stop();
+    assert_eq!(opened.sectors.sync_cursors().expect("cursors").len(), 1);
+
+    // A run where the plugin is missing (refused, failing onInit...): its events are kept, not collected.
+    let deliverer = opened.deliver_to(&[]);
+    opened.sectors.update(sid(1), vec![SectorUpdate::Removed(true)]).expect("update");
+    opened.sectors.update(sid(1), vec![SectorUpdate::Removed(false)]).expect("update");
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(opened.outbox_len(), 2, "the absent plugin's backlog is kept");
+    deliverer.stop();
+
+    // It comes back and gets everything it missed, in order.
+    let back = Recorder::new("audit", Behaviour::Accept);
+    let deliverer = opened.deliver_to(&[Arc::clone(&back)]);
+    wait_until("the backlog is delivered", || back.accepted().len() == 2);
+    deliverer.stop();
+
+    // Removed for good: retiring its cursor lets the outbox go.
+    let deliverer = opened.deliver_to(&[]);
+    opened.sectors.update(sid(1), vec![SectorUpdate::Removed(true)]).expect("update");
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(opened.outbox_len(), 1);
+    assert!(opened.sectors.retire_sync_cursor("audit").expect("retire"));
+    wait_until("the outbox is collected after retiring", || opened.outbox_len() == 0);
+    assert!(!opened.sectors.retire_sync_cursor("audit").expect("retire again"));
+    deliverer.stop();
+    opened.close();
+}
+
 /// Holds the commit of the next transaction that writes `key`, once armed, until released: a way to make a
 /// transaction that drew its seq early commit late.
 struct CommitGate {

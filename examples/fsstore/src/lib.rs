@@ -97,8 +97,16 @@ impl FsStore {
     }
 
     /// The file of a valid object path.
+    /// The file of an object. Components starting with `.` are reserved for the store's own temporary files, so
+    /// an upload in progress (or one a crash left behind) can never be read, stat'ed or overwritten as an object.
     fn object_file(&self, path: &str) -> Result<PathBuf, StoreError> {
         let parts = validate_object_path(path)?;
+        if parts.iter().any(|part| part.starts_with('.')) {
+            return Err(StoreError::InvalidPath {
+                path: path.to_string(),
+                reason: "components starting with `.` are reserved for the store's temporary files".to_string(),
+            });
+        }
         Ok(parts.iter().fold(self.root.clone(), |file, part| file.join(part)))
     }
 

@@ -214,3 +214,14 @@ fn an_empty_object_can_be_stored() {
     assert_eq!(store.stat("empty").unwrap().size, 0);
     assert!(read(&store, "empty").is_empty());
 }
+
+#[test]
+fn dot_files_are_reserved_for_temporary_files_and_never_served() {
+    let (dir, store) = store();
+    std::fs::write(dir.path().join(".piece.car.123.0.tmp"), b"half an upload").unwrap();
+    for path in [".piece.car.123.0.tmp", "a/.hidden"] {
+        assert!(matches!(store.stat(path), Err(StoreError::InvalidPath { .. })), "{path}");
+        assert!(matches!(store.get(path), Err(StoreError::InvalidPath { .. })), "{path}");
+        assert!(matches!(store.put(path, &mut &b"x"[..]), Err(StoreError::InvalidPath { .. })), "{path}");
+    }
+}

@@ -98,6 +98,16 @@ impl StoreManager {
             object: name.to_string(),
             source,
         })?;
+        if let Some(expected) = size.filter(|&expected| expected != written) {
+            // A store that stopped reading early committed a short object: take it back out.
+            let _ = store.store.del(name);
+            return Err(FileStoreError::Store {
+                store: store.name().to_string(),
+                op: "put",
+                object: name.to_string(),
+                source: manager_plugin::StoreError::Io(format!("the store wrote {written} of {expected} bytes")),
+            });
+        }
         tracing::info!(store = store.name(), piece = name, bytes = written, "stored piece");
         Ok((store.name().to_string(), written))
     }
@@ -147,12 +157,22 @@ impl StoreManager {
         self.find_piece(name, "stat", |store, object| store.stat(object).map(|stat| stat.size))
     }
 
-    /// Opens a piece and returns its size with it, from the same store and object (one lookup, no race between
-    /// the size and the content).
+    /// Opens a piece and returns its size with it, from the same store and object (one lookup).
     pub fn open_piece_with_size(&self, name: &str) -> Result<(ObjectReader, u64), FileStoreError> {
         self.find_piece(name, "get", |store, object| {
-            let size = store.stat(object)?.size;
-            Ok((store.get(object)?, size))
+            // The SPI cannot stat an opened reader, so a concurrent replace could pair one version's size with
+            // another's bytes: stat on both sides of the open and retry until they agree. (A mismatch that slips
+            // through still cannot corrupt silently: the client sees a short or long body for its Content-Length.)
+            let mut attempts = 0;
+            loop {
+                let before = store.stat(object)?.size;
+                let reader = store.get(object)?;
+                let after = store.stat(object)?.size;
+                attempts += 1;
+                if before == after || attempts == 3 {
+                    return Ok((reader, after));
+                }
+            }
         })
     }
 

@@ -27,6 +27,13 @@ impl LogSink for PluginLogSink {
     }
 
     fn log(&self, record: &LogRecord) {
+        // Called from plugin code (inside its guards): never let a panic escape into it.
+        let _ = super::host_callback::catch("the plugin log sink", || self.emit(record));
+    }
+}
+
+impl PluginLogSink {
+    fn emit(&self, record: &LogRecord) {
         let fields: String = record.fields.iter().map(|(k, v)| format!(" {k}={v}")).collect();
         let (plugin, target, message) = (&self.plugin, &record.target, &record.message);
         match record.level {

@@ -50,21 +50,23 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display + Send,
 {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
+    let (tx, rx) = mpsc::channel::<io::Result<Upload>>(CHANNEL_CHUNKS);
     let pump = tokio::spawn(async move {
         while let Some(frame) = body.frame().await {
             let item = match frame {
                 Ok(frame) => match frame.into_data() {
-                    Ok(data) => Ok(data),
+                    Ok(data) => Ok(Upload::Data(data)),
                     Err(_) => continue, // trailers
                 },
                 Err(e) => Err(io::Error::other(format!("reading the request body: {e}"))),
             };
             let failed = item.is_err();
             if tx.send(item).await.is_err() || failed {
-                break;
+                return;
             }
         }
+        // Only a body that really ended says so; a pump that stops any other way reads as a cut-off upload.
+        let _ = tx.send(Ok(Upload::End)).await;
     });
     let result = tokio::task::spawn_blocking(move || {
         let mut reader = ChannelReader { rx, current: Bytes::new(), expected: size, received: 0 };
@@ -122,10 +124,17 @@ pub fn text(status: StatusCode, message: String) -> HttpResponse {
     response
 }
 
-/// Blocking reader over chunks sent from the async side. A body shorter than its `Content-Length` is an error,
-/// not an end of file, so the store's atomic put fails instead of committing a truncated piece.
+/// What the body pump sends: data, then an explicit end.
+enum Upload {
+    Data(Bytes),
+    End,
+}
+
+/// Blocking reader over chunks sent from the async side. A body that stops without its end marker, or shorter
+/// than its `Content-Length`, is an error, not an end of file, so the store's atomic put fails instead of
+/// committing a truncated piece.
 struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
+    rx: mpsc::Receiver<io::Result<Upload>>,
     current: Bytes,
     expected: Option<u64>,
     received: u64,
@@ -133,10 +142,26 @@ struct ChannelReader {
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Called from inside a FileStore plugin's `put`: a panic here must not unwind into the plugin.
+        crate::plugins::host_callback::catch("the piece upload reader", || self.read_chunk(buf))
+            .unwrap_or_else(|message| Err(io::Error::other(message)))
+    }
+}
+
+impl ChannelReader {
+    fn read_chunk(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() {
             match self.rx.blocking_recv() {
-                Some(chunk) => self.current = chunk?,
-                None => return self.end_of_body(),
+                Some(chunk) => match chunk? {
+                    Upload::Data(data) => self.current = data,
+                    Upload::End => return self.end_of_body(),
+                },
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the upload was cut off after {} bytes", self.received),
+                    ));
+                }
             }
         }
         let n = buf.len().min(self.current.len());
@@ -144,9 +169,7 @@ impl Read for ChannelReader {
         self.received += n as u64;
         Ok(n)
     }
-}
 
-impl ChannelReader {
     fn end_of_body(&self) -> io::Result<usize> {
         match self.expected {
             Some(expected) if expected != self.received => Err(io::Error::new(
@@ -155,37 +178,6 @@ impl ChannelReader {
             )),
             _ => Ok(0),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reader(chunks: &[&'static [u8]], expected: Option<u64>) -> ChannelReader {
-        let (tx, rx) = mpsc::channel(chunks.len().max(1));
-        for chunk in chunks {
-            tx.try_send(Ok(Bytes::from_static(chunk))).expect("room in channel");
-        }
-        ChannelReader { rx, current: Bytes::new(), expected, received: 0 }
-    }
-
-    #[test]
-    fn a_body_shorter_than_its_content_length_is_an_error_not_an_end_of_file() {
-        let mut out = Vec::new();
-        let err = reader(&[b"abc", b"de"], Some(10)).read_to_end(&mut out).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-        assert!(err.to_string().contains("after 5 of 10 bytes"), "{err}");
-    }
-
-    #[test]
-    fn a_complete_body_reads_to_the_end() {
-        let mut out = Vec::new();
-        reader(&[b"abc", b"de"], Some(5)).read_to_end(&mut out).unwrap();
-        assert_eq!(out, b"abcde");
-        out.clear();
-        reader(&[b"xyz"], None).read_to_end(&mut out).unwrap();
-        assert_eq!(out, b"xyz");
     }
 }
 
@@ -200,5 +192,46 @@ impl http_body::Body for ChannelBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         self.rx.poll_recv(cx).map(|item| item.map(|chunk| chunk.map(Frame::data)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(chunks: &[&'static [u8]], expected: Option<u64>, ended: bool) -> ChannelReader {
+        let (tx, rx) = mpsc::channel(chunks.len() + 1);
+        for chunk in chunks {
+            tx.try_send(Ok(Upload::Data(Bytes::from_static(chunk)))).expect("room in channel");
+        }
+        if ended {
+            tx.try_send(Ok(Upload::End)).expect("room in channel");
+        }
+        ChannelReader { rx, current: Bytes::new(), expected, received: 0 }
+    }
+
+    #[test]
+    fn a_body_shorter_than_its_content_length_is_an_error_not_an_end_of_file() {
+        let mut out = Vec::new();
+        let err = reader(&[b"abc", b"de"], Some(10), true).read_to_end(&mut out).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(err.to_string().contains("after 5 of 10 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_complete_body_reads_to_the_end() {
+        let mut out = Vec::new();
+        reader(&[b"abc", b"de"], Some(5), true).read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"abcde");
+        out.clear();
+        reader(&[b"xyz"], None, true).read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"xyz");
+    }
+
+    #[test]
+    fn a_chunked_body_that_stops_without_its_end_is_cut_off() {
+        let err = reader(&[b"xyz"], None, false).read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(err.to_string().contains("cut off after 3 bytes"), "{err}");
     }
 }

@@ -17,11 +17,24 @@ use crate::plugins::PluginRegistry;
 /// Namespaces plugins may not take.
 pub const RESERVED_NAMESPACES: [&str; 2] = ["Venus", "Plugins"];
 
-/// Registers `Plugins.List`.
+/// Registers `Plugins.List` and `Plugins.RetireSyncCursor`.
 pub fn register(module: &mut RpcModule<AppState>) -> Result<(), RegisterMethodError> {
     add(module, "Plugins.List", |state, args| {
         args.finish()?;
         Ok(state.registry.list())
+    })?;
+    add(module, "Plugins.RetireSyncCursor", |state, mut args| {
+        let name: String = args.next("name")?;
+        args.finish()?;
+        if state.registry.get(Kind::SyncSectorState, &name).is_some() {
+            return Err(error(
+                super::params::INVALID_PARAMS,
+                format!(
+                    "SyncSectorState plugin {name:?} is loaded and ready; remove it and restart before retiring its cursor"
+                ),
+            ));
+        }
+        state.sectors.retire_sync_cursor(&name).map_err(|e| error(SERVER_ERROR, e.to_string()))
     })
 }
 

@@ -67,7 +67,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             accepted = listener.accept() => match accepted {
                 Ok((socket, _)) => socket,
                 Err(e) => {
+                    // E.g. out of file descriptors: back off instead of spinning.
                     tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
             },

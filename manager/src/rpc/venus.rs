@@ -91,6 +91,9 @@ fn store_error(err: FileStoreError) -> ErrorObjectOwned {
     error(SERVER_ERROR, err.to_string())
 }
 
+/// The most sectors one `AllocateSectorsBatch` call may allocate (one transaction, one lock on the miner).
+pub const MAX_BATCH: u32 = 1024;
+
 /// Registers every `Venus.*` method on `module`.
 pub fn register(module: &mut RpcModule<AppState>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     add(module, "Venus.Version", |_, args| {
@@ -106,6 +109,12 @@ pub fn register(module: &mut RpcModule<AppState>) -> Result<(), jsonrpsee::core:
         let spec: AllocateSectorSpec = args.next("spec")?;
         let count: u32 = args.next("count")?;
         args.finish()?;
+        if count > MAX_BATCH {
+            return Err(error(
+                super::params::INVALID_PARAMS,
+                format!("Venus.AllocateSectorsBatch: parameter `count` {count} exceeds the maximum {MAX_BATCH}"),
+            ));
+        }
         allocate(state, &spec, count)
     })?;
     add(module, "Venus.ReportState", |state, mut args| {

@@ -85,6 +85,21 @@ impl StateManager {
         self.read(|| format!("find sector {id} among {} sectors", ws.collection()), |txn| load_sector(txn, ws, id))
     }
 
+    /// The delivery cursors of every SyncSectorState plugin that ever received events, by name.
+    pub fn sync_cursors(&self) -> Result<Vec<(String, u64)>, SectorError> {
+        outbox::persisted_cursors(&*self.store).map_err(|source| SectorError::kv("read delivery cursors", source))
+    }
+
+    /// Forgets plugin `name`'s delivery cursor, so the outbox no longer keeps events for it (use after removing a
+    /// SyncSectorState plugin for good). `false` if it had none. A plugin that comes back starts from the oldest
+    /// event still in the outbox.
+    pub fn retire_sync_cursor(&self, name: &str) -> Result<bool, SectorError> {
+        let retired = outbox::delete_cursor(&*self.store, name)
+            .map_err(|source| SectorError::kv(format!("retire the delivery cursor of {name:?}"), source))?;
+        self.sequencer.signal().notify();
+        Ok(retired)
+    }
+
     /// Sector `id` and where it is (online first, like the Go manager), or `None`. Both states are read from one
     /// snapshot, so a sector moving between them is never missed.
     pub fn find_in_all_states(&self, id: SectorId) -> Result<Option<(WorkerState, SectorState)>, SectorError> {
@@ -140,7 +155,9 @@ fn run_body<T>(
     refusal: &mut Option<SectorError>,
 ) -> Result<(), KvError> {
     *refusal = None;
-    match body(txn) {
+    // The body may run inside a KVStore plugin's guard: a panic here must not unwind into the plugin.
+    let outcome = crate::plugins::host_callback::catch("a sector transaction body", || body(txn));
+    match outcome.map_err(KvError::Aborted)? {
         Ok(value) => {
             *output = Some(value);
             Ok(())

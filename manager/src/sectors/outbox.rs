@@ -279,6 +279,35 @@ pub(super) fn save_cursor(store: &dyn KvStore, name: &str, seq: u64) -> Result<(
     update_with_retry(store, TXN_ATTEMPTS, &mut |txn| txn.put(&key, value.as_bytes()))
 }
 
+/// Every persisted cursor, by target name, including those of targets not running now.
+pub(super) fn persisted_cursors(store: &dyn KvStore) -> Result<Vec<(String, u64)>, KvError> {
+    let mut iter = store.scan(keys::CURSOR_PREFIX.as_bytes())?;
+    let mut cursors = Vec::new();
+    while let Some((key, value)) = iter.next_entry()? {
+        let name = String::from_utf8_lossy(&key[keys::CURSOR_PREFIX.len()..]).into_owned();
+        let seq = keys::parse_decimal(&value).ok_or_else(|| {
+            KvError::Backend(format!("cursor {name:?} holds {:?}, not a decimal seq", String::from_utf8_lossy(&value)))
+        })?;
+        cursors.push((name, seq));
+    }
+    Ok(cursors)
+}
+
+/// Deletes target `name`'s cursor; `false` if it had none.
+pub(super) fn delete_cursor(store: &dyn KvStore, name: &str) -> Result<bool, KvError> {
+    let key = keys::cursor_key(name);
+    let mut existed = false;
+    update_with_retry(store, TXN_ATTEMPTS, &mut |txn| {
+        existed = match txn.get(&key) {
+            Ok(_) => true,
+            Err(KvError::KeyNotFound) => false,
+            Err(err) => return Err(err),
+        };
+        txn.del(&key)
+    })?;
+    Ok(existed)
+}
+
 #[cfg(test)]
 mod tests {
     use manager_plugin::kv::{Db, Meta};

@@ -1,5 +1,5 @@
 //! Test fixture: a KVStore plugin that panics on demand, to prove panics become errors.
-//! `Meta` key `panic_in` = `constructor` | `get` | `iter`; `onInit` panics when `<plugins dir>/panic-in-init`
+//! `Meta` key `panic_in` = `constructor` | `get` | `iter` | `drop` (the iterator's `Drop`); `onInit` panics when `<plugins dir>/panic-in-init`
 //! exists.
 
 use std::sync::Mutex;
@@ -73,7 +73,12 @@ impl KvStore for PanickyStore {
         Ok(())
     }
     fn scan(&self, _prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
-        Ok(Box::new(PanickyIter { panic: self.panic_in == "iter", done: false, value: self.value() }))
+        Ok(Box::new(PanickyIter {
+            panic: self.panic_in == "iter",
+            panic_on_drop: self.panic_in == "drop",
+            done: false,
+            value: self.value(),
+        }))
     }
     fn view(&self, _f: TxnFn<'_>) -> Result<(), KvError> {
         Err(KvError::Backend("panicky-kv has no transactions".into()))
@@ -88,8 +93,17 @@ impl KvStore for PanickyStore {
 
 struct PanickyIter {
     panic: bool,
+    panic_on_drop: bool,
     done: bool,
     value: Vec<u8>,
+}
+
+impl Drop for PanickyIter {
+    fn drop(&mut self) {
+        if self.panic_on_drop {
+            panic!("panicky-kv: told to panic when the iterator is dropped");
+        }
+    }
 }
 
 impl KvIter for PanickyIter {
