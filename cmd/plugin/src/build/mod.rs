@@ -125,7 +125,8 @@ pub fn build(options: &BuildOptions) -> Result<BuildOutput, BuildError> {
         release: options.release,
         align_with_manager: !options.skip_check_dep,
     })?;
-    let library = install(&built, &options.out_dir, &manifest.library_file_name())?;
+    let library = install(&built.path, &options.out_dir, &manifest.library_file_name())?;
+    drop(built);
     Ok(BuildOutput { manifest, library, build_time })
 }
 

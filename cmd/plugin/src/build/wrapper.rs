@@ -117,9 +117,18 @@ impl fmt::Display for BuildFailure {
 
 impl std::error::Error for BuildFailure {}
 
-/// Generates the wrapper crate under the target directory, builds it, and returns the built library's path.
-pub(crate) fn build_wrapper(spec: &WrapperSpec<'_>) -> Result<PathBuf, BuildError> {
-    let dir = spec.target_dir.join("damocles-plugin-wrappers").join(&spec.manifest.name);
+/// A built library, with the lock that keeps other builds of the same plugin name from overwriting it (they
+/// share the wrapper directory and cargo's uplifted artifact) until it has been copied out.
+pub(crate) struct BuiltLibrary {
+    pub path: PathBuf,
+    _lock: std::fs::File,
+}
+
+/// Generates the wrapper crate under the target directory, builds it, and returns the built library.
+pub(crate) fn build_wrapper(spec: &WrapperSpec<'_>) -> Result<BuiltLibrary, BuildError> {
+    let wrappers = spec.target_dir.join("damocles-plugin-wrappers");
+    let build_lock = lock_wrapper(&wrappers, &spec.manifest.name)?;
+    let dir = wrappers.join(&spec.manifest.name);
     let lib = generate_lib(spec.manifest, spec.manifest_text, &spec.source.lib_name, spec.build_time);
     write_file(&dir.join("Cargo.toml"), &wrapper_cargo_toml(spec))?;
     write_file(&dir.join("src").join("lib.rs"), &lib.source)?;
@@ -135,7 +144,21 @@ pub(crate) fn build_wrapper(spec: &WrapperSpec<'_>) -> Result<PathBuf, BuildErro
     if spec.align_with_manager {
         align_with_manager(spec, &dir.join("Cargo.toml"))?;
     }
-    run_cargo(spec, &dir, &lib)
+    let path = run_cargo(spec, &dir, &lib)?;
+    Ok(BuiltLibrary { path, _lock: build_lock })
+}
+
+/// Takes the exclusive build lock of plugin `name` (released when the returned file is dropped).
+fn lock_wrapper(wrappers: &Path, name: &str) -> Result<std::fs::File, BuildError> {
+    let path = wrappers.join(format!("{name}.lock"));
+    let io = |action, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BuildError::Io { action, path, source }
+    };
+    std::fs::create_dir_all(wrappers).map_err(io("create", wrappers))?;
+    let file = std::fs::File::create(&path).map_err(io("create", &path))?;
+    file.lock().map_err(io("lock", &path))?;
+    Ok(file)
 }
 
 /// Makes the wrapper's resolved graph match the manager's (versions, sources, compiled features) by editing the
