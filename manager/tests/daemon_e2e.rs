@@ -65,6 +65,22 @@ async fn sector_lifecycle(daemon: &RunningDaemon) {
     let any: Option<Value> = daemon.call("Venus.FindSectorInAllStates", rpc_params![sid(900_000)]).await.unwrap();
     assert_eq!(any.expect("imported")["Imported"], true);
 
+    // Stores: reserve space for the sector (idempotent), look it up, release it.
+    let reserved: Option<Value> =
+        daemon.call("Venus.StoreReserveSpace", rpc_params![sid(number), 1024, Vec::<String>::new()]).await.unwrap();
+    let reserved = reserved.expect("the default persist store has room");
+    assert_eq!(reserved["Name"], "persist");
+    let again: Option<Value> =
+        daemon.call("Venus.StoreReserveSpace", rpc_params![sid(number), 1024, vec!["persist"]]).await.unwrap();
+    assert_eq!(again.expect("same store")["Name"], "persist");
+    let info: Option<Value> = daemon.call("Venus.StoreBasicInfo", rpc_params!["persist"]).await.unwrap();
+    assert_eq!(info.expect("known store")["Name"], "persist");
+    let released: bool = daemon.call("Venus.StoreReleaseReserved", rpc_params![sid(number)]).await.unwrap();
+    assert!(released);
+    let _: Value = daemon.call("Venus.WorkerPing", rpc_params![json!({"Name": "w1"})]).await.unwrap();
+    let version: String = daemon.call("Venus.Version", rpc_params![]).await.unwrap();
+    assert!(version.starts_with("damocles-rs/"), "{version}");
+
     // A sector that does not exist: 11001. Bad params: invalid params naming the parameter.
     let err = daemon.call::<Value>("Venus.ReportState", rpc_params![sid(777_777), report("X")]).await.unwrap_err();
     assert_eq!(error_code(err).0, 11001);
@@ -352,5 +368,21 @@ async fn the_util_commands_talk_to_the_running_daemon() {
     assert!(!ok && missing.contains("sector s-t01000-999999 not found"), "{missing}");
     let (ok, stores) = util(&["store", "list"]);
     assert!(ok && stores.contains("\"Name\": \"pieces\"") && stores.contains("\"Name\": \"persist\""), "{stores}");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_also_answers_over_websocket_with_the_token() {
+    use jsonrpsee::core::client::ClientT;
+    let home = TestHome::init();
+    let daemon = home.start();
+    let url = format!("ws://127.0.0.1:{}/rpc/v0", daemon.port);
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::AUTHORIZATION, format!("Bearer {}", daemon.token).parse().unwrap());
+    let client = jsonrpsee::ws_client::WsClientBuilder::default().set_headers(headers).build(&url).await.unwrap();
+    let version: String = client.request("Venus.Version", rpc_params![]).await.unwrap();
+    assert!(version.starts_with("damocles-rs/"));
+    let refused = jsonrpsee::ws_client::WsClientBuilder::default().build(&url).await;
+    assert!(refused.is_err(), "a WebSocket upgrade without the token is refused");
     assert_eq!(daemon.stop(), Some(0));
 }

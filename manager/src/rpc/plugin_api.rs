@@ -105,3 +105,28 @@ fn mount(
     }
     module.merge(plugin_module).map_err(|e| format!("cannot mount namespace {namespace}: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taken() -> HashSet<String> {
+        RESERVED_NAMESPACES.iter().map(|s| s.to_string()).chain(["AtomicCounter".to_string()]).collect()
+    }
+
+    #[test]
+    fn reserved_and_mounted_namespaces_are_refused() {
+        for ns in ["Venus", "Plugins", "AtomicCounter"] {
+            let err = check_namespace(ns, &taken()).unwrap_err();
+            assert!(err.contains("reserved or already mounted"), "{err}");
+        }
+    }
+
+    #[test]
+    fn namespaces_must_be_plain_names() {
+        for ns in ["", "Bad.Name", "sp ace"] {
+            assert!(check_namespace(ns, &taken()).unwrap_err().contains("not a valid name"), "{ns:?}");
+        }
+        assert!(check_namespace("Metrics", &taken()).is_ok());
+    }
+}
