@@ -78,6 +78,9 @@ async fn sector_lifecycle(daemon: &RunningDaemon) {
     let released: bool = daemon.call("Venus.StoreReleaseReserved", rpc_params![sid(number)]).await.unwrap();
     assert!(released);
     let _: Value = daemon.call("Venus.WorkerPing", rpc_params![json!({"Name": "w1"})]).await.unwrap();
+    let workers: Vec<Value> = daemon.call("Venus.WorkerPingInfoList", rpc_params![]).await.unwrap();
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0]["Name"], "w1");
     let version: String = daemon.call("Venus.Version", rpc_params![]).await.unwrap();
     assert!(version.starts_with("damocles-rs/"), "{version}");
 

@@ -49,9 +49,19 @@ pub struct WorkerInfo {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Last ping of each worker, by name.
+/// Last ping of each worker, by name (in memory: workers ping every few seconds).
 #[derive(Default)]
 pub struct WorkerPings(Mutex<HashMap<String, SystemTime>>);
+
+/// One entry of `Venus.WorkerPingInfoList`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WorkerPingInfo {
+    /// Worker name.
+    pub name: String,
+    /// Last ping, Unix seconds.
+    pub last_ping: u64,
+}
 
 impl WorkerPings {
     fn record(&self, name: String) {
@@ -60,9 +70,18 @@ impl WorkerPings {
         }
     }
 
-    /// How many distinct workers have pinged.
-    pub fn count(&self) -> usize {
-        self.0.lock().map(|p| p.len()).unwrap_or(0)
+    /// Every worker that pinged, by name.
+    pub fn list(&self) -> Vec<WorkerPingInfo> {
+        let Ok(pings) = self.0.lock() else { return Vec::new() };
+        let mut list: Vec<WorkerPingInfo> = pings
+            .iter()
+            .map(|(name, at)| WorkerPingInfo {
+                name: name.clone(),
+                last_ping: at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
     }
 }
 
@@ -147,6 +166,10 @@ pub fn register(module: &mut RpcModule<AppState>) -> Result<(), jsonrpsee::core:
         tracing::debug!(worker = %info.name, "worker ping");
         state.workers.record(info.name);
         Ok(Empty {})
+    })?;
+    add(module, "Venus.WorkerPingInfoList", |state, args| {
+        args.finish()?;
+        Ok(state.workers.list())
     })?;
     add(module, "Venus.StoreReserveSpace", |state, mut args| {
         let sid: SectorId = args.next("sid")?;
