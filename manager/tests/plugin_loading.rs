@@ -135,6 +135,19 @@ fn panics_in_plugin_code_become_errors_and_the_process_lives_on() {
 }
 
 #[test]
+fn plugins_init_in_load_order_and_shut_down_once_in_reverse_order() {
+    let dir = plugins_dir(&["panicky-kv", "panicky-store"]);
+    let registry = load(dir.path());
+    registry.shutdown();
+    registry.shutdown();
+    let log = std::fs::read_to_string(dir.path().join("lifecycle.log")).unwrap();
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        ["init panicky-kv", "init panicky-store", "shutdown panicky-store", "shutdown panicky-kv"]
+    );
+}
+
+#[test]
 fn a_panicking_on_init_leaves_the_plugin_disabled_with_its_error() {
     let dir = plugins_dir(&["panicky-kv", "memdb"]);
     std::fs::write(dir.path().join("panic-in-init"), b"").unwrap();
@@ -145,6 +158,9 @@ fn a_panicking_on_init_leaves_the_plugin_disabled_with_its_error() {
     let why = registry.why_not_ready(Kind::KvStore, "panicky-kv");
     assert!(why.contains("Disabled: onInit failed: plugin panicked: panicky-kv: told to panic in onInit"), "{why}");
     assert!(registry.get(Kind::KvStore, "memdb").is_some(), "other plugins still load");
+    registry.shutdown();
+    let log = std::fs::read_to_string(dir.path().join("lifecycle.log")).unwrap();
+    assert!(!log.contains("shutdown panicky-kv"), "no onShutdown for a plugin whose onInit failed: {log}");
 }
 
 #[test]
