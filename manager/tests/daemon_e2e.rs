@@ -308,6 +308,7 @@ async fn a_piece_larger_than_1_gib_streams_in_and_out_with_flat_memory() {
     });
     assert_eq!(download.await.unwrap(), (200, Some(SIZE), SIZE));
     let peak = daemon.peak_rss();
+    eprintln!("daemon peak RSS after a {} MiB PUT and GET: {} MiB", SIZE >> 20, peak >> 20);
     assert!(peak < 256 << 20, "daemon peak RSS {} MiB for a {} MiB piece", peak >> 20, SIZE >> 20);
     assert_eq!(daemon.stop(), Some(0));
 }
