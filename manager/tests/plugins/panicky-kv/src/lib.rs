@@ -7,31 +7,14 @@ use std::sync::Mutex;
 use manager_plugin::PluginContext;
 use manager_plugin::kv::{Db, Entry, KvError, KvIter, KvStore, Meta, TxnFn};
 
-static PLUGINS_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-
-/// Appends `event` to `<plugins dir>/lifecycle.log`, so tests can check the order of init and shutdown calls.
-fn record(dir: &std::path::Path, event: &str) -> Result<(), String> {
-    use std::io::Write as _;
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("lifecycle.log"))
-        .map_err(|e| e.to_string())?;
-    writeln!(log, "{event} panicky-kv").map_err(|e| e.to_string())
-}
-
 /// Records the shutdown in `<plugins dir>/lifecycle.log`.
 pub fn shutdown() -> Result<(), String> {
-    match PLUGINS_DIR.get() {
-        Some(dir) => record(dir, "shutdown"),
-        None => Err("shutdown before init".into()),
-    }
+    lifecycle_log::shutdown("panicky-kv")
 }
 
 /// Panics when `<plugins dir>/panic-in-init` exists; records the init in `<plugins dir>/lifecycle.log`.
 pub fn init(ctx: &PluginContext) -> Result<(), String> {
-    let _ = PLUGINS_DIR.set(ctx.plugins_dir.clone());
-    record(&ctx.plugins_dir, "init")?;
+    lifecycle_log::init(ctx, "panicky-kv")?;
     if ctx.plugins_dir.join("panic-in-init").exists() {
         panic!("panicky-kv: told to panic in onInit");
     }
