@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --redis
+scripts/check-setup.sh
 if [ "${CI:-}" = "true" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
   # A target dir that survives between CI runs on the same machine; a cold one works too (just slower).
   export CARGO_TARGET_DIR="$HOME/.cache/damocles-rs/target"
