@@ -1,0 +1,124 @@
+//! `[Common.DB]`: which KV driver holds sector metadata, and each driver's settings.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// `[Common.DB]`: the KV driver and its per-driver settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "PascalCase")]
+pub struct DbConfig {
+    /// `Driver`: which of the sections below is used; default `rocksdb`.
+    pub driver: DbDriver,
+    /// `[Common.DB.RocksDB]`, used when `Driver = "rocksdb"`.
+    #[serde(rename = "RocksDB")]
+    pub rocksdb: RocksDbConfig,
+    /// `[Common.DB.Redis]`, used when `Driver = "redis"`.
+    pub redis: RedisConfig,
+    /// `[Common.DB.Plugin]`, used when `Driver = "plugin"`.
+    pub plugin: PluginDbConfig,
+}
+
+/// `[Common.DB] Driver`: the KV driver that holds sector metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", rename_all = "lowercase")]
+pub enum DbDriver {
+    /// `"rocksdb"`: embedded RocksDB (the default).
+    #[default]
+    RocksDb,
+    /// `"redis"`: a Redis server.
+    Redis,
+    /// `"plugin"`: a KVStore plugin named by `[Common.DB.Plugin] PluginName`.
+    Plugin,
+}
+
+impl DbDriver {
+    /// Every supported driver, in the order error messages list them.
+    pub const ALL: [DbDriver; 3] = [DbDriver::RocksDb, DbDriver::Redis, DbDriver::Plugin];
+
+    /// The name as written in the config file (`"rocksdb"`, `"redis"`, `"plugin"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbDriver::RocksDb => "rocksdb",
+            DbDriver::Redis => "redis",
+            DbDriver::Plugin => "plugin",
+        }
+    }
+}
+
+impl fmt::Display for DbDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `Driver` value that names no supported driver; its message lists the supported ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported Common.DB.Driver {value:?}; supported drivers: rocksdb, redis, plugin")]
+pub struct UnsupportedDriver {
+    /// The value found in the config.
+    pub value: String,
+}
+
+impl FromStr for DbDriver {
+    type Err = UnsupportedDriver;
+
+    /// Parses a driver name, ignoring ASCII case (`"RocksDB"` is `rocksdb`).
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        DbDriver::ALL
+            .into_iter()
+            .find(|driver| driver.as_str().eq_ignore_ascii_case(value))
+            .ok_or_else(|| UnsupportedDriver { value: value.to_owned() })
+    }
+}
+
+impl TryFrom<String> for DbDriver {
+    type Error = UnsupportedDriver;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+/// `[Common.DB.RocksDB]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "PascalCase")]
+pub struct RocksDbConfig {
+    /// `Dir`: the database directory; default `db` next to the config file.
+    pub dir: PathBuf,
+}
+
+impl Default for RocksDbConfig {
+    fn default() -> Self {
+        RocksDbConfig { dir: PathBuf::from("db") }
+    }
+}
+
+/// `[Common.DB.Redis]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "PascalCase")]
+pub struct RedisConfig {
+    /// `Addr`: connection URL; default `redis://127.0.0.1:6379`.
+    pub addr: String,
+    /// `Prefix`: prepended to every key so several managers can share one server; default `damocles`.
+    pub prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig { addr: "redis://127.0.0.1:6379".to_owned(), prefix: "damocles".to_owned() }
+    }
+}
+
+/// `[Common.DB.Plugin]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "PascalCase")]
+pub struct PluginDbConfig {
+    /// `PluginName`: the KVStore plugin to use; required when `Driver = "plugin"`.
+    pub plugin_name: String,
+    /// `[Common.DB.Plugin.Meta]`: free-form settings handed to the plugin.
+    pub meta: BTreeMap<String, String>,
+}

@@ -1,0 +1,85 @@
+//! The commented `sector-manager.cfg` that `daemon init` writes.
+
+use std::path::Path;
+
+/// A TOML string literal for `path`, quoted and escaped as TOML requires.
+fn toml_string(path: &Path) -> String {
+    toml::Value::String(path.to_string_lossy().into_owned()).to_string()
+}
+
+/// The commented `sector-manager.cfg` that `daemon init` writes for `home`. It explains every section and key
+/// (with commented-out Redis, Plugin and plugin-store examples) and parses to exactly
+/// [`Config::default_for_home`]`(home)`. `home` should be absolute: relative paths in the file would be resolved
+/// against the file's directory.
+pub fn default_config_text(home: &Path) -> String {
+    let plugins = toml_string(&home.join("plugins"));
+    let db = toml_string(&home.join("db"));
+    let pieces = toml_string(&home.join("pieces"));
+    let persist = toml_string(&home.join("persist"));
+    format!(
+        r#"# damocles-manager configuration (sector-manager.cfg), written by `damocles-manager daemon init`.
+#
+# TOML. Keys are case-sensitive PascalCase; an unknown or misspelt key is an error naming the key.
+# Every section may be omitted and then takes the defaults noted below.
+# Relative paths are relative to the directory holding this file.
+# Reference: docs/config.md.
+
+[Common.Plugins]
+# Directory scanned for plugin .so files. Empty ("") loads no plugins.
+Dir = {plugins}
+
+[Common.DB]
+# Where sector metadata lives: "rocksdb" (embedded, default) | "redis" | "plugin" (a KVStore plugin).
+Driver = "rocksdb"
+
+[Common.DB.RocksDB]
+# Database directory, used when Driver = "rocksdb". Default: "db" next to this file.
+Dir = {db}
+
+# Used when Driver = "redis" (several managers, or you already run Redis):
+# [Common.DB.Redis]
+# Addr = "redis://127.0.0.1:6379"   # connection URL (default)
+# Prefix = "damocles"               # prepended to every key (default)
+
+# Used when Driver = "plugin": a KVStore plugin loaded from Common.Plugins.Dir.
+# [Common.DB.Plugin]
+# PluginName = "memdb"              # required with Driver = "plugin"
+# [Common.DB.Plugin.Meta]           # free-form strings handed to the plugin
+# SomeKey = "value"
+
+# Piece stores hold deal pieces (PUT/GET /piecestore/<name>). Repeat the block for more stores.
+[[Common.PieceStores]]
+Name = "pieces"                     # non-empty, unique across PieceStores and PersistStores
+Path = {pieces}
+# ReadOnly = false                  # true: never written to
+# PluginName = ""                   # empty: built-in local filesystem store; else a FileStore plugin
+# [Common.PieceStores.Meta]         # free-form strings handed to a plugin store
+
+# Persist stores hold sealed sectors; a reservation picks one at random, weighted by Weight.
+[[Common.PersistStores]]
+Name = "persist"
+Path = {persist}
+# ReadOnly = false                  # true: never chosen for new sectors
+# Strict = false                    # true: the store refuses objects whose layout does not match exactly
+# Weight = 1                        # relative chance of being picked; 0 counts as 1
+# AllowMiners = [1000]              # if non-empty, only these miner actors
+# DenyMiners = [1001]               # never these miner actors (wins over AllowMiners)
+
+# A store backed by a FileStore plugin (Path is handed to the plugin as written):
+# [[Common.PersistStores]]
+# Name = "remote"
+# PluginName = "fsstore"
+# [Common.PersistStores.Meta]
+# Root = "/mnt/remote"
+
+# Miner actors this manager allocates sectors for. Repeat the block for more miners.
+[[Miners]]
+Actor = 1000                        # miner actor ID (t01000); unique
+SealProof = 8                       # registered seal proof AllocateSector hands out (8 = 32 GiB V1_1)
+
+[API]
+# JSON-RPC listen address (IP:PORT). Default: "127.0.0.1:1789".
+Listen = "127.0.0.1:1789"
+"#
+    )
+}

@@ -1,0 +1,43 @@
+//! `[[Common.PieceStores]]` and `[[Common.PersistStores]]` entries.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One `[[Common.PieceStores]]` or `[[Common.PersistStores]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "PascalCase")]
+pub struct StoreEntry {
+    /// `Name`: non-empty and unique across piece and persist stores.
+    pub name: String,
+    /// `Path`: the directory of a local store (resolved against the config file's directory); for a plugin
+    /// store it is handed to the plugin unchanged.
+    pub path: String,
+    /// `[...Meta]`: free-form settings handed to a plugin store.
+    pub meta: BTreeMap<String, String>,
+    /// `PluginName`: empty for the built-in local-filesystem store, else the FileStore plugin to use.
+    pub plugin_name: String,
+    /// `ReadOnly`: never chosen for writes.
+    pub read_only: bool,
+    /// `Strict`: handed to the store as the SDK's `StoreConfig::strict` (refuse objects whose layout does not
+    /// match exactly; implementation-defined).
+    pub strict: bool,
+    /// `Weight`: relative chance of being picked for a reservation; see [`StoreEntry::effective_weight`].
+    pub weight: u32,
+    /// `AllowMiners`: if non-empty, only these miner actors may use the store.
+    pub allow_miners: Vec<u64>,
+    /// `DenyMiners`: these miner actors may never use the store (wins over `AllowMiners`).
+    pub deny_miners: Vec<u64>,
+}
+
+impl StoreEntry {
+    /// The weight used for random selection: `Weight`, with 0 (the default) counting as 1.
+    pub fn effective_weight(&self) -> u32 {
+        self.weight.max(1)
+    }
+
+    /// Whether this is the built-in local-filesystem store (no `PluginName`).
+    pub fn is_local(&self) -> bool {
+        self.plugin_name.is_empty()
+    }
+}
