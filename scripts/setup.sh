@@ -2,7 +2,7 @@
 # Installs what building and testing damocles-rs needs on a fresh Debian machine, only when missing.
 #   scripts/setup.sh          build prerequisites (libclang for RocksDB's bindings, a C++ compiler)
 #   scripts/setup.sh --redis  also redis-server, started on 127.0.0.1:6379 (append-only, fsync always)
-#                             when nothing answers there
+#                             when nothing answers there (port: DAMOCLES_REDIS_PORT, default 6379)
 # What counts as "present" is decided by scripts/lib/detect.sh, proven by scripts/check-setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,13 +25,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 if [ "$mode" = redis ]; then
-  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
-    echo "setup: starting redis-server on 127.0.0.1:6379 (appendonly yes, appendfsync always)"
-    data_dir="${REDIS_DATA_DIR:-$HOME/.cache/damocles-rs/redis}"
+  port="${DAMOCLES_REDIS_PORT:-6379}"
+  if ! redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; then
+    echo "setup: starting redis-server on 127.0.0.1:$port (appendonly yes, appendfsync always)"
+    data_dir="$HOME/.cache/damocles-rs/redis-$port"
     mkdir -p "$data_dir"
-    redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --dir "$data_dir" \
+    redis-server --bind 127.0.0.1 --port "$port" --daemonize yes --dir "$data_dir" \
       --save "" --appendonly yes --appendfsync always >/dev/null
-    for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
-    redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "setup: redis-server did not answer on 127.0.0.1:6379" >&2; exit 1; }
+    for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null || { echo "setup: redis-server did not answer on 127.0.0.1:$port" >&2; exit 1; }
   fi
 fi
