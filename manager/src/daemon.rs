@@ -17,7 +17,7 @@ use crate::filestore::{StoreManager, StoreSpec};
 use crate::home::Home;
 use crate::kvstore::{RedisDb, RocksDb};
 use crate::plugins::{PluginRecord, PluginRegistry, SyncLag};
-use crate::rpc::{self, AppState, RpcServer};
+use crate::rpc::{self, AppState, RpcServer, ServerLimits};
 use crate::sectors::{Deliverer, DeliveryOptions, EventTarget, StateManager};
 
 /// Everything the daemon runs, in start-up order.
@@ -133,7 +133,7 @@ async fn serve(
     .await??;
     let addr = listen.unwrap_or(&config.api.listen);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-    let server = rpc::start(listener, module.into(), stores, token)?;
+    let server = rpc::start(listener, module.into(), stores, token, ServerLimits::from_config(&config.api))?;
     tracing::info!(listen = %server.local_addr, db = config.common.db.driver.as_str(), "damocles-manager is running");
     Ok(server)
 }

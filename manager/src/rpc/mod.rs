@@ -16,7 +16,7 @@ use crate::filestore::StoreManager;
 use crate::plugins::PluginRegistry;
 use crate::sectors::StateManager;
 
-pub use server::{RpcServer, start};
+pub use server::{RpcServer, ServerLimits, start};
 
 /// What the RPC methods work on.
 pub struct AppState {
