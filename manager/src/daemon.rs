@@ -18,7 +18,7 @@ use crate::home::Home;
 use crate::kvstore::{RedisDb, RocksDb};
 use crate::plugins::{PluginRecord, PluginRegistry, SyncLag};
 use crate::rpc::{self, AppState, RpcServer, ServerLimits};
-use crate::sectors::{Deliverer, DeliveryOptions, EventTarget, StateManager};
+use crate::sectors::{Deliverer, DeliveryOptions, DeliveryWatch, EventTarget, StateManager};
 
 /// Everything the daemon runs, in start-up order.
 pub struct Daemon {
@@ -52,8 +52,14 @@ impl Daemon {
                 return Err(e);
             }
         };
-        let deliverer = Deliverer::start(Arc::clone(&sectors), sync_targets(&registry), DeliveryOptions::default());
-        match serve(&config, listen, token, sectors, &registry).await {
+        let watch = DeliveryWatch {
+            hung_after: std::time::Duration::from_secs(config.common.plugins.sync_hung_after_secs.max(1)),
+            backlog_warning: config.common.plugins.sync_backlog_warning,
+            skipped_events_dir: home.dir.join("skipped-events"),
+        };
+        let deliverer =
+            Deliverer::start_with(Arc::clone(&sectors), sync_targets(&registry), DeliveryOptions::default(), watch);
+        match serve(&config, listen, token, sectors, deliverer.control(), &registry).await {
             Ok(server) => Ok(Daemon { registry, db, deliverer, server }),
             Err(e) => {
                 close(Some(deliverer), db, registry).await;
@@ -116,6 +122,7 @@ async fn serve(
     listen: Option<&str>,
     token: String,
     sectors: Arc<StateManager>,
+    delivery: crate::sectors::DeliveryControl,
     registry: &Arc<PluginRegistry>,
 ) -> anyhow::Result<RpcServer> {
     let (blocking_config, blocking_registry) = (config.clone(), Arc::clone(registry));
@@ -127,6 +134,7 @@ async fn serve(
             registry: blocking_registry,
             miners: blocking_config.miners.clone(),
             workers: Default::default(),
+            delivery,
         })?;
         Ok((stores, module))
     })
@@ -227,7 +235,28 @@ impl EventTarget for PluginTarget {
     }
 
     fn report_lag(&self, pending: u64, last_error: Option<String>) {
-        self.record.set_sync_lag(SyncLag { pending, last_error });
+        let state = match (&last_error, pending) {
+            (Some(_), _) => "failing",
+            (None, 0) => "idle",
+            (None, _) => "delivering",
+        };
+        self.record.set_sync_lag(SyncLag {
+            pending,
+            last_error,
+            state: state.to_string(),
+            hung_since: None,
+            hung_event: None,
+        });
+    }
+
+    fn report_hung(&self, pending: u64, seq: u64, since_unix: u64) {
+        self.record.set_sync_lag(SyncLag {
+            pending,
+            last_error: Some(format!("the hook delivering event {seq} has not returned since Unix time {since_unix}")),
+            state: "hung".to_string(),
+            hung_since: Some(since_unix),
+            hung_event: Some(seq),
+        });
     }
 }
 

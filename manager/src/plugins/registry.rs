@@ -34,6 +34,14 @@ pub struct SyncLag {
     pub pending: u64,
     /// The last delivery error, if the last attempt failed.
     pub last_error: Option<String>,
+    /// `idle` (nothing pending), `delivering`, `failing` (retrying `last_error`'s event) or `hung` (a hook call
+    /// running past `[Common.Plugins] SyncHungAfterSecs`).
+    pub state: String,
+    /// While `hung`: when the running hook call began, Unix seconds.
+    pub hung_since: Option<u64>,
+    /// While `hung`: the event (outbox seq) the running call delivers. (While `failing`, `last_error` starts
+    /// with `event <seq>`.) `util plugins skip NAME SEQ` takes this seq.
+    pub hung_event: Option<u64>,
 }
 
 /// One loaded plugin.

@@ -14,7 +14,7 @@ use jsonrpsee::RpcModule;
 use crate::config::MinerConfig;
 use crate::filestore::StoreManager;
 use crate::plugins::PluginRegistry;
-use crate::sectors::StateManager;
+use crate::sectors::{DeliveryControl, StateManager};
 
 pub use server::{RpcServer, ServerLimits, start};
 
@@ -30,6 +30,8 @@ pub struct AppState {
     pub miners: Vec<MinerConfig>,
     /// Worker liveness.
     pub workers: venus::WorkerPings,
+    /// Operator requests to the running SyncSectorState delivery (`Plugins.SkipSyncEvent`).
+    pub delivery: DeliveryControl,
 }
 
 /// The full method set: `Venus.*`, `Plugins.List`, and every mountable plugin namespace.
