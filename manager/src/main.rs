@@ -112,7 +112,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // A blocking task stuck in a plugin call must not keep the process alive after the daemon returned.
+    runtime.shutdown_timeout(manager::daemon::shutdown::RUNTIME_TIMEOUT);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -205,6 +205,29 @@ async fn a_hung_sync_hook_shows_hung_with_its_start_and_backlog_and_sigterm_stil
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_second_signal_during_shutdown_exits_at_once_naming_the_hung_hook() {
+    let home = TestHome::init();
+    let mut daemon = daemon_with_a_hung_hook(&home).await;
+    let pid = daemon.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(daemon.child.try_wait().unwrap().is_none(), "still shutting down (the hung hook holds delivery 5 s)");
+    let sent = Instant::now();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(2), "the second signal did not end the process at once");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("second signal: exited {:?} after it", sent.elapsed());
+    assert_eq!(status.code(), Some(130));
+    let log = daemon.log();
+    assert!(log.contains("received again: exiting now") && log.contains("stuck-sync (event"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_operator_skips_a_poison_event_after_it_is_saved_and_delivery_goes_on() {
     let home = TestHome::init();
     home.install_plugins(&["stuck-sync"]);

@@ -271,7 +271,17 @@ impl PluginRegistry {
 
     /// Runs `onShutdown` once for every plugin that was initialized, in reverse load order.
     pub fn shutdown(&self) {
+        self.shutdown_except(&|_| false);
+    }
+
+    /// [`shutdown`](Self::shutdown), leaving out the plugins for which `busy` is true (a call into them has not
+    /// returned, so `onShutdown` must not run under it); those are logged and stay initialized.
+    pub fn shutdown_except(&self, busy: &dyn Fn(&Manifest) -> bool) {
         for record in self.plugins.iter().rev() {
+            if busy(&record.manifest) {
+                tracing::warn!(plugin = %record.label(), "not running onShutdown: a call into the plugin is still running");
+                continue;
+            }
             let owed = {
                 let mut status = record.status();
                 let owed = std::mem::take(&mut status.initialized);

@@ -6,6 +6,7 @@ pub mod piece;
 pub mod plugin_api;
 pub mod server;
 pub mod venus;
+pub mod worker_pings;
 
 use std::sync::Arc;
 
