@@ -72,16 +72,35 @@ pub trait KvIter: Send {
     fn next_entry(&mut self) -> Result<Option<Entry>, KvError>;
 }
 
-/// Runs `update`, retrying on [`KvError::Conflict`] while the store asks for retries (at most `attempts` times).
+/// Runs `update`, retrying on [`KvError::Conflict`] while the store asks for retries (at most `attempts` times),
+/// pausing [`retry_pause`] between attempts so that contending writers spread out instead of colliding again.
 pub fn update_with_retry(store: &dyn KvStore, attempts: usize, f: TxnFn<'_>) -> Result<(), KvError> {
     let mut tries = 0;
     loop {
         tries += 1;
         match store.update(&mut *f) {
-            Err(KvError::Conflict) if store.need_retry_transactions() && tries < attempts => continue,
+            Err(KvError::Conflict) if store.need_retry_transactions() && tries < attempts => {
+                std::thread::sleep(retry_pause(tries - 1));
+            }
             other => return other,
         }
     }
+}
+
+/// The pause before retry number `attempt` (0-based) of a conflicting transaction: exponential from 1 ms,
+/// capped at 64 ms, with "full jitter" (a uniformly random duration up to that bound), so that the total wait of
+/// 32 attempts stays under two seconds.
+pub fn retry_pause(attempt: usize) -> std::time::Duration {
+    let cap_micros = 1_000u64 << attempt.min(6);
+    std::time::Duration::from_micros(jitter(cap_micros))
+}
+
+/// A pseudo-random number in `0..=bound` from the clock and the thread, good enough to de-synchronize retries.
+fn jitter(bound: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.finish() % bound.saturating_add(1)
 }
 
 /// The smallest key greater than every key starting with `prefix`, or `None` when there is none
@@ -99,7 +118,16 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_end;
+    use super::{prefix_end, retry_pause};
+
+    #[test]
+    fn retry_pauses_are_bounded_and_jittered() {
+        let pauses: Vec<_> = (0..200).map(|attempt| retry_pause(attempt % 32)).collect();
+        assert!(pauses.iter().all(|p| *p <= std::time::Duration::from_millis(64)));
+        assert!(retry_pause(0) <= std::time::Duration::from_millis(1));
+        let distinct: std::collections::HashSet<_> = (0..50).map(|_| retry_pause(6)).collect();
+        assert!(distinct.len() > 10, "pauses are jittered: {distinct:?}");
+    }
 
     #[test]
     fn prefix_end_increments_the_last_byte_that_can_be_incremented() {

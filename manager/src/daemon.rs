@@ -1,6 +1,9 @@
 //! Start-up and shutdown of the daemon: config → plugins → KV database → sector state manager → file stores →
 //! event deliverer → RPC server; on SIGINT/SIGTERM the reverse: stop accepting, finish in-flight requests, stop
-//! delivery, close the database, `onShutdown` plugins in reverse load order.
+//! delivery, close the database, `onShutdown` plugins in reverse load order, each step bounded in time
+//! ([`shutdown`]). A second signal during shutdown exits at once.
+
+pub mod shutdown;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,15 +20,18 @@ use crate::filestore::{StoreManager, StoreSpec};
 use crate::home::Home;
 use crate::kvstore::{RedisDb, RocksDb};
 use crate::plugins::{PluginRecord, PluginRegistry, SyncLag};
-use crate::rpc::{self, AppState, RpcServer};
-use crate::sectors::{Deliverer, DeliveryOptions, EventTarget, StateManager};
+use crate::rpc::{self, AppState, RpcServer, ServerLimits};
+use crate::sectors::{Deliverer, DeliveryOptions, DeliveryWatch, EventTarget, StateManager};
 
 /// Everything the daemon runs, in start-up order.
 pub struct Daemon {
     registry: Arc<PluginRegistry>,
     db: Arc<dyn Db>,
     deliverer: Deliverer,
+    delivery: crate::sectors::DeliveryControl,
+    stores: Arc<StoreManager>,
     server: RpcServer,
+    step: shutdown::Step,
 }
 
 impl Daemon {
@@ -48,15 +54,24 @@ impl Daemon {
         let sectors = match open_sectors(&db).await {
             Ok(sectors) => sectors,
             Err(e) => {
-                close(None, db, registry).await;
+                shutdown::close(None, None, db, registry, &shutdown::Step::default()).await;
                 return Err(e);
             }
         };
-        let deliverer = Deliverer::start(Arc::clone(&sectors), sync_targets(&registry), DeliveryOptions::default());
-        match serve(&config, listen, token, sectors, &registry).await {
-            Ok(server) => Ok(Daemon { registry, db, deliverer, server }),
+        let watch = DeliveryWatch {
+            hung_after: std::time::Duration::from_secs(config.common.plugins.sync_hung_after_secs.max(1)),
+            backlog_warning: config.common.plugins.sync_backlog_warning,
+            skipped_events_dir: home.dir.join("skipped-events"),
+        };
+        let deliverer =
+            Deliverer::start_with(Arc::clone(&sectors), sync_targets(&registry), DeliveryOptions::default(), watch);
+        let delivery = deliverer.control();
+        match serve(&config, listen, token, sectors, delivery.clone(), &registry).await {
+            Ok((server, stores)) => {
+                Ok(Daemon { registry, db, deliverer, delivery, stores, server, step: shutdown::Step::default() })
+            }
             Err(e) => {
-                close(Some(deliverer), db, registry).await;
+                shutdown::close(Some(deliverer), None, db, registry, &shutdown::Step::default()).await;
                 Err(e)
             }
         }
@@ -67,35 +82,15 @@ impl Daemon {
         self.server.local_addr
     }
 
-    /// Orderly shutdown: stop accepting and finish in-flight requests (at most [`DRAIN_TIMEOUT`]), stop delivery,
-    /// close the database, then `onShutdown` every initialized plugin in reverse load order.
+    /// Orderly shutdown, every step bounded (see [`shutdown`]): stop accepting and finish in-flight requests,
+    /// stop delivery, close the database, then `onShutdown` every initialized plugin in reverse load order.
     pub async fn shutdown(self) {
-        tracing::info!("shutting down: finishing in-flight requests");
-        if tokio::time::timeout(DRAIN_TIMEOUT, self.server.stop()).await.is_err() {
-            tracing::warn!("in-flight requests still running after {DRAIN_TIMEOUT:?}; closing anyway");
+        self.step.begin("finishing in-flight requests");
+        let drain = shutdown::DRAIN_TIMEOUT;
+        if tokio::time::timeout(drain, self.server.stop()).await.is_err() {
+            tracing::warn!("in-flight requests still running after {drain:?}; closing anyway");
         }
-        close(Some(self.deliverer), self.db, self.registry).await;
-    }
-}
-
-/// How long shutdown waits for in-flight requests.
-pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Stops delivery, closes the database and shuts the plugins down, in that order, off the async workers.
-async fn close(deliverer: Option<Deliverer>, db: Arc<dyn Db>, registry: Arc<PluginRegistry>) {
-    let closed = tokio::task::spawn_blocking(move || {
-        if let Some(deliverer) = deliverer {
-            deliverer.stop();
-        }
-        let closed = db.close();
-        registry.shutdown();
-        closed
-    })
-    .await;
-    match closed {
-        Ok(Ok(())) => tracing::info!("database closed; bye"),
-        Ok(Err(e)) => tracing::error!("closing the database failed: {e}"),
-        Err(e) => tracing::error!("shutdown task failed: {e}"),
+        shutdown::close(Some(self.deliverer), Some(self.stores), self.db, self.registry, &self.step).await;
     }
 }
 
@@ -116,8 +111,9 @@ async fn serve(
     listen: Option<&str>,
     token: String,
     sectors: Arc<StateManager>,
+    delivery: crate::sectors::DeliveryControl,
     registry: &Arc<PluginRegistry>,
-) -> anyhow::Result<RpcServer> {
+) -> anyhow::Result<(RpcServer, Arc<StoreManager>)> {
     let (blocking_config, blocking_registry) = (config.clone(), Arc::clone(registry));
     let (stores, module) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let stores = Arc::new(open_stores(&blocking_config, &blocking_registry)?);
@@ -127,32 +123,71 @@ async fn serve(
             registry: blocking_registry,
             miners: blocking_config.miners.clone(),
             workers: Default::default(),
+            delivery,
         })?;
         Ok((stores, module))
     })
     .await??;
     let addr = listen.unwrap_or(&config.api.listen);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-    let server = rpc::start(listener, module.into(), stores, token)?;
+    let limits = ServerLimits::from_config(&config.api);
+    let server = rpc::start(listener, module.into(), Arc::clone(&stores), token, limits)?;
     tracing::info!(listen = %server.local_addr, db = config.common.db.driver.as_str(), "damocles-manager is running");
-    Ok(server)
+    Ok((server, stores))
 }
 
-/// Runs the daemon until SIGINT or SIGTERM.
+/// Runs the daemon until SIGINT or SIGTERM, then shuts it down. A second signal during shutdown logs what is
+/// still running and exits the process at once, with status 130 (SIGINT) or 143 (SIGTERM).
 pub async fn run(home: &Home, listen: Option<&str>) -> anyhow::Result<()> {
+    // Listen before starting: a signal during start-up must not be lost.
+    let mut signals = Signals::new()?;
     let daemon = Daemon::start(home, listen).await?;
-    wait_for_signal().await?;
-    daemon.shutdown().await;
-    Ok(())
+    let first = signals.next().await;
+    tracing::info!(
+        "{first} received: shutting down within {:?} (send it again to exit at once)",
+        shutdown::SHUTDOWN_DEADLINE
+    );
+    let (step, delivery) = (daemon.step.clone(), daemon.delivery.clone());
+    tokio::select! {
+        () = daemon.shutdown() => Ok(()),
+        second = signals.next() => {
+            let hooks: Vec<String> = delivery
+                .hooks_running()
+                .into_iter()
+                .map(|(name, seq, since)| format!("{name} (event {seq}, since Unix time {since})"))
+                .collect();
+            tracing::error!(
+                "{second} received again: exiting now; shutdown was {}; SyncSectorState hooks still running: {}",
+                step.describe(),
+                if hooks.is_empty() { "none".to_string() } else { hooks.join(", ") }
+            );
+            std::process::exit(if second == "SIGINT" { 130 } else { 143 })
+        }
+    }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
-        _ = term.recv() => {}
+/// SIGINT and SIGTERM, listened to from start-up on.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+        })
     }
-    Ok(())
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
+    }
 }
 
 async fn load_plugins(dir: &Path) -> anyhow::Result<PluginRegistry> {
@@ -227,7 +262,28 @@ impl EventTarget for PluginTarget {
     }
 
     fn report_lag(&self, pending: u64, last_error: Option<String>) {
-        self.record.set_sync_lag(SyncLag { pending, last_error });
+        let state = match (&last_error, pending) {
+            (Some(_), _) => "failing",
+            (None, 0) => "idle",
+            (None, _) => "delivering",
+        };
+        self.record.set_sync_lag(SyncLag {
+            pending,
+            last_error,
+            state: state.to_string(),
+            hung_since: None,
+            hung_event: None,
+        });
+    }
+
+    fn report_hung(&self, pending: u64, seq: u64, since_unix: u64) {
+        self.record.set_sync_lag(SyncLag {
+            pending,
+            last_error: Some(format!("the hook delivering event {seq} has not returned since Unix time {since_unix}")),
+            state: "hung".to_string(),
+            hung_since: Some(since_unix),
+            hung_event: Some(seq),
+        });
     }
 }
 

@@ -75,6 +75,13 @@ enum PluginsCommand {
         /// The plugin's name.
         name: String,
     },
+    /// Move a SyncSectorState plugin past the one event it is stuck on (saved to <home>/skipped-events first).
+    Skip {
+        /// The plugin's name.
+        name: String,
+        /// The event's seq (in `plugins list`: the hung event, or `event <seq>` in the last error).
+        seq: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -105,7 +112,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // A blocking task stuck in a plugin call must not keep the process alive after the daemon returned.
+    runtime.shutdown_timeout(manager::daemon::shutdown::RUNTIME_TIMEOUT);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -171,6 +181,13 @@ async fn util(home: &Home, command: UtilCommand) -> anyhow::Result<()> {
                 println!("{name:?} has no delivery cursor; nothing to retire");
             }
         }
+        UtilCommand::Plugins(PluginsCommand::Skip { name, seq }) => {
+            let saved: String = client
+                .request("Plugins.SkipSyncEvent", rpc_params![&name, seq])
+                .await
+                .context("Plugins.SkipSyncEvent")?;
+            println!("skipped event {seq} for {name:?}; the event was saved to {saved}");
+        }
         UtilCommand::Sectors(SectorsCommand::List { offline }) => {
             let ws = if offline { "offline" } else { "online" };
             let sectors: serde_json::Value =
@@ -199,13 +216,13 @@ async fn util(home: &Home, command: UtilCommand) -> anyhow::Result<()> {
 
 fn print_plugins(plugins: &[PluginInfo]) {
     println!(
-        "{:<16} {:<14} {:<13} {:>7} {:>6} {:>6} {:>8}  FILE / LAST ERROR",
+        "{:<16} {:<14} {:<13} {:>7} {:>6} {:>6} {:>18}  FILE / LAST ERROR",
         "KIND", "NAME", "STATE", "CALLS", "ERRORS", "PANICS", "PENDING"
     );
     for p in plugins {
-        let pending = p.sync_lag.as_ref().map(|l| l.pending.to_string()).unwrap_or_else(|| "-".into());
+        let pending = p.sync_lag.as_ref().map(|l| format!("{} {}", l.pending, l.state)).unwrap_or_else(|| "-".into());
         println!(
-            "{:<16} {:<14} {:<13} {:>7} {:>6} {:>6} {:>8}  {}",
+            "{:<16} {:<14} {:<13} {:>7} {:>6} {:>6} {:>18}  {}",
             p.kind.as_deref().unwrap_or("?"),
             p.name.as_deref().unwrap_or("?"),
             p.state,

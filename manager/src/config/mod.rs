@@ -65,11 +65,22 @@ pub struct CommonConfig {
 }
 
 /// `[Common.Plugins]`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "PascalCase")]
 pub struct PluginsConfig {
     /// `Dir`: directory scanned for plugin `.so` files; empty (the default) loads no plugins.
     pub dir: PathBuf,
+    /// `SyncHungAfterSecs`: a SyncSectorState hook running longer is shown `hung` in `Plugins.List`; default 60.
+    pub sync_hung_after_secs: u64,
+    /// `SyncBacklogWarning`: a warning is logged when a SyncSectorState plugin's pending events reach this, and
+    /// at each tenfold; 0 disables; default 10000.
+    pub sync_backlog_warning: u64,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig { dir: PathBuf::new(), sync_hung_after_secs: 60, sync_backlog_warning: 10_000 }
+    }
 }
 
 /// Why a configuration file could not be used; every message names the file and, where there is one, the key.
@@ -133,7 +144,7 @@ impl Config {
         };
         Config {
             common: CommonConfig {
-                plugins: PluginsConfig { dir: home.join("plugins") },
+                plugins: PluginsConfig { dir: home.join("plugins"), ..Default::default() },
                 db: DbConfig { rocksdb: RocksDbConfig { dir: home.join("db") }, ..DbConfig::default() },
                 piece_stores: vec![store("pieces")],
                 persist_stores: vec![store("persist")],

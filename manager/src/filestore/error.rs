@@ -82,6 +82,19 @@ pub enum FileStoreError {
         /// Why each piece store was passed over (or that none is configured).
         reasons: String,
     },
+    /// A reservation larger than any sector could need (`StoreReserveSpace`).
+    #[error(
+        "StoreReserveSpace for sector {sector}: size {size} bytes exceeds the limit of {max} bytes (1 PiB); pass the \
+         sector's sealed file and cache size in bytes"
+    )]
+    ReservationTooLarge {
+        /// The sector.
+        sector: manager_plugin::sector::SectorId,
+        /// The requested size.
+        size: u64,
+        /// [`super::reserve::MAX_RESERVATION`].
+        max: u64,
+    },
     /// A store operation on an object failed.
     #[error("store {store:?}: {op} {object:?}: {source}")]
     Store {
@@ -102,8 +115,14 @@ impl FileStoreError {
         matches!(self, FileStoreError::PieceNotFound { .. })
     }
 
-    /// Whether the caller's input was at fault (an invalid piece name; HTTP 400).
+    /// Whether the caller's input was at fault: an invalid piece name or one the store refuses (a reserved
+    /// name), HTTP 400; an absurd reservation size.
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self, FileStoreError::InvalidPieceName { .. })
+        matches!(
+            self,
+            FileStoreError::InvalidPieceName { .. }
+                | FileStoreError::ReservationTooLarge { .. }
+                | FileStoreError::Store { source: manager_plugin::StoreError::InvalidPath { .. }, .. }
+        )
     }
 }

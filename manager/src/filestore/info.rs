@@ -137,6 +137,9 @@ pub struct StoreDetailedInfo {
     pub allow_miners: Vec<ActorId>,
     /// Miners that may never reserve here.
     pub deny_miners: Vec<ActorId>,
+    /// `false` while the store's `instance_info` has been running past the capacity timeout: reservations and
+    /// piece writes skip the store until it answers again.
+    pub available: bool,
     /// Why the capacity figures could not be read, if they could not.
     pub error: Option<String>,
 }

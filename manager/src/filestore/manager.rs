@@ -4,12 +4,13 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::io::Read;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use manager_plugin::StoreError;
 use manager_plugin::filestore::{ObjectReader, Store, StoreConfig, validate_object_path};
 use manager_plugin::manifest::Kind;
 
+use super::capacity::{Capacity, CapacityCache, CapacityOptions};
 use super::error::FileStoreError;
 use super::info::{MinerPolicy, ReservedItem, StoreBasicInfo, StoreDetailedInfo, StoreKind, StoreSpec};
 use super::reserve::ReserveState;
@@ -21,7 +22,9 @@ const CAR_SUFFIX: &str = ".car";
 /// The manager's piece stores and persist stores, and the space reserved on persist stores.
 ///
 /// Every store, built-in or plugin, sits behind the SDK's [`Store`] trait. The manager is `Send + Sync`; store
-/// calls are blocking, so async callers run them on a blocking thread.
+/// calls are blocking, so async callers run them on a blocking thread. Capacity figures come from a cache that
+/// each store's own thread refreshes (see [`CapacityOptions`]); no lock of the manager is ever held across a
+/// store call.
 pub struct StoreManager {
     pub(super) piece: Vec<ManagedStore>,
     pub(super) persist: Vec<ManagedStore>,
@@ -36,10 +39,25 @@ pub(super) struct ManagedStore {
     /// Empty for the built-in local store.
     pub(super) plugin: String,
     pub(super) policy: MinerPolicy,
-    pub(super) store: Box<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
+    /// Capacity figures, refreshed by the store's own thread.
+    pub(super) capacity: Arc<CapacityCache>,
 }
 
 impl ManagedStore {
+    /// Wraps an opened store and starts its capacity refresher.
+    pub(super) fn new(
+        kind: StoreKind,
+        config: StoreConfig,
+        plugin: String,
+        policy: MinerPolicy,
+        store: Arc<dyn Store>,
+        options: CapacityOptions,
+    ) -> ManagedStore {
+        let capacity = CapacityCache::start(&config.name, Arc::clone(&store), options);
+        ManagedStore { kind, config, plugin, policy, store, capacity }
+    }
+
     pub(super) fn name(&self) -> &str {
         &self.config.name
     }
@@ -57,11 +75,39 @@ impl StoreManager {
         persist: Vec<StoreSpec>,
         registry: &PluginRegistry,
     ) -> Result<StoreManager, FileStoreError> {
+        StoreManager::open_with(piece, persist, registry, CapacityOptions::default())
+    }
+
+    /// [`open`](Self::open) with explicit capacity refresh options.
+    pub fn open_with(
+        piece: Vec<StoreSpec>,
+        persist: Vec<StoreSpec>,
+        registry: &PluginRegistry,
+        options: CapacityOptions,
+    ) -> Result<StoreManager, FileStoreError> {
         check_names(StoreKind::Piece, &piece)?;
         check_names(StoreKind::Persist, &persist)?;
-        let piece = open_all(StoreKind::Piece, piece, registry)?;
-        let persist = open_all(StoreKind::Persist, persist, registry)?;
+        let piece = open_all(StoreKind::Piece, piece, registry, options)?;
+        let persist = open_all(StoreKind::Persist, persist, registry, options)?;
         Ok(StoreManager::from_opened(piece, persist))
+    }
+
+    /// The FileStore plugins with a capacity call running now (a hung one never ends): shutdown must not run
+    /// their `onShutdown` under that call.
+    pub fn plugins_in_call(&self) -> Vec<String> {
+        self.piece
+            .iter()
+            .chain(&self.persist)
+            .filter(|store| !store.plugin.is_empty() && store.capacity.in_call())
+            .map(|store| store.plugin.clone())
+            .collect()
+    }
+
+    /// Stops the capacity refresher threads (a thread inside a hung store call ends when the call returns).
+    pub fn stop(&self) {
+        for store in self.piece.iter().chain(&self.persist) {
+            store.capacity.stop();
+        }
     }
 
     pub(super) fn from_opened(piece: Vec<ManagedStore>, persist: Vec<ManagedStore>) -> StoreManager {
@@ -92,7 +138,9 @@ impl StoreManager {
     ) -> Result<(String, u64), FileStoreError> {
         check_piece_name(name)?;
         let store = self.piece_store_for(name, size)?;
-        let written = store.store.put(name, reader).map_err(|source| FileStoreError::Store {
+        let written = store.store.put(name, reader);
+        store.capacity.refresh_soon();
+        let written = written.map_err(|source| FileStoreError::Store {
             store: store.name().to_string(),
             op: "put",
             object: name.to_string(),
@@ -127,17 +175,16 @@ impl StoreManager {
                 reasons.push(format!("{:?} is read-only", store.name()));
                 continue;
             }
-            match store.store.instance_info() {
-                Ok(info) if info.free >= needed => return Ok(store),
-                Ok(info) => reasons.push(format!(
-                    "{:?} has {} bytes free, {} needed",
+            match store.capacity.current() {
+                Capacity::Known { free, .. } if free >= needed => return Ok(store),
+                Capacity::Known { free, .. } => reasons.push(format!(
+                    "{:?} has {free} bytes free, {} needed",
                     store.name(),
-                    info.free,
                     size.map_or_else(|| "some".to_string(), |s| s.to_string())
                 )),
-                Err(err) => {
-                    tracing::warn!(store = store.name(), "cannot read the capacity of a piece store: {err}");
-                    reasons.push(format!("{:?}: capacity unknown ({err})", store.name()));
+                other => {
+                    let why = other.problem(store.capacity.timeout()).unwrap_or_default();
+                    reasons.push(format!("{:?}: {why}", store.name()));
                 }
             }
         }
@@ -212,7 +259,8 @@ impl StoreManager {
     }
 
     /// Every store, piece stores first, then persist stores, each in config order, with capacity figures and
-    /// the reservations held on it. A store whose capacity cannot be read is listed with zeros and `Error` set.
+    /// the reservations held on it. The figures are the cached ones; a store whose capacity cannot be read is
+    /// listed with zeros and `Error` set, and one whose `instance_info` is hung also with `Available: false`.
     pub fn list(&self) -> Vec<StoreDetailedInfo> {
         // Snapshot the reservations first so no store call runs under the lock.
         let reserved: Vec<Vec<ReservedItem>> = {
@@ -222,6 +270,12 @@ impl StoreManager {
         let pieces = self.piece.iter().map(|store| detailed_info(store, Vec::new()));
         let persists = self.persist.iter().zip(reserved).map(|(store, items)| detailed_info(store, items));
         pieces.chain(persists).collect()
+    }
+}
+
+impl Drop for StoreManager {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -259,6 +313,7 @@ fn open_all(
     kind: StoreKind,
     specs: Vec<StoreSpec>,
     registry: &PluginRegistry,
+    options: CapacityOptions,
 ) -> Result<Vec<ManagedStore>, FileStoreError> {
     specs
         .into_iter()
@@ -272,22 +327,17 @@ fn open_all(
                 read_only = spec.config.read_only,
                 "opened store"
             );
-            Ok(ManagedStore {
-                kind,
-                config: spec.config,
-                plugin: spec.plugin_name,
-                policy: MinerPolicy { allow: spec.allow_miners, deny: spec.deny_miners },
-                store,
-            })
+            let policy = MinerPolicy { allow: spec.allow_miners, deny: spec.deny_miners };
+            Ok(ManagedStore::new(kind, spec.config, spec.plugin_name, policy, store, options))
         })
         .collect()
 }
 
-fn open_store(kind: StoreKind, spec: &StoreSpec, registry: &PluginRegistry) -> Result<Box<dyn Store>, FileStoreError> {
+fn open_store(kind: StoreKind, spec: &StoreSpec, registry: &PluginRegistry) -> Result<Arc<dyn Store>, FileStoreError> {
     let store = spec.config.name.clone();
     if spec.plugin_name.is_empty() {
         return match fsstore::FsStore::open(spec.config.clone()) {
-            Ok(local) => Ok(Box::new(local)),
+            Ok(local) => Ok(Arc::new(local)),
             Err(source) => Err(FileStoreError::OpenLocal { kind, store, source }),
         };
     }
@@ -296,16 +346,21 @@ fn open_store(kind: StoreKind, spec: &StoreSpec, registry: &PluginRegistry) -> R
         let why = registry.why_not_ready(Kind::FileStore, &plugin);
         return Err(FileStoreError::PluginNotReady { kind, store, plugin, why });
     };
-    record.open_store(spec.config.clone()).map_err(|source| FileStoreError::OpenPlugin { kind, store, plugin, source })
+    record.open_store(spec.config.clone()).map(Arc::from).map_err(|source| FileStoreError::OpenPlugin {
+        kind,
+        store,
+        plugin,
+        source,
+    })
 }
 
 fn detailed_info(store: &ManagedStore, reserved_by: Vec<ReservedItem>) -> StoreDetailedInfo {
-    let (total, free, used, error) = match store.store.instance_info() {
-        Ok(info) => (info.total, info.free, info.used, None),
-        Err(err) => {
-            tracing::warn!(store = store.name(), "cannot read the capacity of a store: {err}");
-            (0, 0, 0, Some(err.to_string()))
-        }
+    let capacity = store.capacity.current();
+    let error = capacity.problem(store.capacity.timeout());
+    let available = !matches!(capacity, Capacity::Unanswered { .. });
+    let (total, free, used) = match capacity {
+        Capacity::Known { total, free, used } => (total, free, used),
+        _ => (0, 0, 0),
     };
     // Display only: f64 precision is plenty for a percentage.
     let used_percent = if total == 0 { 0.0 } else { used as f64 * 100.0 / total as f64 };
@@ -320,12 +375,13 @@ fn detailed_info(store: &ManagedStore, reserved_by: Vec<ReservedItem>) -> StoreD
         free,
         used,
         used_percent,
-        reserved: reserved_by.iter().map(|item| item.size).sum(),
+        reserved: reserved_by.iter().fold(0u64, |sum, item| sum.saturating_add(item.size)),
         reserved_by,
         read_only: store.config.read_only,
         weight: store.config.weight,
         allow_miners: store.policy.allow.clone(),
         deny_miners: store.policy.deny.clone(),
+        available,
         error,
     }
 }

@@ -38,14 +38,17 @@
 //!
 //! [`Store`]: manager_plugin::filestore::Store
 
+mod capacity;
 mod error;
 mod info;
 mod manager;
 mod reserve;
 
+pub use capacity::CapacityOptions;
 pub use error::FileStoreError;
 pub use info::{ReservedItem, StoreBasicInfo, StoreDetailedInfo, StoreKind, StoreSpec};
 pub use manager::StoreManager;
+pub use reserve::MAX_RESERVATION;
 
 #[cfg(test)]
 mod tests;

@@ -73,13 +73,8 @@ impl FakeStore {
 
     fn build(kind: StoreKind, name: &str, free: u64, fail_puts: bool) -> ManagedStore {
         let store = FakeStore { name: name.into(), free, objects: Mutex::default(), fail_puts };
-        ManagedStore {
-            kind,
-            config: store.instance_config(),
-            plugin: String::new(),
-            policy: MinerPolicy::default(),
-            store: Box::new(store),
-        }
+        let config = store.instance_config();
+        ManagedStore::new(kind, config, String::new(), MinerPolicy::default(), Arc::new(store), Default::default())
     }
 }
 
@@ -167,7 +162,7 @@ fn a_store_without_enough_free_space_is_passed_over() {
     let mgr = persist_stores([local(dir.path(), "a")]);
     let free = mgr.list()[0].free;
     // Far more than the volume has, whatever else writes to it meanwhile.
-    let too_big = free.saturating_mul(2).max(1 << 60);
+    let too_big = free.saturating_mul(2).max(1 << 45).min(MAX_RESERVATION);
     assert_eq!(reserved_on(&mgr, sector(1000, 1), too_big), None);
     assert_eq!(reserved_on(&mgr, sector(1000, 2), 1).as_deref(), Some("a"));
 }
@@ -441,4 +436,143 @@ fn list_shows_both_kinds_with_capacity_and_reservations() {
     for key in ["Name", "Path", "Meta", "Type", "Total", "Free", "Used", "UsedPercent", "Reserved", "Weight"] {
         assert!(json.get(key).is_some(), "missing {key} in {json}");
     }
+}
+
+// ---- capacity cache, hung stores, reservation arithmetic ----
+
+/// A store whose `instance_info` blocks until the test opens the gate.
+struct GatedStore {
+    name: String,
+    gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl Store for GatedStore {
+    fn type_name(&self) -> String {
+        "gated".into()
+    }
+    fn version(&self) -> String {
+        "0".into()
+    }
+    fn instance(&self) -> String {
+        self.name.clone()
+    }
+    fn instance_config(&self) -> StoreConfig {
+        StoreConfig { name: self.name.clone(), path: format!("/gated/{}", self.name), ..Default::default() }
+    }
+    fn instance_info(&self) -> Result<InstanceInfo, StoreError> {
+        let (open, changed) = &*self.gate;
+        let mut open = open.lock().unwrap();
+        while !*open {
+            open = changed.wait(open).unwrap();
+        }
+        Ok(InstanceInfo { config: self.instance_config(), total: 1 << 40, free: 1 << 40, used: 0 })
+    }
+    fn get(&self, path: &str) -> Result<ObjectReader, StoreError> {
+        Err(StoreError::NotFound(path.into()))
+    }
+    fn del(&self, path: &str) -> Result<(), StoreError> {
+        Err(StoreError::NotFound(path.into()))
+    }
+    fn stat(&self, path: &str) -> Result<ObjectStat, StoreError> {
+        Err(StoreError::NotFound(path.into()))
+    }
+    fn put(&self, _path: &str, _reader: &mut dyn Read) -> Result<u64, StoreError> {
+        Err(StoreError::Io("gated store takes no writes".into()))
+    }
+    fn full_path(&self, path: &str) -> Result<PathBuf, StoreError> {
+        Ok(PathBuf::from(path))
+    }
+}
+
+#[test]
+fn a_hung_store_is_skipped_and_listed_unavailable_until_it_answers() {
+    let options = CapacityOptions {
+        timeout: std::time::Duration::from_millis(300),
+        refresh: std::time::Duration::from_millis(50),
+    };
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let hung = GatedStore { name: "hung".into(), gate: Arc::clone(&gate) };
+    let hung = ManagedStore::new(
+        StoreKind::Persist,
+        hung.instance_config(),
+        "gated".into(),
+        MinerPolicy::default(),
+        Arc::new(hung),
+        options,
+    );
+    let good = FakeStore::managed(StoreKind::Persist, "good", 1000);
+    let mgr = Arc::new(StoreManager::from_opened(Vec::new(), vec![hung, good]));
+
+    // Parallel reservations all answer, from the good store, within about the timeout.
+    let started = std::time::Instant::now();
+    let callers: Vec<_> = (0..4)
+        .map(|n| {
+            let mgr = Arc::clone(&mgr);
+            std::thread::spawn(move || mgr.reserve(sector(1000, n), 10, &[]).unwrap().map(|info| info.name))
+        })
+        .collect();
+    for caller in callers {
+        assert_eq!(caller.join().unwrap().as_deref(), Some("good"));
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+
+    let listed = mgr.list();
+    let hung = listed.iter().find(|s| s.name == "hung").unwrap();
+    assert!(!hung.available, "{hung:?}");
+    let error = hung.error.as_deref().unwrap();
+    assert!(error.contains("instance_info has not answered"), "{error}");
+    assert!(listed.iter().find(|s| s.name == "good").unwrap().available);
+    assert_eq!(mgr.reserve(sector(1000, 9), 10, &["hung".into()]).unwrap(), None);
+
+    // Once the store answers again, it is available and reservations may land on it.
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !mgr.list().iter().find(|s| s.name == "hung").unwrap().available {
+        assert!(std::time::Instant::now() < deadline, "the store never came back");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(reserved_on(&mgr, sector(1000, 9), 10).as_deref().map(|_| ()), Some(()));
+    assert_eq!(mgr.reserve(sector(1000, 10), 10, &["hung".into()]).unwrap().unwrap().name, "hung");
+}
+
+#[test]
+fn a_growing_reservation_is_rechecked_against_free_space() {
+    let mgr = StoreManager::from_opened(Vec::new(), vec![FakeStore::managed(StoreKind::Persist, "a", 100)]);
+    assert_eq!(reserved_on(&mgr, sector(1000, 1), 50).as_deref(), Some("a"));
+    assert_eq!(reserved_on(&mgr, sector(1000, 2), 40).as_deref(), Some("a"));
+    // 100 free, 40 reserved by sector 2: sector 1 cannot grow to 70 there, and no other store has room.
+    assert_eq!(reserved_on(&mgr, sector(1000, 1), 70), None);
+    // It keeps its old reservation, and may still grow into what is really free.
+    let listed = mgr.list();
+    assert_eq!(listed[0].reserved, 90);
+    assert_eq!(reserved_on(&mgr, sector(1000, 1), 60).as_deref(), Some("a"));
+    assert_eq!(mgr.list()[0].reserved, 100);
+}
+
+#[test]
+fn a_growing_reservation_moves_to_a_store_with_room() {
+    let mgr = StoreManager::from_opened(
+        Vec::new(),
+        vec![FakeStore::managed(StoreKind::Persist, "a", 100), FakeStore::managed(StoreKind::Persist, "b", 1000)],
+    );
+    assert_eq!(mgr.reserve(sector(1000, 1), 80, &["a".into()]).unwrap().unwrap().name, "a");
+    assert_eq!(reserved_on(&mgr, sector(1000, 1), 500).as_deref(), Some("b"));
+    let listed = mgr.list();
+    assert_eq!((listed[0].reserved, listed[1].reserved), (0, 500));
+}
+
+#[test]
+fn absurd_reservation_sizes_are_refused_with_an_error() {
+    let mgr = StoreManager::from_opened(Vec::new(), vec![FakeStore::managed(StoreKind::Persist, "a", 1 << 62)]);
+    for size in [u64::MAX, MAX_RESERVATION + 1] {
+        let err = mgr.reserve(sector(1000, 1), size, &[]).unwrap_err();
+        assert!(err.is_invalid_input(), "{err}");
+        assert!(err.to_string().contains("exceeds the limit"), "{err}");
+    }
+    // The largest allowed sizes add up without wrapping: the listed total saturates instead.
+    for number in 0..3 {
+        assert!(mgr.reserve(sector(1000, number), MAX_RESERVATION, &[]).unwrap().is_some());
+    }
+    assert_eq!(mgr.list()[0].reserved, 3 * MAX_RESERVATION);
 }

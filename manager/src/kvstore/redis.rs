@@ -23,20 +23,33 @@
 //! no panicking on a broken invariant, no side effects it cannot repeat.
 //!
 //! Durability is the server's (`appendonly`, `appendfsync`): configure Redis accordingly.
+//!
+//! **Liveness.** Connecting and every command have short timeouts ([`CONNECT_TIMEOUT`], [`COMMAND_TIMEOUT`]), so
+//! while Redis is down or stalled a call fails within a few seconds with an error naming Redis and its address,
+//! and the next call after it is back simply opens a new connection: no restart needed. A pooled connection the
+//! server or network dropped (`CLIENT KILL`, `timeout`, a restart) is replaced: plain commands are re-sent on a
+//! fresh one; a transaction on a connection idle for a while is checked with `PING` first, and a transaction
+//! whose connection breaks before its `EXEC` was sent is run again on a fresh connection (its reads are redone,
+//! nothing was written). A connection breaking during `EXEC` is reported, not retried: the commit may have
+//! happened. Conflicting views are retried with exponential back-off and jitter ([`retry_pause`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::redis::{Client, Connection, RedisError, RedisResult, Value};
 use manager_plugin::kv::{self, Db, Entry, KvError, KvIter, KvStore, Txn, TxnFn};
 
 use super::{PagedIter, backend_error, read_only_error};
 
-/// How long connecting and each command may take before the operation fails.
-const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long each command may take before the operation fails.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+/// A pooled connection idle longer than this is checked with `PING` before a transaction uses it.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(2);
 /// Idle connections kept for reuse; more are opened under load and closed when returned.
 const MAX_IDLE: usize = 16;
 /// How many times a view is run before a persistent race is reported as [`KvError::Conflict`].
@@ -53,7 +66,8 @@ struct Shared {
     /// `host:port` (or socket path) of the server, for messages.
     addr: String,
     prefix: String,
-    idle: Mutex<Vec<Connection>>,
+    /// Idle connections with the time they were returned.
+    idle: Mutex<Vec<(Connection, Instant)>>,
     closed: AtomicBool,
 }
 
@@ -83,33 +97,53 @@ impl RedisDb {
 impl Shared {
     fn connect(&self) -> Result<Connection, KvError> {
         let connect = || -> RedisResult<Connection> {
-            let conn = self.client.get_connection_with_timeout(TIMEOUT)?;
-            conn.set_read_timeout(Some(TIMEOUT))?;
-            conn.set_write_timeout(Some(TIMEOUT))?;
+            let conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+            conn.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+            conn.set_write_timeout(Some(COMMAND_TIMEOUT))?;
             Ok(conn)
         };
         connect().map_err(|err| {
-            KvError::Backend(format!("connect to Redis at {}: {err} (is redis-server running there?)", self.addr))
+            KvError::Backend(format!(
+                "connect to Redis at {} (timeout {CONNECT_TIMEOUT:?}): {err} (is redis-server running there?)",
+                self.addr
+            ))
         })
     }
 
     /// A connection for the caller's exclusive use: an idle one (`true`), or a new one.
     fn checkout(&self) -> Result<(Connection, bool), KvError> {
+        match self.checkout_idle()? {
+            Some((conn, _)) => Ok((conn, true)),
+            None => Ok((self.connect()?, false)),
+        }
+    }
+
+    /// An idle connection and how long it was idle, if there is one.
+    fn checkout_idle(&self) -> Result<Option<(Connection, Duration)>, KvError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(KvError::Closed);
         }
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        match idle {
-            Some(conn) => Ok((conn, true)),
-            None => Ok((self.connect()?, false)),
+        Ok(idle.map(|(conn, since)| (conn, since.elapsed())))
+    }
+
+    /// A connection for a transaction: an idle one that answers (checked with `PING` when it was idle for a
+    /// while), else a new one; `true` when reused.
+    fn checkout_checked(&self) -> Result<(Connection, bool), KvError> {
+        while let Some((mut conn, idle_for)) = self.checkout_idle()? {
+            if idle_for < CHECK_IDLE_AFTER || ::redis::cmd("PING").query::<String>(&mut conn).is_ok() {
+                return Ok((conn, true));
+            }
+            tracing::debug!(redis = %self.addr, "dropped a pooled Redis connection that no longer answers");
         }
+        Ok((self.connect()?, false))
     }
 
     /// Returns a connection in a clean state (no `WATCH`, no `MULTI`) for reuse.
     fn checkin(&self, conn: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if !self.closed.load(Ordering::Acquire) && idle.len() < MAX_IDLE {
-            idle.push(conn);
+            idle.push((conn, Instant::now()));
         }
     }
 
@@ -194,8 +228,20 @@ impl RedisCollection {
     fn call<R>(&self, op: &str, f: impl FnMut(&mut Connection) -> RedisResult<R>) -> Result<R, KvError> {
         self.shared.with_conn(f).map_err(|err| match err {
             RedisOrKv::Kv(err) => err,
-            RedisOrKv::Redis(err) => backend_error(op, &self.name, err),
+            RedisOrKv::Redis(err) => self.error(op, err),
         })
+    }
+
+    /// An error of a Redis command, naming the server, the operation and the collection.
+    fn error(&self, op: &str, err: RedisError) -> KvError {
+        let hint = if err.is_timeout() {
+            format!(" (no answer within {COMMAND_TIMEOUT:?}; is Redis overloaded or stopped?)")
+        } else if err.is_connection_dropped() || err.is_connection_refusal() || err.is_io_error() {
+            " (is redis-server running and reachable?)".to_string()
+        } else {
+            String::new()
+        };
+        backend_error(op, &self.name, format!("Redis at {}: {err}{hint}", self.shared.addr))
     }
 
     /// Queues the commands applying `value` (`None`: delete) to `key` in `pipe`.
@@ -266,15 +312,42 @@ impl RedisCollection {
     ///
     /// The closure's own error is validated too: an error decided on stale reads becomes a retry, not an answer.
     fn transact_once(&self, writable: bool, f: TxnFn<'_>) -> Result<Option<()>, KvError> {
-        let (conn, _) = self.shared.checkout()?;
-        let txn = RedisTxn { collection: self, conn: RefCell::new(conn), writes: RefCell::default(), writable };
-        match f(&txn) {
+        let (conn, reused) = self.shared.checkout_checked()?;
+        let attempt = self.attempt(conn, writable, &mut *f);
+        match attempt {
+            // The pooled connection broke before anything was committed: redo the reads on a fresh one.
+            Attempt::BrokenBeforeCommit(err) if reused => {
+                tracing::debug!(redis = %self.shared.addr, "a pooled Redis connection broke in a transaction: {err}");
+                match self.attempt(self.shared.connect()?, writable, f) {
+                    Attempt::Done(outcome) => outcome,
+                    Attempt::BrokenBeforeCommit(err) => Err(err),
+                }
+            }
+            Attempt::BrokenBeforeCommit(err) => Err(err),
+            Attempt::Done(outcome) => outcome,
+        }
+    }
+
+    /// One run of the closure on `conn`, then the commit (or validation).
+    fn attempt(&self, conn: Connection, writable: bool, f: TxnFn<'_>) -> Attempt {
+        let txn = RedisTxn {
+            collection: self,
+            conn: RefCell::new(conn),
+            writes: RefCell::default(),
+            writable,
+            broken: Cell::new(None),
+        };
+        let result = f(&txn);
+        if let Some(err) = txn.broken.take() {
+            return Attempt::BrokenBeforeCommit(err);
+        }
+        Attempt::Done(match result {
             Ok(()) => txn.finish(true),
             Err(err) => match txn.finish(false) {
                 Ok(None) => Ok(None),
                 _ => Err(err),
             },
-        }
+        })
     }
 }
 
@@ -310,10 +383,11 @@ impl KvStore for RedisCollection {
     }
 
     fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
-        for _ in 0..VIEW_ATTEMPTS {
+        for attempt in 0..VIEW_ATTEMPTS {
             if self.transact_once(false, &mut *f)?.is_some() {
                 return Ok(());
             }
+            std::thread::sleep(kv::retry_pause(attempt));
         }
         Err(KvError::Conflict)
     }
@@ -327,6 +401,14 @@ impl KvStore for RedisCollection {
     }
 }
 
+/// How one transaction attempt ended.
+enum Attempt {
+    /// Committed, validated, failed or conflicted: the outcome to report.
+    Done(Result<Option<()>, KvError>),
+    /// The connection broke while the closure read, before any commit was sent.
+    BrokenBeforeCommit(KvError),
+}
+
 /// A transaction handle: reads go to the server (watching what they read), writes wait in `writes`.
 struct RedisTxn<'a> {
     collection: &'a RedisCollection,
@@ -334,11 +416,18 @@ struct RedisTxn<'a> {
     /// Buffered writes: `None` is a delete.
     writes: RefCell<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
     writable: bool,
+    /// Set when a read failed because the connection broke.
+    broken: Cell<Option<KvError>>,
 }
 
 impl RedisTxn<'_> {
     fn backend(&self, op: &str, err: RedisError) -> KvError {
-        backend_error(op, &self.collection.name, err)
+        let broken = err.is_connection_dropped() || err.is_io_error();
+        let error = self.collection.error(op, err);
+        if broken {
+            self.broken.set(Some(error.clone()));
+        }
+        error
     }
 
     /// Ends the transaction with one `MULTI`/`EXEC` holding the buffered writes when `apply` (none otherwise), so
@@ -353,7 +442,7 @@ impl RedisTxn<'_> {
         }
         let mut conn = self.conn.into_inner();
         let outcome: Option<Vec<Value>> =
-            pipe.query(&mut conn).map_err(|err| backend_error("commit transaction", &self.collection.name, err))?;
+            pipe.query(&mut conn).map_err(|err| self.collection.error("commit transaction", err))?;
         // EXEC, answered or not, forgets every WATCH: the connection is clean again.
         self.collection.shared.checkin(conn);
         Ok(outcome.map(drop))

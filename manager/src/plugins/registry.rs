@@ -34,6 +34,14 @@ pub struct SyncLag {
     pub pending: u64,
     /// The last delivery error, if the last attempt failed.
     pub last_error: Option<String>,
+    /// `idle` (nothing pending), `delivering`, `failing` (retrying `last_error`'s event) or `hung` (a hook call
+    /// running past `[Common.Plugins] SyncHungAfterSecs`).
+    pub state: String,
+    /// While `hung`: when the running hook call began, Unix seconds.
+    pub hung_since: Option<u64>,
+    /// While `hung`: the event (outbox seq) the running call delivers. (While `failing`, `last_error` starts
+    /// with `event <seq>`.) `util plugins skip NAME SEQ` takes this seq.
+    pub hung_event: Option<u64>,
 }
 
 /// One loaded plugin.
@@ -263,7 +271,17 @@ impl PluginRegistry {
 
     /// Runs `onShutdown` once for every plugin that was initialized, in reverse load order.
     pub fn shutdown(&self) {
+        self.shutdown_except(&|_| false);
+    }
+
+    /// [`shutdown`](Self::shutdown), leaving out the plugins for which `busy` is true (a call into them has not
+    /// returned, so `onShutdown` must not run under it); those are logged and stay initialized.
+    pub fn shutdown_except(&self, busy: &dyn Fn(&Manifest) -> bool) {
         for record in self.plugins.iter().rev() {
+            if busy(&record.manifest) {
+                tracing::warn!(plugin = %record.label(), "not running onShutdown: a call into the plugin is still running");
+                continue;
+            }
             let owed = {
                 let mut status = record.status();
                 let owed = std::mem::take(&mut status.initialized);

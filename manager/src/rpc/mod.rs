@@ -6,6 +6,7 @@ pub mod piece;
 pub mod plugin_api;
 pub mod server;
 pub mod venus;
+pub mod worker_pings;
 
 use std::sync::Arc;
 
@@ -14,9 +15,9 @@ use jsonrpsee::RpcModule;
 use crate::config::MinerConfig;
 use crate::filestore::StoreManager;
 use crate::plugins::PluginRegistry;
-use crate::sectors::StateManager;
+use crate::sectors::{DeliveryControl, StateManager};
 
-pub use server::{RpcServer, start};
+pub use server::{RpcServer, ServerLimits, start};
 
 /// What the RPC methods work on.
 pub struct AppState {
@@ -30,6 +31,8 @@ pub struct AppState {
     pub miners: Vec<MinerConfig>,
     /// Worker liveness.
     pub workers: venus::WorkerPings,
+    /// Operator requests to the running SyncSectorState delivery (`Plugins.SkipSyncEvent`).
+    pub delivery: DeliveryControl,
 }
 
 /// The full method set: `Venus.*`, `Plugins.List`, and every mountable plugin namespace.

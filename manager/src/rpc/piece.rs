@@ -1,58 +1,138 @@
 //! Piece HTTP: `PUT /piecestore/<name>` streams the body into the first writable piece store, `GET` streams it
 //! back (falling back to `<name>.car`). Bodies cross between async and the synchronous store API through bounded
 //! channels of 1 MiB chunks, so memory stays flat whatever the size.
+//!
+//! Transfers are isolated from the JSON-RPC API: each runs on a thread of its own, never on the blocking pool
+//! that serves `Venus.*`, and at most [`PieceTransfers`]' limit run at once; one more is answered `503` with
+//! `Retry-After`. A transfer whose client stops sending or reading for the idle limit is aborted.
 
 use std::io::{self, Read};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use jsonrpsee::server::{HttpBody, HttpResponse};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::filestore::StoreManager;
 
 const CHUNK: usize = 1 << 20;
 const CHANNEL_CHUNKS: usize = 4;
+/// What a refused transfer is told to wait before retrying, seconds.
+const RETRY_AFTER_SECS: u32 = 5;
 
-/// Answers one `/piecestore/<name>` request.
-pub async fn handle<B>(req: Request<B>, name: &str, stores: Arc<StoreManager>) -> HttpResponse
-where
-    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: std::fmt::Display + Send,
-{
-    if let Err(e) = manager_plugin::filestore::validate_object_path(name) {
-        return text(StatusCode::BAD_REQUEST, e.to_string());
+/// The bound on piece transfers running at once, and their idle limit.
+#[derive(Clone)]
+pub struct PieceTransfers {
+    slots: Arc<Semaphore>,
+    limit: usize,
+    idle: Duration,
+}
+
+impl PieceTransfers {
+    /// At most `limit` transfers at once; a transfer idle for `idle` is aborted.
+    pub fn new(limit: usize, idle: Duration) -> PieceTransfers {
+        PieceTransfers { slots: Arc::new(Semaphore::new(limit)), limit, idle }
     }
-    match *req.method() {
-        Method::PUT => {
+
+    /// Answers one `/piecestore/<name>` request; `raw_name` is the path after the prefix, percent-encoded.
+    pub async fn handle<B>(&self, req: Request<B>, raw_name: &str, stores: Arc<StoreManager>) -> HttpResponse
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display + Send,
+    {
+        let name = match percent_encoding::percent_decode_str(raw_name).decode_utf8() {
+            Ok(name) => name.into_owned(),
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("piece name {raw_name:?} is not UTF-8 once percent-decoded: {e}"),
+                );
+            }
+        };
+        if let Err(e) = manager_plugin::filestore::validate_object_path(&name) {
+            return text(StatusCode::BAD_REQUEST, e.to_string());
+        }
+        if !matches!(*req.method(), Method::PUT | Method::GET) {
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{} is not allowed on /piecestore/; use GET or PUT", req.method()),
+            );
+        }
+        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            tracing::warn!(piece = %name, "refused a piece transfer: {} are running ([API] MaxPieceTransfers)", self.limit);
+            let mut response = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{} piece transfers are already running (the limit is [API] MaxPieceTransfers); retry in {RETRY_AFTER_SECS} s",
+                    self.limit
+                ),
+            );
+            response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(RETRY_AFTER_SECS));
+            return response;
+        };
+        if *req.method() == Method::PUT {
             let size = req
                 .headers()
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
-            put(req.into_body(), name.to_string(), size, stores).await
+            put(req.into_body(), name, size, stores, slot, self.idle).await
+        } else {
+            get(name, stores, slot, self.idle).await
         }
-        Method::GET => get(name.to_string(), stores).await,
-        _ => text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("{} is not allowed on /piecestore/; use GET or PUT", req.method()),
-        ),
     }
 }
 
-async fn put<B>(mut body: B, name: String, size: Option<u64>, stores: Arc<StoreManager>) -> HttpResponse
+/// Runs `work` on a new thread (never the runtime's blocking pool) and returns its result.
+async fn on_transfer_thread<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let (tx, rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("piece-transfer".into())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .map_err(|e| format!("cannot start a thread for the {what}: {e}"))?;
+    rx.await.map_err(|_| format!("the {what} thread ended without an answer"))
+}
+
+async fn put<B>(
+    mut body: B,
+    name: String,
+    size: Option<u64>,
+    stores: Arc<StoreManager>,
+    slot: OwnedSemaphorePermit,
+    idle: Duration,
+) -> HttpResponse
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display + Send,
 {
     let (tx, rx) = mpsc::channel::<io::Result<Upload>>(CHANNEL_CHUNKS);
     let pump = tokio::spawn(async move {
-        while let Some(frame) = body.frame().await {
+        loop {
+            let frame = match tokio::time::timeout(idle, body.frame()).await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(_) => {
+                    let idle = idle.as_secs();
+                    let _ = tx
+                        .send(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("the client sent nothing for {idle} s ([API] PieceTransferIdleSecs)"),
+                        )))
+                        .await;
+                    return;
+                }
+            };
             let item = match frame {
                 Ok(frame) => match frame.into_data() {
                     Ok(data) => Ok(Upload::Data(data)),
@@ -68,7 +148,8 @@ where
         // Only a body that really ended says so; a pump that stops any other way reads as a cut-off upload.
         let _ = tx.send(Ok(Upload::End)).await;
     });
-    let result = tokio::task::spawn_blocking(move || {
+    let result = on_transfer_thread("piece upload", move || {
+        let _slot = slot;
         let mut reader = ChannelReader { rx, current: Bytes::new(), expected: size, received: 0 };
         stores.put_piece_sized(&name, size, &mut reader).map(|(store, size)| (name, store, size))
     })
@@ -81,20 +162,26 @@ where
         }
         Ok(Err(e)) if e.is_invalid_input() => text(StatusCode::BAD_REQUEST, e.to_string()),
         Ok(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("piece upload task failed: {e}")),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
-async fn get(name: String, stores: Arc<StoreManager>) -> HttpResponse {
-    let opened = tokio::task::spawn_blocking(move || stores.open_piece_with_size(&name)).await;
-    let (mut reader, size) = match opened {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(e)) if e.is_not_found() => return text(StatusCode::NOT_FOUND, e.to_string()),
-        Ok(Err(e)) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("piece read task failed: {e}")),
-    };
+async fn get(name: String, stores: Arc<StoreManager>, slot: OwnedSemaphorePermit, idle: Duration) -> HttpResponse {
+    let (opened_tx, opened_rx) = oneshot::channel();
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
-    tokio::task::spawn_blocking(move || {
+    let runtime = tokio::runtime::Handle::current();
+    let started = std::thread::Builder::new().name("piece-transfer".into()).spawn(move || {
+        let _slot = slot;
+        let (mut reader, size) = match stores.open_piece_with_size(&name) {
+            Ok(pair) => pair,
+            Err(e) => {
+                let _ = opened_tx.send(Err(e));
+                return;
+            }
+        };
+        if opened_tx.send(Ok(size)).is_err() {
+            return;
+        }
         let mut buf = vec![0u8; CHUNK];
         loop {
             let item = match reader.read(&mut buf) {
@@ -104,11 +191,27 @@ async fn get(name: String, stores: Arc<StoreManager>) -> HttpResponse {
                 Err(e) => Err(e),
             };
             let failed = item.is_err();
-            if tx.blocking_send(item).is_err() || failed {
-                break;
+            // A client that stops reading holds the slot for at most the idle limit.
+            match runtime.block_on(tokio::time::timeout(idle, tx.send(item))) {
+                Ok(Ok(())) if !failed => {}
+                Ok(_) => break,
+                Err(_) => {
+                    tracing::warn!(piece = %name, "aborted a piece download: the client read nothing for {} s", idle.as_secs());
+                    break;
+                }
             }
         }
     });
+    if let Err(e) = started {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot start a thread for the piece download: {e}"));
+    }
+    let size = match opened_rx.await {
+        Ok(Ok(size)) => size,
+        Ok(Err(e)) if e.is_not_found() => return text(StatusCode::NOT_FOUND, e.to_string()),
+        Ok(Err(e)) if e.is_invalid_input() => return text(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e)) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "the piece download thread ended".into()),
+    };
     http::Response::builder()
         .status(StatusCode::OK)
         .header(http::header::CONTENT_TYPE, "application/octet-stream")

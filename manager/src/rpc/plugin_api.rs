@@ -17,7 +17,10 @@ use crate::plugins::PluginRegistry;
 /// Namespaces plugins may not take.
 pub const RESERVED_NAMESPACES: [&str; 2] = ["Venus", "Plugins"];
 
-/// Registers `Plugins.List` and `Plugins.RetireSyncCursor`.
+/// How long `Plugins.SkipSyncEvent` waits for the delivery thread to save and skip the event.
+const SKIP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Registers `Plugins.List`, `Plugins.RetireSyncCursor` and `Plugins.SkipSyncEvent`.
 pub fn register(module: &mut RpcModule<AppState>) -> Result<(), RegisterMethodError> {
     add(module, "Plugins.List", |state, args| {
         args.finish()?;
@@ -35,6 +38,13 @@ pub fn register(module: &mut RpcModule<AppState>) -> Result<(), RegisterMethodEr
             ));
         }
         state.sectors.retire_sync_cursor(&name).map_err(|e| error(SERVER_ERROR, e.to_string()))
+    })?;
+    add(module, "Plugins.SkipSyncEvent", |state, mut args| {
+        let name: String = args.next("name")?;
+        let seq: u64 = args.next("seq")?;
+        args.finish()?;
+        let saved = state.delivery.skip(&name, seq, SKIP_WAIT).map_err(|e| error(SERVER_ERROR, e.to_string()))?;
+        Ok(saved.display().to_string())
     })
 }
 

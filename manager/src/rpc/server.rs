@@ -1,26 +1,76 @@
 //! The HTTP server: one listener for JSON-RPC over HTTP and WebSocket (`/rpc/v0`) and piece HTTP
 //! (`/piecestore/`), every request authenticated with the home's bearer token before anything runs.
+//!
+//! Every resource a client can hold is bounded by [`ServerLimits`] (the `[API]` keys): open connections (one
+//! more is answered 503 and closed), the time to send a request's headers, request and response body sizes,
+//! calls per batch, and piece transfers, which run on their own threads so that they never occupy the pool
+//! serving `Venus.*` calls.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use jsonrpsee::Methods;
 use jsonrpsee::server::{
-    HttpResponse, Server, ServerHandle, StopHandle, TowerServiceBuilder, serve_with_graceful_shutdown, stop_channel,
+    BatchRequestConfig, HttpResponse, Server, ServerConfig, ServerHandle, StopHandle, TowerServiceBuilder, stop_channel,
 };
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tower::Service;
 
-use super::piece;
+use super::piece::{self, PieceTransfers};
+use crate::config::ApiConfig;
 use crate::filestore::StoreManager;
 
 /// The JSON-RPC path.
 pub const RPC_PATH: &str = "/rpc/v0";
 /// The piece HTTP prefix.
 pub const PIECE_PREFIX: &str = "/piecestore/";
+
+/// The bounds on what clients may hold, from `[API]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Time to send a request's headers (also the idle time of a kept-alive connection).
+    pub header_read_timeout: Duration,
+    /// Open connections at most.
+    pub max_connections: u32,
+    /// Largest JSON-RPC request body, bytes.
+    pub max_request_body_bytes: u32,
+    /// Largest JSON-RPC response body, bytes.
+    pub max_response_body_bytes: u32,
+    /// Most calls in one batch.
+    pub max_batch_requests: u32,
+    /// Piece transfers at once.
+    pub max_piece_transfers: u32,
+    /// A piece transfer making no progress for this long is aborted.
+    pub piece_transfer_idle: Duration,
+}
+
+impl ServerLimits {
+    /// The limits configured under `[API]`; zeros count as one (second, connection, byte...).
+    pub fn from_config(api: &ApiConfig) -> ServerLimits {
+        ServerLimits {
+            header_read_timeout: Duration::from_secs(api.header_read_timeout_secs.max(1)),
+            max_connections: api.max_connections.max(1),
+            max_request_body_bytes: api.max_request_body_bytes.max(1),
+            max_response_body_bytes: api.max_response_body_bytes.max(1),
+            max_batch_requests: api.max_batch_requests.max(1),
+            max_piece_transfers: api.max_piece_transfers.max(1),
+            piece_transfer_idle: Duration::from_secs(api.piece_transfer_idle_secs.max(1)),
+        }
+    }
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits::from_config(&ApiConfig::default())
+    }
+}
 
 /// A running server.
 pub struct RpcServer {
@@ -45,18 +95,40 @@ struct Shared {
     stores: Arc<StoreManager>,
     builder: TowerServiceBuilder<tower::layer::util::Identity, tower::layer::util::Identity>,
     stop: StopHandle,
+    limits: ServerLimits,
+    connections: Arc<Semaphore>,
+    pieces: PieceTransfers,
 }
 
-/// Serves `methods` and the piece stores on `listener`.
+/// Serves `methods` and the piece stores on `listener`, within `limits`.
 pub fn start(
     listener: TcpListener,
     methods: Methods,
     stores: Arc<StoreManager>,
     token: String,
+    limits: ServerLimits,
 ) -> std::io::Result<RpcServer> {
     let local_addr = listener.local_addr()?;
     let (stop, handle) = stop_channel();
-    let shared = Arc::new(Shared { token, methods, stores, builder: Server::builder().to_service_builder(), stop });
+    let config = ServerConfig::builder()
+        .max_request_body_size(limits.max_request_body_bytes)
+        .max_response_body_size(limits.max_response_body_bytes)
+        // Our own cap on connections comes first; jsonrpsee's (one slot per request in flight) must never be
+        // the tighter one, or it answers 429 on its own.
+        .max_connections(limits.max_connections.saturating_mul(2))
+        .set_batch_request_config(BatchRequestConfig::Limit(limits.max_batch_requests))
+        .build();
+    let builder = Server::builder().set_config(config).to_service_builder();
+    let shared = Arc::new(Shared {
+        token,
+        methods,
+        stores,
+        builder,
+        stop,
+        limits,
+        connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
+        pieces: PieceTransfers::new(limits.max_piece_transfers as usize, limits.piece_transfer_idle),
+    });
     let accept_loop = tokio::spawn(accept_loop(listener, shared));
     Ok(RpcServer { local_addr, handle, accept_loop })
 }
@@ -69,23 +141,66 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 Err(e) => {
                     // E.g. out of file descriptors: back off instead of spinning.
                     tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
             _ = shared.stop.clone().shutdown() => break,
         };
+        let Ok(permit) = Arc::clone(&shared.connections).try_acquire_owned() else {
+            tokio::spawn(refuse_connection(socket, shared.limits.max_connections));
+            continue;
+        };
         let per_conn = Arc::clone(&shared);
-        let service = tower::service_fn(move |req: Request<Incoming>| {
-            let shared = Arc::clone(&per_conn);
-            async move { Ok::<_, std::convert::Infallible>(route(req, &shared).await) }
-        });
-        let stopped = shared.stop.clone().shutdown();
         tokio::spawn(async move {
-            if let Err(e) = serve_with_graceful_shutdown(socket, service, stopped).await {
-                tracing::debug!("connection ended: {e}");
-            }
+            serve_connection(socket, per_conn).await;
+            drop(permit);
         });
+    }
+}
+
+/// Answers a connection over the cap with 503 (best effort, bounded in time) and closes it.
+async fn refuse_connection(mut socket: TcpStream, cap: u32) {
+    tracing::warn!("refused a connection: {cap} connections are open ([API] MaxConnections)");
+    let body = format!("too many open connections (the limit is {cap}, [API] MaxConnections); retry shortly\n");
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // Drain what the client sent before closing, or the close becomes a reset that may discard the answer.
+    let answer = async {
+        socket.write_all(response.as_bytes()).await?;
+        socket.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while socket.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
+}
+
+/// One HTTP/1.1 connection (WebSocket upgrades included), with the header-read timeout, until it ends or the
+/// server stops (then gracefully: the request in flight finishes).
+async fn serve_connection(socket: TcpStream, shared: Arc<Shared>) {
+    let stopped = shared.stop.clone().shutdown();
+    let per_conn = Arc::clone(&shared);
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let shared = Arc::clone(&per_conn);
+        async move { Ok::<_, std::convert::Infallible>(route(req, &shared).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(shared.limits.header_read_timeout);
+    let conn = builder.serve_connection(TokioIo::new(socket), service).with_upgrades();
+    tokio::pin!(conn, stopped);
+    let result = tokio::select! {
+        result = &mut conn => result,
+        _ = &mut stopped => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!("connection ended: {e}");
     }
 }
 
@@ -102,7 +217,7 @@ async fn route(req: Request<Incoming>, shared: &Shared) -> HttpResponse {
         };
     }
     if let Some(name) = path.strip_prefix(PIECE_PREFIX) {
-        return piece::handle(req, name, Arc::clone(&shared.stores)).await;
+        return shared.pieces.handle(req, name, Arc::clone(&shared.stores)).await;
     }
     piece::text(StatusCode::NOT_FOUND, format!("no such endpoint {path}; use {RPC_PATH} or {PIECE_PREFIX}<name>"))
 }

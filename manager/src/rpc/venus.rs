@@ -1,10 +1,6 @@
 //! The `Venus` namespace: the core API damocles-worker speaks (method names and positional parameter shapes as
 //! the Go manager's, PascalCase JSON).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::SystemTime;
-
 use jsonrpsee::RpcModule;
 use jsonrpsee::types::ErrorObjectOwned;
 use manager_plugin::sector::{AllocatedSector, ReportStateReq, SectorId, SectorState, SectorUpdate, WorkerState};
@@ -49,41 +45,7 @@ pub struct WorkerInfo {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Last ping of each worker, by name (in memory: workers ping every few seconds).
-#[derive(Default)]
-pub struct WorkerPings(Mutex<HashMap<String, SystemTime>>);
-
-/// One entry of `Venus.WorkerPingInfoList`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct WorkerPingInfo {
-    /// Worker name.
-    pub name: String,
-    /// Last ping, Unix seconds.
-    pub last_ping: u64,
-}
-
-impl WorkerPings {
-    fn record(&self, name: String) {
-        if let Ok(mut pings) = self.0.lock() {
-            pings.insert(name, SystemTime::now());
-        }
-    }
-
-    /// Every worker that pinged, by name.
-    pub fn list(&self) -> Vec<WorkerPingInfo> {
-        let Ok(pings) = self.0.lock() else { return Vec::new() };
-        let mut list: Vec<WorkerPingInfo> = pings
-            .iter()
-            .map(|(name, at)| WorkerPingInfo {
-                name: name.clone(),
-                last_ping: at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-            })
-            .collect();
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        list
-    }
-}
+pub use super::worker_pings::{WorkerPingInfo, WorkerPings};
 
 /// The empty object the Go manager returns as `Meta`.
 #[derive(Debug, Clone, Copy, Serialize)]

@@ -7,16 +7,27 @@
 //!   events up to it were delivered successfully (after each batch, and before each back-off), so a restart
 //!   re-delivers at most the events after the last persisted cursor and loses none.
 //! - A failed or panicking delivery is retried, same event, with exponential back-off; the target hears its lag
-//!   (pending events, last error) on every attempt through [`EventTarget::report_lag`].
+//!   (pending events, last error) on every attempt through [`EventTarget::report_lag`]. The lag is kept
+//!   incrementally (see `progress`): each entry is counted once, so draining a backlog costs linear work.
+//! - A watchdog thread reports a hook running longer than [`DeliveryWatch::hung_after`] through
+//!   [`EventTarget::report_hung`], and logs a warning when a backlog crosses [`DeliveryWatch::backlog_warning`]
+//!   (and each tenfold of it). An operator moves a target past the one event it is stuck on with
+//!   [`DeliveryControl::skip`], which first saves the event to a file.
 //! - Threads never read past the [visibility horizon](super::outbox), so an event committed late with a smaller
 //!   seq is never skipped.
 //! - A garbage-collection thread deletes the outbox entries every current target has acknowledged (seq <= the
 //!   smallest cursor). With no targets at all it deletes entries as soon as they are committed: nobody is owed
 //!   them. A target that is new (no cursor yet) starts at the oldest entry still in the outbox.
 
+mod control;
+mod gc;
+mod progress;
+mod worker;
+
 use std::any::Any;
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -25,8 +36,9 @@ use std::time::{Duration, Instant};
 use manager_plugin::sync::SectorEvent;
 
 use super::manager::StateManager;
-use super::outbox::{self, OutboxRecord};
 use super::signal::Signal;
+pub use control::{DeliveryControl, SkipError};
+use progress::WorkerState;
 
 /// How many outbox entries a target thread reads at a time.
 const BATCH: usize = 64;
@@ -41,6 +53,35 @@ pub trait EventTarget: Send + Sync {
     /// Hears the target's lag after each attempt: events not yet acknowledged and the last error (`None` once a
     /// delivery succeeded). The daemon forwards it to the plugin registry (`PluginRecord::set_sync_lag`).
     fn report_lag(&self, pending: u64, last_error: Option<String>);
+    /// Hears, from the watchdog, that the hook delivering event `seq` has been running since `since_unix` (Unix
+    /// seconds) for longer than [`DeliveryWatch::hung_after`], with the current pending count. The next
+    /// [`report_lag`](Self::report_lag) means it returned. Does nothing by default.
+    fn report_hung(&self, pending: u64, seq: u64, since_unix: u64) {
+        let _ = (pending, seq, since_unix);
+    }
+}
+
+/// What the deliverer watches for, besides delivering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryWatch {
+    /// A hook call running longer than this is reported hung (default 60 s).
+    pub hung_after: Duration,
+    /// A warning is logged when a target's pending events reach this, and again at each tenfold of it
+    /// (default 10,000; 0 disables).
+    pub backlog_warning: u64,
+    /// Where [`DeliveryControl::skip`] saves skipped events (default `skipped-events`, relative to the working
+    /// directory; the daemon uses `<home>/skipped-events`).
+    pub skipped_events_dir: PathBuf,
+}
+
+impl Default for DeliveryWatch {
+    fn default() -> Self {
+        DeliveryWatch {
+            hung_after: Duration::from_secs(60),
+            backlog_warning: 10_000,
+            skipped_events_dir: PathBuf::from("skipped-events"),
+        }
+    }
 }
 
 /// Tuning of a [`Deliverer`].
@@ -78,6 +119,9 @@ pub struct Deliverer {
 struct Shared {
     sectors: Arc<StateManager>,
     options: DeliveryOptions,
+    watch: DeliveryWatch,
+    /// Every target's shared state, in start order.
+    workers: Vec<Arc<WorkerState>>,
     stopping: AtomicBool,
     stop_lock: Mutex<()>,
     stop_requested: Condvar,
@@ -95,6 +139,16 @@ impl Deliverer {
         targets: Vec<Arc<dyn EventTarget>>,
         options: DeliveryOptions,
     ) -> Deliverer {
+        Deliverer::start_with(sectors, targets, options, DeliveryWatch::default())
+    }
+
+    /// [`start`](Self::start), watching as `watch` says (hung hooks, backlog warnings, skipped events).
+    pub fn start_with(
+        sectors: Arc<StateManager>,
+        targets: Vec<Arc<dyn EventTarget>>,
+        options: DeliveryOptions,
+        watch: DeliveryWatch,
+    ) -> Deliverer {
         let mut named: Vec<(String, Arc<dyn EventTarget>)> = Vec::new();
         for target in targets {
             let name = match catch_unwind(AssertUnwindSafe(|| target.name())) {
@@ -111,31 +165,47 @@ impl Deliverer {
             }
             named.push((name, target));
         }
+        let workers: Vec<Arc<WorkerState>> =
+            named.into_iter().map(|(name, target)| Arc::new(WorkerState::new(name, target))).collect();
         let shared = Arc::new(Shared {
             sectors,
             options,
+            watch,
+            targets: workers.len(),
+            workers,
             stopping: AtomicBool::new(false),
             stop_lock: Mutex::new(()),
             stop_requested: Condvar::new(),
             cursors: Mutex::default(),
-            targets: named.len(),
             cursor_moved: Signal::default(),
         });
         let mut threads = Vec::new();
-        for (name, target) in named {
-            let worker = TargetWorker::new(Arc::clone(&shared), name.clone(), target);
-            threads.extend(spawn(&shared, format!("sync-{name}"), move || worker.run()));
+        for state in &shared.workers {
+            let worker = worker::TargetWorker { shared: Arc::clone(&shared), state: Arc::clone(state) };
+            threads.extend(spawn(&shared, format!("sync-{}", state.name), move || worker.run()));
         }
         let gc = Arc::clone(&shared);
-        threads.extend(spawn(&shared, "outbox-gc".to_string(), move || collect_garbage(&gc)));
+        threads.extend(spawn(&shared, "outbox-gc".to_string(), move || gc::collect_garbage(&gc)));
+        if !shared.workers.is_empty() {
+            let watchdog = Arc::clone(&shared);
+            threads.extend(spawn(&shared, "sync-watchdog".to_string(), move || control::watch(&watchdog)));
+        }
         Deliverer { shared, threads }
     }
 
+    /// A handle for operator requests (skipping a poison event) while delivery runs.
+    pub fn control(&self) -> DeliveryControl {
+        DeliveryControl { shared: Arc::clone(&self.shared) }
+    }
+
     /// Asks every thread to stop and waits for them, at most `stop_timeout`; a thread still inside a target's
-    /// `deliver` then is left to finish on its own (logged). Cursors are persisted as the threads leave.
-    pub fn stop(mut self) {
+    /// `deliver` then is left to finish on its own (logged). Cursors are persisted as the threads leave. Returns
+    /// the names of the targets whose thread was left running (a hook call that has not returned): their
+    /// plugins must not be shut down under that call.
+    pub fn stop(mut self) -> Vec<String> {
         self.shared.request_stop();
         let deadline = Instant::now() + self.shared.options.stop_timeout;
+        let mut busy = Vec::new();
         for (name, handle) in std::mem::take(&mut self.threads) {
             while !handle.is_finished() && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(5));
@@ -146,8 +216,12 @@ impl Deliverer {
                 }
             } else {
                 tracing::warn!(thread = %name, "delivery thread did not stop in time (a target is busy); leaving it");
+                if let Some(target) = name.strip_prefix("sync-") {
+                    busy.push(target.to_string());
+                }
             }
         }
+        busy
     }
 }
 
@@ -195,6 +269,11 @@ impl Shared {
         self.stop_requested.notify_all();
         self.sectors.sequencer.signal().notify();
         self.cursor_moved.notify();
+        for worker in &self.workers {
+            // Under the worker's lock, so a thread about to wait on it cannot miss the wake-up.
+            let _progress = worker.progress();
+            worker.changed.notify_all();
+        }
     }
 
     /// Sleeps `duration` unless stop is requested first; returns whether to stop.
@@ -215,229 +294,6 @@ impl Shared {
     fn cursor_advanced(&self, name: &str, cursor: u64) {
         self.cursors().insert(name.to_string(), cursor);
         self.cursor_moved.notify();
-    }
-}
-
-/// The delivery loop of one target.
-struct TargetWorker {
-    shared: Arc<Shared>,
-    name: String,
-    target: Arc<dyn EventTarget>,
-    state: Mutex<Progress>,
-}
-
-/// A target's progress: acknowledged (`cursor`) and persisted seqs, and the last pending count.
-#[derive(Default)]
-struct Progress {
-    cursor: u64,
-    persisted: u64,
-    pending: u64,
-}
-
-impl TargetWorker {
-    fn new(shared: Arc<Shared>, name: String, target: Arc<dyn EventTarget>) -> TargetWorker {
-        TargetWorker { shared, name, target, state: Mutex::default() }
-    }
-
-    fn progress(&self) -> MutexGuard<'_, Progress> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn run(&self) {
-        if !self.load_cursor() {
-            return;
-        }
-        self.report_lag(None);
-        let sequencer = &self.shared.sectors.sequencer;
-        loop {
-            let seen = sequencer.signal().generation();
-            if self.shared.is_stopping() {
-                break;
-            }
-            let cursor = self.progress().cursor;
-            let batch = match outbox::read_after(&*self.shared.sectors.store, cursor, sequencer.horizon(), BATCH) {
-                Ok(batch) => batch,
-                Err(err) => {
-                    tracing::warn!(target_name = %self.name, error = %err, "cannot read the outbox; retrying");
-                    if self.shared.pause(self.shared.options.poll_interval) {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            if batch.is_empty() {
-                sequencer.signal().wait_past(seen, self.shared.options.poll_interval);
-                continue;
-            }
-            for (seq, value) in batch {
-                if self.shared.is_stopping() {
-                    break;
-                }
-                match serde_json::from_slice::<OutboxRecord<SectorEvent>>(&value) {
-                    Ok(record) => {
-                        if !self.deliver_with_retry(seq, &record.event) {
-                            self.persist();
-                            return;
-                        }
-                    }
-                    // Retrying cannot help an entry that does not decode: skip it rather than wedge the target.
-                    Err(err) => {
-                        let name = &self.name;
-                        tracing::error!(target_name = %name, seq, error = %err, "skipping an undecodable outbox entry");
-                        self.report_lag(Some(format!("skipped undecodable outbox entry {seq}: {err}")));
-                    }
-                }
-                self.progress().cursor = seq;
-            }
-            self.persist();
-            self.report_lag(None);
-        }
-        self.persist();
-    }
-
-    /// Loads the persisted cursor, retrying while the store fails; `false` when asked to stop meanwhile.
-    fn load_cursor(&self) -> bool {
-        let mut backoff = self.shared.options.initial_backoff;
-        loop {
-            match outbox::load_cursor(&*self.shared.sectors.store, &self.name) {
-                Ok(cursor) => {
-                    let mut progress = self.progress();
-                    progress.cursor = cursor;
-                    progress.persisted = cursor;
-                    drop(progress);
-                    self.shared.cursor_advanced(&self.name, cursor);
-                    return true;
-                }
-                Err(err) => {
-                    tracing::warn!(target_name = %self.name, error = %err, "cannot load the delivery cursor; retrying");
-                    self.report_lag(Some(format!("load delivery cursor: {err}")));
-                }
-            }
-            if self.shared.pause(backoff) {
-                return false;
-            }
-            backoff = (backoff * 2).min(self.shared.options.max_backoff);
-        }
-    }
-
-    /// Delivers `event` until it succeeds; `false` when asked to stop first.
-    fn deliver_with_retry(&self, seq: u64, event: &SectorEvent) -> bool {
-        let mut backoff = self.shared.options.initial_backoff;
-        for attempt in 1u64.. {
-            let error = match catch_unwind(AssertUnwindSafe(|| self.target.deliver(event))) {
-                Ok(Ok(())) => {
-                    if attempt > 1 {
-                        tracing::info!(target_name = %self.name, seq, attempt, "sync event delivered after retries");
-                    }
-                    return true;
-                }
-                Ok(Err(message)) => message,
-                Err(panic) => format!("panicked: {}", panic_message(&*panic)),
-            };
-            tracing::warn!(
-                target_name = %self.name, seq, attempt, error = %error, retry_in = ?backoff,
-                "sync event delivery failed"
-            );
-            // Keep what was acknowledged so far, so a restart during a long outage does not repeat it.
-            self.persist();
-            self.report_lag(Some(format!("event {seq} ({:?}): {error}", event.ext_point())));
-            if self.shared.pause(backoff) {
-                return false;
-            }
-            backoff = (backoff * 2).min(self.shared.options.max_backoff);
-        }
-        false
-    }
-
-    /// Persists the cursor if it moved; a failure is logged and retried at the next call.
-    fn persist(&self) {
-        let (cursor, persisted) = {
-            let progress = self.progress();
-            (progress.cursor, progress.persisted)
-        };
-        if cursor == persisted {
-            return;
-        }
-        match outbox::save_cursor(&*self.shared.sectors.store, &self.name, cursor) {
-            Ok(()) => {
-                self.progress().persisted = cursor;
-                self.shared.cursor_advanced(&self.name, cursor);
-            }
-            Err(err) => {
-                tracing::warn!(target_name = %self.name, cursor, error = %err, "cannot persist the delivery cursor")
-            }
-        }
-    }
-
-    /// Tells the target its lag (pending entries after the cursor; the last count if counting fails).
-    fn report_lag(&self, last_error: Option<String>) {
-        let cursor = self.progress().cursor;
-        let pending = match outbox::count_after(&*self.shared.sectors.store, cursor) {
-            Ok(pending) => {
-                self.progress().pending = pending;
-                pending
-            }
-            Err(err) => {
-                tracing::warn!(target_name = %self.name, error = %err, "cannot count pending events");
-                self.progress().pending
-            }
-        };
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.target.report_lag(pending, last_error))) {
-            let panic = panic_message(&*panic);
-            tracing::warn!(target_name = %self.name, %panic, "sync target panicked in report_lag");
-        }
-    }
-}
-
-/// The smallest persisted cursor of a target that is not running now (`u64::MAX` when there is none).
-fn absent_targets_floor(shared: &Shared) -> u64 {
-    let running = shared.cursors();
-    match outbox::persisted_cursors(&*shared.sectors.store) {
-        Ok(cursors) => cursors
-            .into_iter()
-            .filter(|(name, _)| !running.contains_key(name))
-            .map(|(_, seq)| seq)
-            .min()
-            .unwrap_or(u64::MAX),
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot read delivery cursors; keeping the outbox for now");
-            0
-        }
-    }
-}
-
-/// Deletes outbox entries every current target has acknowledged, or, without targets, every committed entry;
-/// in both cases never past the cursor of a target that is not running now (a plugin refused or failing in this
-/// run keeps its backlog). Such a cursor is retired only explicitly ([`StateManager::retire_sync_cursor`]).
-fn collect_garbage(shared: &Shared) {
-    let sequencer = &shared.sectors.sequencer;
-    let signal = if shared.targets == 0 { sequencer.signal() } else { &shared.cursor_moved };
-    let mut collected_through = 0;
-    loop {
-        let seen = signal.generation();
-        if shared.is_stopping() {
-            break;
-        }
-        let through = if shared.targets == 0 {
-            Some(sequencer.horizon())
-        } else {
-            let cursors = shared.cursors();
-            // Until every target has loaded its cursor, the smallest one is unknown.
-            (cursors.len() == shared.targets).then(|| cursors.values().copied().min().unwrap_or(0))
-        };
-        let through = through.map(|through| through.min(absent_targets_floor(shared)));
-        if let Some(through) = through.filter(|&through| through > collected_through) {
-            match outbox::delete_through(&*shared.sectors.store, through) {
-                Ok(deleted) => {
-                    collected_through = through;
-                    if deleted > 0 {
-                        tracing::debug!(deleted, through, "collected delivered outbox entries");
-                    }
-                }
-                Err(err) => tracing::warn!(error = %err, "cannot delete delivered outbox entries; retrying later"),
-            }
-        }
-        signal.wait_past(seen, shared.options.poll_interval);
     }
 }
 

@@ -60,22 +60,22 @@ impl StateManager {
         Ok(StateManager { store, locks: LockTable::default(), sequencer: Sequencer::new(seed), _db: db })
     }
 
-    /// The sectors in state `ws` that belong to `job`, sorted by (miner, number), read from one snapshot.
+    /// The sectors in state `ws` that belong to `job`, sorted by (miner, number).
+    ///
+    /// Read with a plain scan, not a transaction: on Redis a transactional scan watches the whole index and
+    /// never validates under a steady trickle of writes. Each sector is some committed state of it; a sector
+    /// moving between online and offline during the listing may be missing from both lists.
     pub fn list(&self, ws: WorkerState, job: JobFilter) -> Result<Vec<SectorState>, SectorError> {
         let prefix = keys::sector_prefix(ws);
-        let mut sectors = self.read(
-            || format!("list {} sectors", ws.collection()),
-            |txn| {
-                let mut sectors = Vec::new();
-                for (key, value) in txn.scan(prefix.as_bytes())? {
-                    let state = decode(&key, &value)?;
-                    if job.matches(&state) {
-                        sectors.push(state);
-                    }
-                }
-                Ok(sectors)
-            },
-        )?;
+        let op = || format!("list {} sectors", ws.collection());
+        let mut sectors = Vec::new();
+        let mut iter = self.store.scan(prefix.as_bytes()).map_err(|source| SectorError::kv(op(), source))?;
+        while let Some((key, value)) = iter.next_entry().map_err(|source| SectorError::kv(op(), source))? {
+            let state = decode(&key, &value)?;
+            if job.matches(&state) {
+                sectors.push(state);
+            }
+        }
         sectors.sort_by_key(|s| s.id);
         Ok(sectors)
     }

@@ -41,7 +41,7 @@ mod outbox;
 mod signal;
 mod transitions;
 
-pub use deliver::{Deliverer, DeliveryOptions, EventTarget};
+pub use deliver::{Deliverer, DeliveryControl, DeliveryOptions, DeliveryWatch, EventTarget, SkipError};
 pub use error::SectorError;
 pub use job::JobFilter;
 pub use keys::COLLECTION;

@@ -203,7 +203,8 @@ pub(super) fn read_after(
     Ok(entries)
 }
 
-/// How many outbox entries have a seq greater than `after`.
+/// How many outbox entries have a seq greater than `after` (a full count: delivery keeps its lag incrementally).
+#[cfg(test)]
 pub(super) fn count_after(store: &dyn KvStore, after: u64) -> Result<u64, KvError> {
     let mut count = 0;
     visit_after(store, after, u64::MAX, &mut |_, _| {
@@ -216,14 +217,39 @@ pub(super) fn count_after(store: &dyn KvStore, after: u64) -> Result<u64, KvErro
 /// The largest seq the collection remembers: in the outbox or in a cursor (the outbox may have been emptied by
 /// garbage collection). New seqs must be greater.
 pub(super) fn largest_known_seq(store: &dyn KvStore) -> Result<u64, KvError> {
+    let mut largest = largest_outbox_seq(store)?;
+    let mut iter = store.scan(CURSOR_PREFIX.as_bytes())?;
+    while let Some((_, value)) = iter.next_entry()? {
+        largest = largest.max(keys::parse_decimal(&value).unwrap_or(0));
+    }
+    Ok(largest)
+}
+
+/// The largest seq in the outbox (0 when empty), without reading the whole outbox: the digits are found from the
+/// first down, each by probing `outbox/<digits so far><9..0>` for one entry (at most 10 probes per digit). Only
+/// when a malformed key breaks the probing does it fall back to reading every key.
+fn largest_outbox_seq(store: &dyn KvStore) -> Result<u64, KvError> {
+    let mut digits = String::with_capacity(SEQ_DIGITS);
+    'position: while digits.len() < SEQ_DIGITS {
+        for digit in ('0'..='9').rev() {
+            let prefix = format!("{OUTBOX_PREFIX}{digits}{digit}");
+            if store.scan(prefix.as_bytes())?.next_entry()?.is_some() {
+                digits.push(digit);
+                continue 'position;
+            }
+        }
+        if digits.is_empty() {
+            return Ok(0);
+        }
+        break;
+    }
+    if let Some(seq) = keys::parse_decimal(digits.as_bytes()).filter(|_| digits.len() == SEQ_DIGITS) {
+        return Ok(seq);
+    }
     let mut largest = 0;
     let mut iter = store.scan(OUTBOX_PREFIX.as_bytes())?;
     while let Some((key, _)) = iter.next_entry()? {
         largest = largest.max(keys::parse_outbox_key(&key).unwrap_or(0));
-    }
-    let mut iter = store.scan(CURSOR_PREFIX.as_bytes())?;
-    while let Some((_, value)) = iter.next_entry()? {
-        largest = largest.max(keys::parse_decimal(&value).unwrap_or(0));
     }
     Ok(largest)
 }
@@ -339,6 +365,14 @@ mod tests {
         assert_eq!(seqs_after(&*store, 5, 5), Vec::<u64>::new());
         assert_eq!(count_after(&*store, 10).expect("count"), 7);
         assert_eq!(read_after(&*store, 0, u64::MAX, 2).expect("read").len(), 2);
+    }
+
+    #[test]
+    fn the_largest_seq_is_found_by_probing_without_reading_every_entry() {
+        for seqs in [vec![], vec![7], vec![1, 99, 100, 12345], vec![5, 1_700_000_000_000_000_001, u64::MAX - 1]] {
+            let store = store_with(&seqs);
+            assert_eq!(largest_outbox_seq(&*store).expect("largest"), seqs.iter().copied().max().unwrap_or(0));
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 
+pub mod bounded;
 pub mod daemon;
 pub mod kv_conformance;
 pub mod plugins;

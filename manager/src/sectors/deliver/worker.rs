@@ -1,0 +1,257 @@
+//! The delivery loop of one target: read the outbox after the cursor, deliver in order with retries, persist
+//! the cursor, report the lag.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use manager_plugin::sync::SectorEvent;
+
+use super::super::outbox::{self, OutboxRecord};
+use super::progress::{InFlight, SkipOutcome, WorkerState, unix_now};
+use super::{BATCH, Shared, control, panic_message};
+
+/// The delivery loop of one target.
+pub(super) struct TargetWorker {
+    pub(super) shared: Arc<Shared>,
+    pub(super) state: Arc<WorkerState>,
+}
+
+/// How one event's delivery ended.
+enum Outcome {
+    Delivered,
+    Skipped,
+    Stopped,
+}
+
+impl TargetWorker {
+    fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    pub(super) fn run(&self) {
+        if !self.load_cursor() {
+            return;
+        }
+        self.report_lag(None);
+        let sequencer = &self.shared.sectors.sequencer;
+        loop {
+            let seen = sequencer.signal().generation();
+            if self.shared.is_stopping() {
+                break;
+            }
+            let cursor = self.state.progress().cursor;
+            let batch = match outbox::read_after(&*self.shared.sectors.store, cursor, sequencer.horizon(), BATCH) {
+                Ok(batch) => batch,
+                Err(err) => {
+                    tracing::warn!(target_name = %self.name(), error = %err, "cannot read the outbox; retrying");
+                    if self.shared.pause(self.shared.options.poll_interval) {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                sequencer.signal().wait_past(seen, self.shared.options.poll_interval);
+                continue;
+            }
+            for (seq, value) in batch {
+                if self.shared.is_stopping() {
+                    break;
+                }
+                match serde_json::from_slice::<OutboxRecord<SectorEvent>>(&value) {
+                    Ok(record) => match self.deliver_with_retry(seq, &record.event, &value) {
+                        Outcome::Delivered => {}
+                        Outcome::Skipped => {
+                            self.state.progress().advance(seq);
+                            self.persist();
+                            continue;
+                        }
+                        Outcome::Stopped => {
+                            self.persist();
+                            return;
+                        }
+                    },
+                    // Retrying cannot help an entry that does not decode: skip it rather than wedge the target.
+                    Err(err) => {
+                        let name = self.name();
+                        tracing::error!(target_name = %name, seq, error = %err, "skipping an undecodable outbox entry");
+                        self.state.progress().advance(seq);
+                        self.report_lag(Some(format!("skipped undecodable outbox entry {seq}: {err}")));
+                        continue;
+                    }
+                }
+                self.state.progress().advance(seq);
+            }
+            self.persist();
+            self.report_lag(None);
+        }
+        self.persist();
+    }
+
+    /// Loads the persisted cursor, retrying while the store fails; `false` when asked to stop meanwhile.
+    fn load_cursor(&self) -> bool {
+        let mut backoff = self.shared.options.initial_backoff;
+        loop {
+            match outbox::load_cursor(&*self.shared.sectors.store, self.name()) {
+                Ok(cursor) => {
+                    let mut progress = self.state.progress();
+                    progress.cursor = cursor;
+                    progress.persisted = cursor;
+                    progress.counted_through = cursor;
+                    progress.pending = 0;
+                    drop(progress);
+                    self.shared.cursor_advanced(self.name(), cursor);
+                    return true;
+                }
+                Err(err) => {
+                    tracing::warn!(target_name = %self.name(), error = %err, "cannot load the delivery cursor; retrying");
+                    self.report_lag(Some(format!("load delivery cursor: {err}")));
+                }
+            }
+            if self.shared.pause(backoff) {
+                return false;
+            }
+            backoff = (backoff * 2).min(self.shared.options.max_backoff);
+        }
+    }
+
+    /// Delivers `event` (stored as `value`) until it succeeds, an operator skips it, or stop is requested.
+    fn deliver_with_retry(&self, seq: u64, event: &SectorEvent, value: &[u8]) -> Outcome {
+        let mut backoff = self.shared.options.initial_backoff;
+        for attempt in 1u64.. {
+            if self.state.progress().skip == Some(seq) && self.skip(seq, value) {
+                return Outcome::Skipped;
+            }
+            self.begin_call(seq);
+            let result = catch_unwind(AssertUnwindSafe(|| self.state.target.deliver(event)));
+            self.end_call(seq);
+            let error = match result {
+                Ok(Ok(())) => {
+                    if attempt > 1 {
+                        tracing::info!(target_name = %self.name(), seq, attempt, "sync event delivered after retries");
+                    }
+                    self.delivered(seq);
+                    return Outcome::Delivered;
+                }
+                Ok(Err(message)) => message,
+                Err(panic) => format!("panicked: {}", panic_message(&*panic)),
+            };
+            tracing::warn!(
+                target_name = %self.name(), seq, attempt, error = %error, retry_in = ?backoff,
+                "sync event delivery failed"
+            );
+            self.state.progress().failing = Some(seq);
+            // Keep what was acknowledged so far, so a restart during a long outage does not repeat it.
+            self.persist();
+            self.report_lag(Some(format!("event {seq} ({:?}): {error}", event.ext_point())));
+            if self.wait_retry(backoff, seq) {
+                return Outcome::Stopped;
+            }
+            backoff = (backoff * 2).min(self.shared.options.max_backoff);
+        }
+        Outcome::Stopped
+    }
+
+    fn begin_call(&self, seq: u64) {
+        let mut progress = self.state.progress();
+        progress.in_flight = Some(InFlight { seq, began: Instant::now(), began_unix: unix_now() });
+        progress.hung_reported = false;
+    }
+
+    fn end_call(&self, seq: u64) {
+        let mut progress = self.state.progress();
+        let call = progress.in_flight.take();
+        if progress.hung_reported
+            && let Some(call) = call
+        {
+            let seconds = call.began.elapsed().as_secs();
+            tracing::warn!(target_name = %self.state.name, seq, seconds, "a hung SyncSectorState hook returned");
+        }
+        progress.hung_reported = false;
+    }
+
+    /// Clears failure and skip state once `seq` was delivered; a pending skip request hears it was not needed.
+    fn delivered(&self, seq: u64) {
+        let mut progress = self.state.progress();
+        progress.failing = None;
+        if progress.skip.take() == Some(seq) {
+            progress.skip_outcome = Some((seq, SkipOutcome::Delivered));
+            self.state.changed.notify_all();
+        }
+    }
+
+    /// Saves the event and reports the outcome to the waiting operator; `true` when the event is skipped.
+    fn skip(&self, seq: u64, value: &[u8]) -> bool {
+        let dir = &self.shared.watch.skipped_events_dir;
+        let saved = control::save_skipped(dir, self.name(), seq, value);
+        let mut progress = self.state.progress();
+        progress.skip = None;
+        let skipped = match saved {
+            Ok(path) => {
+                tracing::warn!(
+                    target_name = %self.state.name, seq, file = %path.display(),
+                    "skipped a sync event at the operator's request; the event was saved to the file"
+                );
+                progress.failing = None;
+                progress.skip_outcome = Some((seq, SkipOutcome::Skipped(path)));
+                true
+            }
+            Err(reason) => {
+                tracing::error!(target_name = %self.state.name, seq, %reason, "cannot save the event to skip; not skipping it");
+                progress.skip_outcome = Some((seq, SkipOutcome::Failed(reason)));
+                false
+            }
+        };
+        self.state.changed.notify_all();
+        skipped
+    }
+
+    /// Waits `backoff` before retrying `seq`, waking early for a skip request; `true` when stop is requested.
+    fn wait_retry(&self, backoff: Duration, seq: u64) -> bool {
+        let progress = self.state.progress();
+        let _ = self
+            .state
+            .changed
+            .wait_timeout_while(progress, backoff, |p| !self.shared.is_stopping() && p.skip != Some(seq))
+            .unwrap_or_else(PoisonError::into_inner);
+        self.shared.is_stopping()
+    }
+
+    /// Persists the cursor if it moved; a failure is logged and retried at the next call.
+    fn persist(&self) {
+        let (cursor, persisted) = {
+            let progress = self.state.progress();
+            (progress.cursor, progress.persisted)
+        };
+        if cursor == persisted {
+            return;
+        }
+        match outbox::save_cursor(&*self.shared.sectors.store, self.name(), cursor) {
+            Ok(()) => {
+                self.state.progress().persisted = cursor;
+                self.shared.cursor_advanced(self.name(), cursor);
+            }
+            Err(err) => {
+                tracing::warn!(target_name = %self.name(), cursor, error = %err, "cannot persist the delivery cursor")
+            }
+        }
+    }
+
+    /// Tells the target its lag: pending entries after the cursor, counting only entries not counted before.
+    fn report_lag(&self, last_error: Option<String>) {
+        let horizon = self.shared.sectors.sequencer.horizon();
+        let pending = match self.state.count_new(&*self.shared.sectors.store, horizon) {
+            Ok(pending) => pending,
+            Err(err) => {
+                tracing::warn!(target_name = %self.name(), error = %err, "cannot count pending events");
+                self.state.progress().pending
+            }
+        };
+        control::check_backlog(&self.shared, &self.state, pending);
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.state.target.report_lag(pending, last_error))) {
+            let panic = panic_message(&*panic);
+            tracing::warn!(target_name = %self.name(), %panic, "sync target panicked in report_lag");
+        }
+    }
+}
