@@ -223,8 +223,9 @@ fn print_plugins(plugins: &[PluginInfo]) {
         let pending = p.sync_lag.as_ref().map(|l| format!("{} {}", l.pending, l.state)).unwrap_or_else(|| "-".into());
         println!(
             "{:<16} {:<14} {:<13} {:>7} {:>6} {:>6} {:>18}  {}",
-            p.kind.as_deref().unwrap_or("?"),
-            p.name.as_deref().unwrap_or("?"),
+            // A file refused before its manifest could be trusted has no kind (and maybe no name) to show.
+            p.kind.as_deref().unwrap_or("(refused)"),
+            p.name.as_deref().unwrap_or("-"),
             p.state,
             p.calls,
             p.errors,
@@ -233,7 +234,10 @@ fn print_plugins(plugins: &[PluginInfo]) {
             p.file
         );
         if let Some(err) = p.last_error.as_ref().or(p.sync_lag.as_ref().and_then(|l| l.last_error.as_ref())) {
-            println!("{:<16} {}", "", err.lines().next().unwrap_or(""));
+            // Every line: a refusal lists each fingerprint difference and the fix on the lines after the first.
+            for line in err.lines() {
+                println!("{:<16} {line}", "");
+            }
         }
     }
 }

@@ -1,7 +1,11 @@
 //! # plugin: the damocles-rs plugin author's tool
 //!
+//! - [`cli`]: the command line (`plugin new | build | check-dep`).
+//! - [`new`]: creates a plugin crate of a given kind that builds and loads unchanged.
 //! - [`build`]: turns a plain library crate with a `manifest.toml` into `plugin-<name>.so`.
 //! - [`check_dep`]: compares a plugin's dependency graph with the manager's, offline, and can pin it.
 
 pub mod build;
 pub mod check_dep;
+pub mod cli;
+pub mod new;

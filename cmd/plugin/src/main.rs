@@ -1,73 +1,18 @@
-//! `plugin`: build and check damocles-rs manager plugins.
+//! `plugin`: create, build and check damocles-rs manager plugins (see [`plugin::cli`]).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-use clap::{Parser, Subcommand};
-use plugin::build::{BuildOptions, build, manifest_json};
-
-#[derive(Parser)]
-#[command(name = "plugin", version, about = "Build and check damocles-rs manager plugins")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Build a plugin crate (a lib crate with manifest.toml) into <out-dir>/plugin-<name>.so.
-    Build {
-        /// The plugin crate's directory (holds Cargo.toml and manifest.toml).
-        #[arg(long)]
-        src_dir: PathBuf,
-        /// Where to write plugin-<name>.so.
-        #[arg(long)]
-        out_dir: PathBuf,
-        /// Build with the release profile (use this when the manager is a release build).
-        #[arg(long)]
-        release: bool,
-        /// Cargo target directory (default: the plugin crate's).
-        #[arg(long)]
-        target_dir: Option<PathBuf>,
-        /// Build even if the dependencies differ from the manager's (the manager will likely refuse it).
-        #[arg(long)]
-        skip_check_dep: bool,
-    },
-    /// Compare a plugin's dependency versions and features with the manager's (offline).
-    CheckDep {
-        /// Pin differing dependencies to the manager's versions; restores the original files on failure.
-        #[arg(long)]
-        fix: bool,
-        /// The plugin's Cargo.toml (or its directory).
-        path: PathBuf,
-    },
-}
-
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = match <plugin::cli::Cli as clap::Parser>::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match plugin::cli::run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn run(cli: Cli) -> anyhow::Result<bool> {
-    match cli.command {
-        Command::Build { src_dir, out_dir, release, target_dir, skip_check_dep } => {
-            let options = BuildOptions { src_dir: src_dir.clone(), out_dir, release, target_dir, skip_check_dep };
-            let output = build(&options).with_context(|| format!("plugin build --src-dir {}", src_dir.display()))?;
-            println!(
-                "Package {:?} as plugin {:?} success.",
-                src_dir.display().to_string(),
-                output.library.display().to_string()
-            );
-            println!("{}", serde_json::to_string_pretty(&manifest_json(&output))?);
-            Ok(true)
-        }
-        Command::CheckDep { fix, path } => plugin::check_dep::run_cli(&path, fix),
     }
 }

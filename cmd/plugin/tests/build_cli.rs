@@ -26,16 +26,20 @@ fn plugin_crate(manifest: &str, lib_rs: &str) -> tempfile::TempDir {
     dir
 }
 
-/// Runs `plugin build` with a target dir shared by these tests (so dependencies compile once).
+/// The target dir shared by these tests (so dependencies compile once).
+fn target_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-build-tests")
+}
+
+/// Runs `plugin build --debug` (the quicker profile; the release default has its own test).
 fn build(src: &Path, out: &Path) -> (bool, String, String) {
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/plugin-build-tests");
     let output = Command::new(env!("CARGO_BIN_EXE_plugin"))
-        .args(["build", "--src-dir"])
+        .args(["build", "--debug", "--src-dir"])
         .arg(src)
         .arg("--out-dir")
         .arg(out)
         .arg("--target-dir")
-        .arg(target)
+        .arg(target_dir())
         .output()
         .unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -108,6 +112,10 @@ fn a_missing_impl_function_is_reported_against_its_manifest_entry() {
         stderr.contains("export[0] (extPoint = \"Handler\", impl = \"hnadler\"): cannot find function `hnadler`"),
         "{stderr}"
     );
+    // No line numbers of the generated glue (they collide with the author's src/lib.rs), no edits suggested to it,
+    // but rustc's hint itself is kept.
+    assert!(!stderr.contains("src/lib.rs:"), "{stderr}");
+    assert!(stderr.contains("help: a function with a similar name exists"), "{stderr}");
 }
 
 #[test]
@@ -129,4 +137,55 @@ fn a_missing_manifest_is_an_error_naming_the_file() {
     let (ok, _, stderr) = build(src.path(), src.path());
     assert!(!ok);
     assert!(stderr.contains(&format!("cannot read {}", src.path().join("manifest.toml").display())), "{stderr}");
+}
+
+/// The ABI fingerprint embedded in a built plugin, read from the file's bytes (the `key=value` lines start with
+/// `rustc-release=`), without loading it.
+fn embedded_fingerprint(library: &Path) -> manager_plugin::abi::Fingerprint {
+    let bytes = std::fs::read(library).unwrap();
+    let start = bytes.windows(14).position(|w| w == b"rustc-release=").expect("a fingerprint in the library");
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    // Other constants may follow the fingerprint directly: keep the lines whose key this build's fingerprint has.
+    let keys: Vec<&str> =
+        manager_plugin::abi::FINGERPRINT.lines().filter_map(|l| l.split_once('=')).map(|kv| kv.0).collect();
+    let lines: Vec<&str> =
+        text.split('\n').take_while(|line| line.split_once('=').is_some_and(|(key, _)| keys.contains(&key))).collect();
+    manager_plugin::abi::Fingerprint::parse(&lines.join("\n"))
+}
+
+/// The README's plugin command, run as written (from the repository root, `cargo run -p plugin --` being this
+/// binary, `~/.damocles-manager/plugins` a temp dir) builds with the release profile of `scripts/run.sh`'s
+/// manager: its fingerprint is this build's with `debug-assertions=false`, so a release manager loads it.
+#[test]
+fn the_readmes_build_command_makes_a_plugin_a_release_manager_accepts() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let command = readme
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("cargo run -p plugin -- build "))
+        .expect("README.md shows a `cargo run -p plugin -- build` command");
+    assert!(!command.contains("--debug"), "the README's command must build for the release manager: {command}");
+    let out = tempfile::tempdir().unwrap();
+    let args: Vec<String> = command["cargo run -p plugin -- ".len()..]
+        .split_whitespace()
+        .map(|a| a.replace("~/.damocles-manager/plugins", &out.path().display().to_string()))
+        .collect();
+    let output = Command::new(env!("CARGO_BIN_EXE_plugin"))
+        .current_dir(&root)
+        .args(&args)
+        .arg("--target-dir")
+        .arg(target_dir())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let library = std::fs::read_dir(out.path()).unwrap().next().expect("a built plugin").unwrap().path();
+
+    let plugin = embedded_fingerprint(&library);
+    let this_build = manager_plugin::abi::Fingerprint::current();
+    assert_eq!(plugin.get("debug-assertions"), Some("false"), "built with the release profile");
+    let release_manager = manager_plugin::abi::Fingerprint::parse(
+        &manager_plugin::abi::FINGERPRINT.replace("debug-assertions=true", "debug-assertions=false"),
+    );
+    assert_eq!(release_manager.differences(&plugin), [], "a release manager accepts it (this build: {this_build:?})");
 }

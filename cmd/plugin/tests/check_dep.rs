@@ -163,16 +163,35 @@ fn an_older_serde_pin_is_reported_then_fixed_and_the_fixed_plugin_builds() {
 }
 
 #[test]
-fn a_bare_plugin_gets_the_managers_features_from_fix() {
-    let fixture = Fixture::new("bare", "").with_manager_lock();
+fn a_plugin_on_the_sdk_alone_passes_with_nothing_added_even_without_a_lockfile() {
+    let fixture = Fixture::new("bare", "");
+    let toml_before = fixture.read("Cargo.toml");
     let report = check_dep::check(&fixture.manifest()).expect("check");
-    let features: Vec<&Difference> =
-        report.differences.iter().filter(|d| matches!(d, Difference::Features { .. })).collect();
-    assert!(!features.is_empty(), "the manager enables more features than manager-plugin alone: {report}");
+    assert!(report.is_clean(), "{report}");
+    let outcome = check_dep::fix(&fixture.manifest()).expect("fix");
+    assert!(outcome.is_fixed() && outcome.changes.is_empty(), "{outcome}");
+    assert_eq!(fixture.read("Cargo.toml"), toml_before, "nothing added to Cargo.toml");
+}
+
+/// The case: a fresh crate (no lockfile) on the SDK and `itoa` one patch behind the manager. `--fix`
+/// changes the itoa requirement and nothing else: no crate added, none of the SDK's dependencies moved.
+#[test]
+fn fix_of_a_fresh_plugin_one_patch_behind_pins_that_crate_and_adds_nothing() {
+    let manager_itoa = check_dep::manager_graph().expect("graph").named("itoa").next().expect("itoa").version.clone();
+    assert!(manager_itoa.patch > 0, "pick another crate: the manager's itoa is {manager_itoa}");
+    let behind = format!("{}.{}.{}", manager_itoa.major, manager_itoa.minor, manager_itoa.patch - 1);
+    let fixture = Fixture::new("fresh", &format!("itoa = \"={behind}\""));
+    let toml_before = String::from_utf8(fixture.read("Cargo.toml").expect("Cargo.toml")).expect("utf-8");
+
+    let report = check_dep::check(&fixture.manifest()).expect("check");
+    assert_eq!(lines(&report)[..1], [format!("itoa {behind} => {manager_itoa}")], "{report}");
+    assert_eq!(report.differences.len(), 1, "{report}");
+
     let outcome = check_dep::fix(&fixture.manifest()).expect("fix");
     assert!(outcome.is_fixed(), "{outcome}");
-    let manifest = String::from_utf8(fixture.read("Cargo.toml").expect("Cargo.toml")).expect("utf-8");
-    assert!(manifest.contains("# Added by `plugin check-dep --fix`"), "{manifest}");
+    assert_eq!(outcome.changes.len(), 1, "one change, the pin: {outcome}");
+    let toml_after = String::from_utf8(fixture.read("Cargo.toml").expect("Cargo.toml")).expect("utf-8");
+    assert_eq!(toml_after, toml_before.replace(&format!("={behind}"), &format!("={manager_itoa}")));
 }
 
 /// `pinned-helper` requires `serde = "=OLD_SERDE"`: no edit of the plugin's own manifest can reach the
@@ -233,15 +252,15 @@ fn fix_that_fails_deletes_a_lockfile_that_did_not_exist() {
 }
 
 #[test]
-fn a_feature_the_manager_does_not_enable_is_reported_and_not_fixable() {
-    let fixture = Fixture::new("ordered-json", "serde_json = { version = \"1\", features = [\"preserve_order\"] }")
-        .with_manager_lock();
+fn an_sdk_feature_the_manager_does_not_enable_is_reported_and_not_fixable() {
+    let fixture = Fixture::new("canary", "").with_manager_lock();
+    let manifest = fs::read_to_string(fixture.manifest())
+        .expect("read")
+        .replace("manager-plugin = { path = ", "manager-plugin = { features = [\"fingerprint-canary\"], path = ");
+    fs::write(fixture.manifest(), manifest).expect("write");
     let report = check_dep::check(&fixture.manifest()).expect("check");
-    let line = lines(&report)
-        .into_iter()
-        .find(|l| l.starts_with("serde_json["))
-        .unwrap_or_else(|| panic!("no serde_json feature line in:\n{report}"));
-    assert!(line.contains("preserve_order") && line.contains("] => [") && line.contains("extra"), "{line}");
+    let line = &lines(&report)[0];
+    assert!(line.starts_with("manager-plugin[") && line.contains("extra fingerprint-canary"), "{report}");
 
     let toml_before = fixture.read("Cargo.toml");
     let lock_before = fixture.read("Cargo.lock");
@@ -249,6 +268,14 @@ fn a_feature_the_manager_does_not_enable_is_reported_and_not_fixable() {
     assert!(!outcome.is_fixed(), "{outcome}");
     assert!(outcome.to_string().contains("stop enabling"), "{outcome}");
     assert_eq!((fixture.read("Cargo.toml"), fixture.read("Cargo.lock")), (toml_before, lock_before));
+}
+
+#[test]
+fn a_policy_crates_features_are_not_compared() {
+    let fixture = Fixture::new("ordered-json", "serde_json = { version = \"1\", features = [\"preserve_order\"] }")
+        .with_manager_lock();
+    let report = check_dep::check(&fixture.manifest()).expect("check");
+    assert!(report.is_clean(), "serde_json is a private copy: its features do not cross the boundary: {report}");
 }
 
 #[test]

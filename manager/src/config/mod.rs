@@ -218,18 +218,24 @@ impl Config {
 
     /// Makes relative paths absolute against `base` (the config file's directory). Plugin store paths are the
     /// plugin's business and stay as written.
+    /// A leading `~/` means `$HOME` (as in a shell), for paths copied from documentation.
     fn resolve_relative_paths(&mut self, base: &Path) {
+        let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+        let resolve = |path: &Path| match (path.strip_prefix("~"), &home) {
+            (Ok(rest), Some(home)) => home.join(rest),
+            _ => base.join(path),
+        };
         let plugins = &mut self.common.plugins.dir;
         if !plugins.as_os_str().is_empty() && plugins.is_relative() {
-            *plugins = base.join(&*plugins);
+            *plugins = resolve(&*plugins);
         }
         let rocksdb = &mut self.common.db.rocksdb.dir;
         if rocksdb.is_relative() {
-            *rocksdb = base.join(&*rocksdb);
+            *rocksdb = resolve(&*rocksdb);
         }
         let stores = self.common.piece_stores.iter_mut().chain(self.common.persist_stores.iter_mut());
         for store in stores.filter(|store| store.is_local() && Path::new(&store.path).is_relative()) {
-            store.path = base.join(&store.path).to_string_lossy().into_owned();
+            store.path = resolve(Path::new(&store.path)).to_string_lossy().into_owned();
         }
     }
 }

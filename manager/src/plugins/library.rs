@@ -43,7 +43,7 @@ pub enum LoadError {
     #[error(
         "{file}: plugin '{name}' was built differently from this manager, loading it would be undefined behaviour:\n{}\n  fix: cargo run -p plugin -- check-dep --fix <plugin>/Cargo.toml, then rebuild it with `cargo run -p plugin -- build` using the manager's toolchain and profile{}",
         differences.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n"),
-        if differences.iter().any(|d| d.item == "debug-assertions") { " (pass --release to match a release manager)" } else { "" }
+        profile_hint(differences)
     )]
     FingerprintMismatch {
         /// The file.
@@ -83,6 +83,15 @@ pub enum LoadError {
         /// The file loaded first.
         first: PathBuf,
     },
+}
+
+/// Says which `plugin build` flag matches this manager's profile when the profile is one of the differences.
+fn profile_hint(differences: &[FingerprintDifference]) -> &'static str {
+    match differences.iter().find(|d| d.item == "debug-assertions").map(|d| d.host.as_str()) {
+        Some("true") => " (this manager is a debug build: add --debug to `plugin build`)",
+        Some(_) => " (this manager is a release build: run `plugin build` without --debug)",
+        None => "",
+    }
 }
 
 /// A plugin library that passed every check.

@@ -294,13 +294,46 @@ fn describe_error(
     match entry {
         Some(entry) => format!(
             "{} {entry}: {}\n  (the function must exist in crate {} and have the signature this extension point requires; \
-             see docs/writing-plugins.md)\n{rendered}",
+             see docs/plugin-guide.md, \"The manifest\"){}",
             spec.manifest_path.display(),
             msg.message.message,
-            spec.source.lib_name
+            spec.source.lib_name,
+            details_outside_glue(&msg.message)
         ),
         None => format!("error in generated glue for {}:\n{rendered}", spec.manifest_path.display()),
     }
+}
+
+/// rustc's labels, notes and help for an error in generated code, without the generated file's line numbers
+/// (they would collide with the author's own `src/lib.rs`) and without suggested edits to generated code. Spans in
+/// the author's files keep their location.
+fn details_outside_glue(diagnostic: &cargo_metadata::diagnostic::Diagnostic) -> String {
+    // rustc names the files of the crate it compiles (the wrapper) relative to it; the author's crate by full path.
+    let in_glue = |file: &str| Path::new(file).is_relative() || file.contains("damocles-plugin-wrappers");
+    let mut out = String::new();
+    for span in &diagnostic.spans {
+        match (&span.label, in_glue(&span.file_name)) {
+            (Some(label), true) => out.push_str(&format!("\n  {label}")),
+            (Some(label), false) => out.push_str(&format!("\n  {}:{}: {label}", span.file_name, span.line_start)),
+            (None, _) => {}
+        }
+    }
+    for child in &diagnostic.children {
+        let level = match child.level {
+            DiagnosticLevel::Help => "help",
+            DiagnosticLevel::Note => "note",
+            _ => "",
+        };
+        let outside: Vec<String> = child
+            .spans
+            .iter()
+            .filter(|s| !in_glue(&s.file_name))
+            .map(|s| format!(" ({}:{})", s.file_name, s.line_start))
+            .collect();
+        let prefix = if level.is_empty() { String::new() } else { format!("{level}: ") };
+        out.push_str(&format!("\n  {prefix}{}{}", child.message, outside.join("")));
+    }
+    out
 }
 
 /// Removes ANSI colour sequences from rustc's rendered diagnostics.

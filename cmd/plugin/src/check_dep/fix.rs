@@ -86,6 +86,10 @@ pub fn fix(path: &Path) -> Result<FixOutcome, CheckDepError> {
     let cargo = cargo_binary();
     let lockfile = workspace_lockfile(&cargo, &manifest)?;
     let backup = Backup::take(&[&manifest, &lockfile])?;
+    if let Err(e) = super::seed_lockfile(&lockfile) {
+        backup.restore()?;
+        return Err(e);
+    }
     let original = match check_manifest(&manifest) {
         Ok(report) => report,
         Err(e) => {
@@ -120,7 +124,7 @@ pub fn fix(path: &Path) -> Result<FixOutcome, CheckDepError> {
 }
 
 /// The workspace `Cargo.lock` the plugin resolves with (its own, unless it is a member of a larger workspace).
-fn workspace_lockfile(cargo: &Path, manifest: &Path) -> Result<PathBuf, CheckDepError> {
+pub(super) fn workspace_lockfile(cargo: &Path, manifest: &Path) -> Result<PathBuf, CheckDepError> {
     let dir = manifest.parent().unwrap_or(Path::new("."));
     let mut command = Command::new(cargo);
     command.current_dir(dir).arg("locate-project").arg("--workspace").arg("--message-format").arg("plain");

@@ -1,9 +1,10 @@
 //! `plugin check-dep [--fix]`: compares a plugin crate's dependency graph with the manager's, offline.
 //!
-//! A plugin `.so` shares Rust-ABI types with the manager, which is sound only when both were compiled from the
-//! same crate versions, sources and features (`DESIGN.md` §2). `check-dep` resolves the plugin's graph for the
-//! manager's target and compares every crate it shares with the manager: version, source and the features cargo
-//! *compiles* it with (not `cargo metadata`'s workspace-unified ones). The manager's graph is captured by
+//! A plugin `.so` shares Rust-ABI types with the manager: the SDK's. That is sound only when both were compiled
+//! from the same SDK sources and features (see `docs/check-dep.md`). `check-dep` resolves the plugin's graph for
+//! the manager's target and compares every crate it shares with the manager: the SDK exactly (version, source
+//! and the features cargo *compiles* it with), every other shared crate by version and source, as policy
+//! ([`MUST_MATCH_EXACTLY`]). The manager's graph is captured by
 //! `build.rs` when this tool is compiled and carried inside it, so no network and no manager checkout is needed.
 //!
 //! ```no_run
@@ -32,14 +33,35 @@ pub use error::CheckDepError;
 pub use fix::{FixFailure, FixOutcome, fix};
 pub use graph::{CrateGraph, CrateKind, CrateNode, GraphError};
 pub use manager::{MANAGER_TARGET, manager_graph};
-pub use report::{CheckReport, Difference, SDK};
+pub use report::{CheckReport, Difference, MUST_MATCH_EXACTLY, SDK, must_match_exactly};
 
 /// Checks the plugin crate at `path` (its `Cargo.toml` or its directory) against the manager.
 ///
 /// Resolves like `cargo build` would, so it creates or updates the plugin's `Cargo.lock` when the manifest asks
 /// for it, and fetches crates missing from the local cache unless cargo is offline (`CARGO_NET_OFFLINE=true`).
 pub fn check(path: &Path) -> Result<CheckReport, CheckDepError> {
+    seed_manager_lockfile(path)?;
     check_manifest(&manifest_path(path)?)
+}
+
+/// Gives the workspace of the plugin at `path` (its `Cargo.toml` or directory) the manager's `Cargo.lock` when it
+/// has none (see [`seed_lockfile`]); `plugin build` and [`check`] do this first.
+pub fn seed_manager_lockfile(path: &Path) -> Result<(), CheckDepError> {
+    let manifest = manifest_path(path)?;
+    seed_lockfile(&fix::workspace_lockfile(&cargo_binary(), &manifest)?)
+}
+
+/// The manager's `Cargo.lock`, as this tool was built with it.
+pub const MANAGER_LOCKFILE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"));
+
+/// Gives a plugin workspace without a `Cargo.lock` the manager's, so cargo resolves the crates both use to the
+/// manager's versions instead of the newest ones (cargo drops the entries the plugin does not use). A plugin
+/// that depends on the SDK alone then matches with nothing to fix. An existing lockfile is left alone.
+fn seed_lockfile(lockfile: &Path) -> Result<(), CheckDepError> {
+    if lockfile.exists() {
+        return Ok(());
+    }
+    std::fs::write(lockfile, MANAGER_LOCKFILE).map_err(|source| CheckDepError::Io { path: lockfile.into(), source })
 }
 
 /// The command-line entry: `check-dep [--fix] <path>`. Prints the report (one line per difference, then a

@@ -11,6 +11,21 @@ use super::graph::{CrateGraph, CrateNode};
 /// The SDK crate every plugin must share with the manager.
 pub const SDK: &str = "manager-plugin";
 
+/// The crates a plugin must share with the manager exactly (version, source and compiled features), because
+/// their types or code cross the plugin boundary: only the SDK. Every SPI signature uses SDK and std types only
+/// (std is pinned by the rustc items of the ABI fingerprint), and no SDK type that crosses embeds a type of
+/// another crate, so every other crate is a separate copy on each side.
+///
+/// Every other shared crate is matched as policy: same version and source as the manager (one set of versions
+/// to audit and debug), but its features are not compared: a different feature set of a private copy changes
+/// nothing at the boundary, and asking for the manager's would add dependencies the plugin never uses.
+pub const MUST_MATCH_EXACTLY: &[&str] = &[SDK];
+
+/// Whether `name` must match the manager exactly (see [`MUST_MATCH_EXACTLY`]).
+pub fn must_match_exactly(name: &str) -> bool {
+    MUST_MATCH_EXACTLY.contains(&name)
+}
+
 /// One way a plugin's build would differ from the manager's. Displayed as one line, `name local => manager`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Difference {
@@ -195,7 +210,8 @@ impl CheckReport {
     pub fn summary(&self) -> String {
         if self.is_clean() {
             format!(
-                "check-dep: ok: {} matches {} on all {} shared crates (version, source, compiled features; target {})",
+                "check-dep: ok: {} matches {} on all {} shared crates (versions and sources; {SDK} also its \
+                 compiled features; target {})",
                 self.plugin, self.manager, self.shared, self.target
             )
         } else {
@@ -222,7 +238,8 @@ impl fmt::Display for CheckReport {
     }
 }
 
-/// Compares every crate the plugin shares with the manager: version, source and compiled features.
+/// Compares every crate the plugin shares with the manager: version and source, and for the crates that must
+/// match exactly ([`MUST_MATCH_EXACTLY`]) the compiled features too.
 pub fn compare(manifest: PathBuf, plugin: &CrateGraph, manager: &CrateGraph) -> CheckReport {
     let mut sdk_differences = Vec::new();
     let mut differences = Vec::new();
@@ -254,7 +271,7 @@ pub fn compare(manifest: PathBuf, plugin: &CrateGraph, manager: &CrateGraph) -> 
                 manager: theirs.source.clone(),
             });
         }
-        if local.features != theirs.features {
+        if must_match_exactly(&local.name) && local.features != theirs.features {
             out.push(Difference::Features {
                 name: local.name.clone(),
                 version: local.version.clone(),
@@ -314,7 +331,7 @@ mod tests {
     }
 
     #[test]
-    fn version_source_and_feature_differences_are_one_line_each() {
+    fn version_and_source_differences_are_one_line_each_and_policy_crate_features_are_not_compared() {
         let manager = graph("manager 0.1.0", vec![sdk("0.1.0"), node("serde", "1.0.229", &["alloc", "std"])]);
         let fork = CrateNode {
             source: "git+https://github.com/x/serde?branch=b#abc".into(),
@@ -323,17 +340,31 @@ mod tests {
         let plugin = graph("p 0.1.0", vec![sdk("0.1.0"), fork]);
         let report = compare("/p/Cargo.toml".into(), &plugin, &manager);
         assert_eq!(
-            lines(&report)[..3],
+            lines(&report)[..2],
             [
                 "serde 1.0.200 => 1.0.229",
                 "serde 1.0.200 (git+https://github.com/x/serde?branch=b#abc) => (registry+https://github.com/rust-lang/crates.io-index)",
-                "serde[std] => [alloc,std] (missing alloc)",
             ]
         );
         assert!(
-            lines(&report)[3].starts_with("check-dep: 3 difference(s) between p 0.1.0 and manager 0.1.0 in 2 shared")
+            lines(&report)[2].starts_with("check-dep: 2 difference(s) between p 0.1.0 and manager 0.1.0 in 2 shared")
         );
         assert!(!report.is_clean());
+
+        let same_version = graph("p 0.1.0", vec![sdk("0.1.0"), node("serde", "1.0.229", &["std"])]);
+        assert!(compare("/p/Cargo.toml".into(), &same_version, &manager).is_clean());
+    }
+
+    #[test]
+    fn the_sdks_features_must_match_exactly() {
+        let manager = graph("manager 0.1.0", vec![sdk("0.1.0")]);
+        let canary = CrateNode { features: ["default".into(), "fingerprint-canary".into()].into(), ..sdk("0.1.0") };
+        let report = compare("/p/Cargo.toml".into(), &graph("p 0.1.0", vec![canary]), &manager);
+        assert_eq!(
+            lines(&report)[0],
+            "manager-plugin[default,fingerprint-canary] => [default] (extra fingerprint-canary): the plugin is built \
+             against another SDK than the manager"
+        );
     }
 
     #[test]
@@ -356,10 +387,11 @@ mod tests {
 
     #[test]
     fn feature_lines_name_the_version_when_the_plugin_has_several() {
-        let manager = graph("manager 0.1.0", vec![node("winnow", "0.7.15", &[]), node("winnow", "1.0.5", &["std"])]);
-        let plugin = graph("p 0.1.0", vec![node("winnow", "0.7.15", &["alloc"]), node("winnow", "1.0.5", &["std"])]);
+        let sdk_at = |v: &str, f: &[&str]| CrateNode { features: f.iter().map(|s| s.to_string()).collect(), ..sdk(v) };
+        let manager = graph("manager 0.1.0", vec![sdk_at("0.1.0", &[])]);
+        let plugin = graph("p 0.1.0", vec![sdk_at("0.1.0", &["x"]), sdk_at("0.2.0", &[])]);
         let report = compare("/p/Cargo.toml".into(), &plugin, &manager);
-        assert_eq!(lines(&report)[0], "winnow@0.7.15[alloc] => [] (extra alloc)");
+        assert!(lines(&report).iter().any(|l| l.starts_with("manager-plugin@0.1.0[x] => [] (extra x)")), "{report}");
     }
 
     #[test]
