@@ -162,7 +162,7 @@ fn a_store_without_enough_free_space_is_passed_over() {
     let mgr = persist_stores([local(dir.path(), "a")]);
     let free = mgr.list()[0].free;
     // Far more than the volume has, whatever else writes to it meanwhile.
-    let too_big = free.saturating_mul(2).max(1 << 45).min(MAX_RESERVATION);
+    let too_big = free.saturating_mul(2).clamp(1 << 45, MAX_RESERVATION);
     assert_eq!(reserved_on(&mgr, sector(1000, 1), too_big), None);
     assert_eq!(reserved_on(&mgr, sector(1000, 2), 1).as_deref(), Some("a"));
 }
