@@ -192,7 +192,8 @@ async fn get(name: String, stores: Arc<StoreManager>, slot: OwnedSemaphorePermit
             };
             let failed = item.is_err();
             // A client that stops reading holds the slot for at most the idle limit.
-            match runtime.block_on(tokio::time::timeout(idle, tx.send(item))) {
+            // The timer must be created inside the runtime's context: this is a plain thread.
+            match runtime.block_on(async { tokio::time::timeout(idle, tx.send(item)).await }) {
                 Ok(Ok(())) if !failed => {}
                 Ok(_) => break,
                 Err(_) => {
