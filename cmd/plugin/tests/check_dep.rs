@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use cargo_metadata::{DependencyKind, Message, MetadataCommand};
-use plugin::check_dep::{self, CrateKind, Difference};
+use plugin::check_dep::{self, CrateKind};
 
 /// An exact serde older than any the manager locks (it must still satisfy manager-plugin's `serde = "1.0.220"`).
 const OLD_SERDE: &str = "1.0.225";
