@@ -155,6 +155,10 @@ impl fmt::Display for Difference {
     }
 }
 
+fn is_path(source: &str) -> bool {
+    source.starts_with("path+")
+}
+
 fn join(features: &BTreeSet<String>) -> String {
     features.iter().map(String::as_str).collect::<Vec<_>>().join(",")
 }
@@ -254,6 +258,11 @@ pub fn compare(manifest: PathBuf, plugin: &CrateGraph, manager: &CrateGraph) -> 
         // The SDK is compared whatever its version; other crates only with a semver-compatible one.
         let counterpart = if local.name == SDK { manager_sdk } else { manager.counterpart(local) };
         let Some(theirs) = counterpart else { continue };
+        // A local (path) crate other than the SDK is nobody's published version: the plugin's own crate, or one
+        // the manager links from this repository (e.g. an example copied out of it). Nothing to align.
+        if local.name != SDK && (is_path(&local.source) || is_path(&theirs.source)) {
+            continue;
+        }
         shared += 1;
         let out = if local.name == SDK { &mut sdk_differences } else { &mut differences };
         if local.version != theirs.version {
@@ -353,6 +362,16 @@ mod tests {
 
         let same_version = graph("p 0.1.0", vec![sdk("0.1.0"), node("serde", "1.0.229", &["std"])]);
         assert!(compare("/p/Cargo.toml".into(), &same_version, &manager).is_clean());
+    }
+
+    #[test]
+    fn local_path_crates_other_than_the_sdk_are_not_compared() {
+        let local = |dir: &str| CrateNode { source: format!("path+file://{dir}"), ..node("fsstore", "0.1.0", &[]) };
+        let manager = graph("manager 0.1.0", vec![sdk("0.1.0"), local("/repo/examples/fsstore")]);
+        let plugin = graph("p 0.1.0", vec![sdk("0.1.0"), local("/home/me/fsstore")]);
+        let report = compare("/p/Cargo.toml".into(), &plugin, &manager);
+        assert!(report.is_clean(), "{report}");
+        assert_eq!(report.shared, 1, "only the SDK is shared");
     }
 
     #[test]
