@@ -2,6 +2,8 @@
 //!
 //! - [`build`]: turns a plain library crate with a `manifest.toml` into `plugin-<name>.so`.
 //! - [`check_dep`]: compares a plugin's dependency graph with the manager's, offline, and can pin it.
+//! - [`inspect`]: reads a built plugin without running it and says whether a manager would load it.
 
 pub mod build;
 pub mod check_dep;
+pub mod inspect;

@@ -42,6 +42,18 @@ enum Command {
         /// The plugin's Cargo.toml (or its directory).
         path: PathBuf,
     },
+    /// Show what a built plugin is and whether a manager would load it, without running any of its code
+    /// (exit 0 only when compatible).
+    Inspect {
+        /// The plugin file (plugin-<name>.so).
+        file: PathBuf,
+        /// Compare with this damocles-manager binary (read, not run) instead of this tool's own build.
+        #[arg(long)]
+        manager: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,5 +81,6 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::CheckDep { fix, path } => plugin::check_dep::run_cli(&path, fix),
+        Command::Inspect { file, manager, json } => plugin::inspect::run_cli(&file, manager.as_deref(), json),
     }
 }

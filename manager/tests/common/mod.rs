@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod hostile;
 pub mod kv_conformance;
 pub mod plugins;
