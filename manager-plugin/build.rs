@@ -1,5 +1,7 @@
-//! Computes the ABI fingerprint compiled into the SDK (and so into the host and every plugin): the exact
-//! compiler, target, ABI-relevant cfgs, SDK version, SDK features and a digest of the SDK's own sources.
+//! Computes the build-environment part of the ABI fingerprint compiled into the SDK (and so into the host and
+//! every plugin): the exact compiler, target, SDK version, SDK features and a digest of the SDK's own sources.
+//! Items that a build script cannot see truthfully (panic strategy, debug assertions) come from `cfg!()` in
+//! `src/abi/mod.rs` instead: `CARGO_CFG_PANIC` ignores `profile.panic`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,14 +13,25 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let mut items: Vec<(String, String)> = rustc_items();
     items.push(("target".into(), env::var("TARGET").unwrap_or_default()));
-    items.push(("debug-assertions".into(), env::var_os("CARGO_CFG_DEBUG_ASSERTIONS").is_some().to_string()));
-    items.push(("panic".into(), env::var("CARGO_CFG_PANIC").unwrap_or_default()));
     items.push(("sdk-version".into(), env::var("CARGO_PKG_VERSION").unwrap_or_default()));
-    items.push(("sdk-features".into(), enabled_features().join(",")));
+    let features = enabled_features();
+    items.push(("sdk-features".into(), if features.is_empty() { "(none)".into() } else { features.join(",") }));
     items.push(("sdk-source".into(), source_digest(&manifest_dir)));
-    let text: String = items.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("fingerprint.txt");
-    fs::write(&out, text).expect("write fingerprint.txt");
+    let empty: Vec<&str> = items.iter().filter(|(_, v)| v.trim().is_empty()).map(|(k, _)| k.as_str()).collect();
+    if !empty.is_empty() {
+        // An empty item would compare equal between two builds that know nothing: refuse to build instead.
+        panic!(
+            "manager-plugin: ABI fingerprint item(s) {} came out empty (is `$RUSTC -vV` working, and is TARGET set?); \
+             the SDK cannot be built without a complete fingerprint",
+            empty.join(", ")
+        );
+    }
+    let rust: String = items.iter().map(|(k, v)| format!("    ({k:?}, {v:?}),\n")).collect();
+    let rust = format!(
+        "/// Fingerprint items computed by `build.rs`.\npub const BUILD_ITEMS: &[(&str, &str)] = &[\n{rust}];\n"
+    );
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("fingerprint_items.rs");
+    fs::write(&out, rust).expect("write fingerprint_items.rs");
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=Cargo.toml");

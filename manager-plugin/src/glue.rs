@@ -2,8 +2,9 @@
 //! wrapper maps each manifest `export` to the author's function through these helpers, which box the author's
 //! object behind the [guards](crate::guard) and convert the author's error type.
 //!
-//! A generated wrapper exports [`PluginHeader`](crate::abi::PluginHeader) (C ABI) and a Rust-ABI
-//! `fn() -> PluginModule`; the host calls the latter only after the fingerprint in the header matched.
+//! A generated wrapper embeds the [section](crate::abi::section) the host checks (with
+//! [`plugin_section!`](crate::plugin_section)) and exports a Rust-ABI `fn() -> PluginModule` (with
+//! [`plugin_module!`](crate::plugin_module)); the host resolves the latter only after the fingerprint matched.
 
 use std::fmt::Display;
 use std::sync::Arc;
@@ -18,6 +19,20 @@ use crate::sync::{FinalizeEvent, ImportEvent, InitEvent, RestoreEvent, SectorEve
 
 /// Signature of the Rust-ABI module symbol ([`MODULE_SYMBOL`](crate::abi::MODULE_SYMBOL)).
 pub type ModuleFn = fn() -> PluginModule;
+
+/// Exports the Rust-ABI module symbol ([`MODULE_SYMBOL`](crate::abi::MODULE_SYMBOL)) returning `$module`, typed
+/// as [`ModuleFn`]. Used by the code `plugin build` generates, so the symbol's shape is covered by the SDK digest.
+#[macro_export]
+macro_rules! plugin_module {
+    ($module:expr) => {
+        /// Rust-ABI entry points; resolved by the host only after the fingerprint matched.
+        #[unsafe(no_mangle)]
+        pub fn damocles_plugin_module() -> $crate::glue::PluginModule {
+            $module
+        }
+        const _: $crate::glue::ModuleFn = damocles_plugin_module;
+    };
+}
 
 /// A plugin's entry points, each already guarded.
 pub struct PluginModule {

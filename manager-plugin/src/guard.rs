@@ -62,9 +62,18 @@ pub fn guard<T, E: BoundaryError + Display>(f: impl FnOnce() -> Result<T, E>) ->
         }
         Err(payload) => {
             let err = E::from_panic(panic_message(payload.as_ref()));
+            drop_payload(payload);
             stats.record_failure(err.to_string(), true);
             Err(err)
         }
+    }
+}
+
+/// Drops a caught panic payload inside a nested catch: a payload whose `Drop` panics would otherwise unwind out
+/// of the guard after `catch_unwind` returned (rust-lang/rust#86027). A second payload is leaked, not dropped.
+pub fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(second);
     }
 }
 
@@ -102,6 +111,7 @@ impl<T> Drop for DropGuard<T> {
         let value = unsafe { ManuallyDrop::take(&mut self.0) };
         if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
             stats().record_failure(format!("plugin panicked in drop: {}", panic_message(payload.as_ref())), true);
+            drop_payload(payload);
         }
     }
 }
@@ -217,16 +227,38 @@ impl<S: Store> Store for GuardedStore<S> {
     }
 }
 
-/// Wraps a plugin's object reader: a panic becomes an `io::Error`.
+/// Wraps a plugin's object reader: a panic becomes an `io::Error`, an error keeps its `io::ErrorKind`, and a
+/// count larger than the buffer (which would make the host read past it) becomes an `InvalidData` error.
+///
+/// Only `read` is implemented: std's provided `Read` methods (`read_to_end`, `read_exact`...) all go through it,
+/// so none of the author's overrides of those runs unguarded.
 pub struct GuardedReader(pub DropGuard<ObjectReader>);
 
 impl Read for GuardedReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let result = guard(|| self.0.read(buf).map_err(|e| StoreError::Io(e.to_string())));
-        result.map_err(|e| match e {
-            StoreError::Io(msg) => io::Error::other(msg),
-            other => io::Error::other(other.to_string()),
-        })
+        let stats = stats();
+        stats.record_call();
+        let capacity = buf.len();
+        match catch_unwind(AssertUnwindSafe(|| self.0.read(buf))) {
+            Ok(Ok(n)) if n <= capacity => Ok(n),
+            Ok(Ok(n)) => {
+                let message = format!("plugin reader returned {n} bytes for a buffer of {capacity}");
+                stats.record_failure(message.clone(), false);
+                Err(io::Error::new(io::ErrorKind::InvalidData, message))
+            }
+            Ok(Err(err)) => {
+                if err.kind() != io::ErrorKind::Interrupted {
+                    stats.record_failure(err.to_string(), false);
+                }
+                Err(err)
+            }
+            Err(payload) => {
+                let message = format!("plugin panicked: {}", panic_message(payload.as_ref()));
+                drop_payload(payload);
+                stats.record_failure(message.clone(), true);
+                Err(io::Error::other(message))
+            }
+        }
     }
 }
 
@@ -266,6 +298,41 @@ mod tests {
         let mut r = GuardedReader(DropGuard::new(Box::new(Bad)));
         let err = r.read(&mut [0; 4]).unwrap_err();
         assert!(err.to_string().contains("reader broke"), "{err}");
+    }
+
+    #[test]
+    fn a_panic_payload_whose_drop_panics_stays_inside_the_guard() {
+        struct PanicsOnDrop;
+        impl Drop for PanicsOnDrop {
+            fn drop(&mut self) {
+                panic!("payload drop broke");
+            }
+        }
+        let r: Result<(), KvError> = guard(|| std::panic::panic_any(PanicsOnDrop));
+        assert_eq!(r, Err(KvError::Panicked("panic with a non-string payload".into())));
+    }
+
+    #[test]
+    fn a_reader_returning_more_than_asked_is_an_error_and_error_kinds_survive() {
+        struct Liar;
+        impl Read for Liar {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                Ok(buf.len() + 100)
+            }
+        }
+        let mut r = GuardedReader(DropGuard::new(Box::new(Liar)));
+        let mut buf = Vec::new();
+        let err = r.read_to_end(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+
+        struct Missing;
+        impl Read for Missing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::NotFound, "gone"))
+            }
+        }
+        let err = GuardedReader(DropGuard::new(Box::new(Missing))).read(&mut [0; 4]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]

@@ -62,7 +62,7 @@ impl<S: Subscriber> Layer<S> for ForwardLayer {
 }
 
 #[derive(Default)]
-struct FieldCollector {
+pub(crate) struct FieldCollector {
     message: String,
     fields: Vec<(String, String)>,
 }
@@ -77,10 +77,51 @@ impl Visit for FieldCollector {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let text = render(value);
         if field.name() == "message" {
-            let _ = write!(self.message, "{value:?}");
+            self.message.push_str(&text);
         } else {
-            self.fields.push((field.name().to_string(), format!("{value:?}")));
+            self.fields.push((field.name().to_string(), text));
         }
+    }
+}
+
+/// Renders a field without ever panicking: a `Debug` (or `Display`, behind `%`) implementation that fails or
+/// panics becomes a placeholder, so logging can never turn a successful plugin call into a failed one.
+fn render(value: &dyn fmt::Debug) -> String {
+    let mut text = String::new();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write!(text, "{value:?}"))) {
+        Ok(Ok(())) => text,
+        Ok(Err(fmt::Error)) => "<field formatting failed>".to_string(),
+        Err(payload) => {
+            crate::guard::drop_payload(payload);
+            "<field formatting panicked>".to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FailingDebug;
+    impl fmt::Debug for FailingDebug {
+        fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+            Err(fmt::Error)
+        }
+    }
+
+    struct PanickingDebug;
+    impl fmt::Debug for PanickingDebug {
+        fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+            panic!("debug broke")
+        }
+    }
+
+    #[test]
+    fn a_failing_or_panicking_debug_becomes_a_placeholder() {
+        assert_eq!(render(&FailingDebug), "<field formatting failed>");
+        assert_eq!(render(&PanickingDebug), "<field formatting panicked>");
+        assert_eq!(render(&7), "7");
     }
 }

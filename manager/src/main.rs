@@ -39,6 +39,9 @@ enum Command {
     /// Talk to a running daemon.
     #[command(subcommand)]
     Util(UtilCommand),
+    /// Internal: trial-load one sealed plugin file in this child process (see `plugins::probe`).
+    #[command(name = "__probe-plugin", hide = true)]
+    ProbePlugin { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -104,6 +107,18 @@ enum StoreCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::ProbePlugin { file } = &cli.command {
+        return match manager::plugins::probe::run_child(file) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        manager::plugins::probe::enable(Some(exe));
+    }
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -149,6 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Daemon(DaemonCommand::Run { listen }) => manager::daemon::run(&home, listen.as_deref()).await,
         Command::Util(command) => util(&home, command).await,
+        Command::ProbePlugin { .. } => Ok(()),
     }
 }
 

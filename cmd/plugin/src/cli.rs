@@ -63,6 +63,18 @@ pub enum Command {
         /// The plugin's Cargo.toml (or its directory).
         path: PathBuf,
     },
+    /// Show what a built plugin is and whether a manager would load it, without running any of its code
+    /// (exit 0 only when compatible).
+    Inspect {
+        /// The plugin file (plugin-<name>.so).
+        file: PathBuf,
+        /// Compare with this damocles-manager binary (read, not run) instead of this tool's own build.
+        #[arg(long)]
+        manager: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_kind(text: &str) -> Result<Kind, String> {
@@ -110,6 +122,7 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::CheckDep { fix, path } => crate::check_dep::run_cli(&path, fix),
+        Command::Inspect { file, manager, json } => crate::inspect::run_cli(&file, manager.as_deref(), json),
     }
 }
 

@@ -4,13 +4,17 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use manager_plugin::guard::panic_message;
+use manager_plugin::guard::{drop_payload, panic_message};
 
-/// Runs host callback `f`; a panic becomes `Err("manager bug: <what> panicked: …")` and is logged.
+/// Runs host callback `f`; a panic becomes `Err("manager bug: <what> panicked: …")` and is logged. Dropping the
+/// payload and logging run under their own catch too: nothing unwinds out of this function.
 pub fn catch<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
         let message = format!("manager bug: {what} panicked: {}", panic_message(payload.as_ref()));
-        tracing::error!("{message}");
+        drop_payload(payload);
+        if let Err(second) = catch_unwind(AssertUnwindSafe(|| tracing::error!("{message}"))) {
+            drop_payload(second);
+        }
         message
     })
 }

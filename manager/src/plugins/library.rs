@@ -1,20 +1,54 @@
-//! Opening one plugin file safely: map it, read its C-ABI header, compare fingerprints, parse its manifest,
-//! and only then resolve the Rust-ABI module symbol.
+//! Opening one plugin file safely, in two steps.
 //!
-//! Libraries are never unloaded (see ARCHITECTURE.md, invariant `never-unload`): every handle is leaked, also for
-//! refused files, because static initializers may already have run.
+//! 1. [`check`] reads the file once and judges those bytes without mapping them (`plugin_image`): ELF structure,
+//!    embedded section, fingerprint, manifest, entry point, allocator. A refused file is never mapped, relocated
+//!    or run.
+//! 2. [`seal`] writes exactly the checked bytes into a sealed memfd, which the [probe](super::probe) and then
+//!    [`map`] `dlopen` (`/proc/…/fd/N`), so a file replaced or truncated on disk afterwards cannot change or
+//!    crash what runs. [`map`] then resolves the Rust-ABI module symbol (NULL is a refusal, never a call).
+//!
+//! Libraries are never unloaded (see ARCHITECTURE.md, invariant `never-unload`): every handle is leaked.
 
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Write as _;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
-use manager_plugin::abi::{self, Fingerprint, FingerprintDifference, HeaderFn, PluginHeader};
+use manager_plugin::abi::{self, Fingerprint};
 use manager_plugin::glue::{Exports, ModuleFn, PluginModule};
 use manager_plugin::manifest::{Kind, Manifest};
+use plugin_image::{Image, Refusal};
 
 /// Why a file was refused. Every message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The dynamic loader refused the file (not ELF, truncated, missing symbols...).
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file's bytes were judged unfit before anything of it was mapped.
+    #[error("{file}: {refusal}")]
+    Refused {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        refusal: Refusal,
+    },
+    /// The checked bytes could not be placed in a sealed memory file.
+    #[error("{file}: cannot prepare the checked bytes for loading: {message}")]
+    Map {
+        /// The file.
+        file: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// The dynamic loader refused the checked bytes (e.g. a missing shared library dependency).
     #[error("{file}: not a loadable library: {message}")]
     NotALibrary {
         /// The file.
@@ -22,44 +56,22 @@ pub enum LoadError {
         /// dlopen's message.
         message: String,
     },
-    /// The library does not export a damocles plugin header.
-    #[error(
-        "{file}: not a damocles plugin (no `{}` symbol); build plugins with `cargo run -p plugin -- build`",
-        abi::HEADER_SYMBOL
-    )]
-    NotAPlugin {
+    /// The trial load in a child process died or hung.
+    #[error("{file}: refused after a trial load in a child process: {reason}")]
+    Probe {
         /// The file.
         file: PathBuf,
-    },
-    /// The header is malformed or of another version.
-    #[error("{file}: bad plugin header: {reason}")]
-    BadHeader {
-        /// The file.
-        file: PathBuf,
-        /// What is wrong.
+        /// How the trial load ended.
         reason: String,
     },
-    /// The plugin was built by another compiler, profile or SDK than the manager.
+    /// The module symbol resolved to nothing.
     #[error(
-        "{file}: plugin '{name}' was built differently from this manager, loading it would be undefined behaviour:\n{}\n  fix: cargo run -p plugin -- check-dep --fix <plugin>/Cargo.toml, then rebuild it with `cargo run -p plugin -- build` using the manager's toolchain and profile{}",
-        differences.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n"),
-        profile_hint(differences)
+        "{file}: bad plugin entry point: `{}` resolves to NULL; rebuild the plugin with `cargo run -p plugin -- build`",
+        abi::MODULE_SYMBOL
     )]
-    FingerprintMismatch {
+    NullEntryPoint {
         /// The file.
         file: PathBuf,
-        /// The plugin's name, as far as the manifest tells.
-        name: String,
-        /// Each differing item.
-        differences: Vec<FingerprintDifference>,
-    },
-    /// The embedded manifest is invalid.
-    #[error("{file}: invalid embedded manifest: {message}")]
-    Manifest {
-        /// The file.
-        file: PathBuf,
-        /// The manifest error.
-        message: String,
     },
     /// The exports do not match the manifest's kind.
     #[error("{file}: manifest says kind {kind} but the library exports {exported}; rebuild it with `plugin build`")]
@@ -85,16 +97,30 @@ pub enum LoadError {
     },
 }
 
-/// Says which `plugin build` flag matches this manager's profile when the profile is one of the differences.
-fn profile_hint(differences: &[FingerprintDifference]) -> &'static str {
-    match differences.iter().find(|d| d.item == "debug-assertions").map(|d| d.host.as_str()) {
-        Some("true") => " (this manager is a debug build: add --debug to `plugin build`)",
-        Some(_) => " (this manager is a release build: run `plugin build` without --debug)",
-        None => "",
+impl LoadError {
+    /// The plugin's name, when the refusal tells it.
+    pub fn plugin_name(&self) -> Option<&str> {
+        match self {
+            LoadError::Duplicate { name, .. } => Some(name),
+            LoadError::Refused { refusal: Refusal::FingerprintMismatch { name, .. }, .. } => Some(name),
+            _ => None,
+        }
     }
 }
 
-/// A plugin library that passed every check.
+/// A plugin file whose bytes passed every check that needs no mapping.
+pub struct CheckedFile {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Its validated manifest.
+    pub manifest: Manifest,
+    /// When `plugin build` built it.
+    pub build_time: String,
+    /// The checked bytes: what [`seal`] keeps.
+    bytes: Vec<u8>,
+}
+
+/// A plugin library that passed every check and is mapped.
 pub struct OpenedPlugin {
     /// The file it came from.
     pub file: PathBuf,
@@ -106,105 +132,98 @@ pub struct OpenedPlugin {
     pub module: PluginModule,
 }
 
-/// Opens `file` and checks it; the library stays mapped for the life of the process, refused or not.
-pub fn open(file: &Path) -> Result<OpenedPlugin, LoadError> {
-    let library = map_library(file)?;
-    let header = read_header(file, library)?;
-    let manifest = Manifest::parse(&header.manifest, &format!("{}:manifest.toml", file.display()))
-        .map_err(|e| LoadError::Manifest { file: file.to_path_buf(), message: e.to_string() })?;
-    let differences = Fingerprint::current().differences(&Fingerprint::parse(&header.fingerprint));
-    if !differences.is_empty() {
-        return Err(LoadError::FingerprintMismatch { file: file.to_path_buf(), name: manifest.name, differences });
+/// Reads `file` once and checks its bytes against this manager's fingerprint; nothing of it is mapped.
+pub fn check(file: &Path) -> Result<CheckedFile, LoadError> {
+    let bytes = std::fs::read(file).map_err(|source| LoadError::Read { file: file.to_path_buf(), source })?;
+    let refused = |refusal| LoadError::Refused { file: file.to_path_buf(), refusal };
+    let checked = Image::read_plugin(&bytes)
+        .and_then(|image| image.check(&Fingerprint::current(), &file.display().to_string()))
+        .map_err(refused)?;
+    Ok(CheckedFile { file: file.to_path_buf(), manifest: checked.manifest, build_time: checked.build_time, bytes })
+}
+
+/// The checked bytes of one plugin, in a memory file sealed against any change: what the probe and [`map`] load.
+pub struct SealedFile {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Its validated manifest.
+    pub manifest: Manifest,
+    /// When `plugin build` built it.
+    pub build_time: String,
+    memfd: File,
+}
+
+impl SealedFile {
+    /// The path through which this process opens the sealed bytes.
+    pub fn own_path(&self) -> String {
+        format!("/proc/self/fd/{}", self.memfd.as_raw_fd())
     }
-    // SAFETY: the fingerprint matched, so the plugin was built by this compiler from these SDK sources and
-    // features: the Rust-ABI signature `ModuleFn` is the one it exports.
-    let module_fn: ModuleFn = unsafe {
-        let symbol = library.get::<ModuleFn>(abi::MODULE_SYMBOL.as_bytes()).map_err(|_| LoadError::BadHeader {
-            file: file.to_path_buf(),
-            reason: format!("no `{}` symbol", abi::MODULE_SYMBOL),
-        })?;
-        *symbol
-    };
-    let module = module_fn();
+
+    /// The path through which a child process opens the sealed bytes.
+    pub fn path_for_child(&self) -> String {
+        format!("/proc/{}/fd/{}", std::process::id(), self.memfd.as_raw_fd())
+    }
+}
+
+/// Writes the checked bytes into a memfd sealed against writes, growth and shrinking.
+pub fn seal(checked: CheckedFile) -> Result<SealedFile, LoadError> {
+    let CheckedFile { file, manifest, build_time, bytes } = checked;
+    let fail = |what: &str, e: std::io::Error| LoadError::Map { file: file.clone(), message: format!("{what}: {e}") };
+    let label = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = CString::new(format!("damocles-plugin:{label}").replace('\0', "_"))
+        .map_err(|e| fail("memfd name", std::io::Error::other(e)))?;
+    // SAFETY: a valid C string and flags; the returned descriptor is owned by the `File` below.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if fd < 0 {
+        return Err(fail("memfd_create", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let mut memfd = unsafe { File::from_raw_fd(fd) };
+    memfd.write_all(&bytes).map_err(|e| fail("write", e))?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on a descriptor we own.
+    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(fail("seal", std::io::Error::last_os_error()));
+    }
+    Ok(SealedFile { file, manifest, build_time, memfd })
+}
+
+/// Maps the sealed bytes and resolves the module; the library stays mapped for the life of the process.
+pub fn map(sealed: SealedFile) -> Result<OpenedPlugin, LoadError> {
+    let library = dlopen(&sealed.file, &sealed.own_path())?;
+    let SealedFile { file, manifest, build_time, memfd } = sealed;
+    // Keep the descriptor open for the life of the process, like the library: the dynamic loader knows this
+    // library by the name `/proc/self/fd/N`, and a later memfd reusing the number N would be taken for it.
+    std::mem::forget(memfd);
+    let module = resolve_module(&file, library)?;
     let exported = exports_kind(&module.exports);
     if exported != manifest.kind {
-        return Err(LoadError::KindMismatch { file: file.to_path_buf(), kind: manifest.kind, exported });
+        return Err(LoadError::KindMismatch { file, kind: manifest.kind, exported });
     }
-    Ok(OpenedPlugin { file: file.to_path_buf(), manifest, build_time: header.build_time, module })
+    Ok(OpenedPlugin { file, manifest, build_time, module })
 }
 
-/// Checks that `file` is a complete ELF shared object before handing it to the dynamic loader: `dlopen` maps a
-/// truncated file without complaint and the process dies of SIGBUS when code touches the missing part.
-fn check_elf(file: &Path) -> Result<(), LoadError> {
-    use object::{Object, ObjectSection, ObjectSegment};
-    let refuse = |message: String| LoadError::NotALibrary { file: file.to_path_buf(), message };
-    let data = std::fs::read(file).map_err(|e| refuse(format!("cannot read: {e}")))?;
-    if !data.starts_with(b"\x7fELF") {
-        return Err(refuse("not an ELF file".into()));
-    }
-    let elf = object::File::parse(&*data).map_err(|e| refuse(format!("truncated or corrupt ELF file: {e}")))?;
-    if elf.kind() != object::ObjectKind::Dynamic {
-        return Err(refuse(format!("not a shared library (ELF kind {:?})", elf.kind())));
-    }
-    let truncated =
-        |what: String| refuse(format!("truncated or corrupt ELF file: {what} lies beyond the end of the file"));
-    for (i, segment) in elf.segments().enumerate() {
-        segment.data().map_err(|_| truncated(format!("segment {i}")))?;
-    }
-    for section in elf.sections() {
-        if section.kind() != object::SectionKind::UninitializedData {
-            section.data().map_err(|_| truncated(format!("section {}", section.name().unwrap_or("?"))))?;
-        }
-    }
-    Ok(())
-}
-
-fn map_library(file: &Path) -> Result<&'static Library, LoadError> {
-    check_elf(file)?;
-    // SAFETY: mapping a library runs its initializers. Plugin files come from the operator's plugins dir,
-    // which is as trusted as the manager binary itself; RTLD_NOW surfaces missing symbols here, not mid-call.
-    let library = unsafe { Library::open(Some(file), RTLD_NOW | RTLD_LOCAL) }
+/// `dlopen(path, RTLD_NOW | RTLD_LOCAL)`, never closed.
+pub(crate) fn dlopen(file: &Path, path: &str) -> Result<&'static Library, LoadError> {
+    // SAFETY: mapping a library runs its initializers. These bytes passed every static check (structure,
+    // fingerprint, manifest, entry point, allocator); RTLD_NOW surfaces missing symbols here, not mid-call.
+    let library = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }
         .map_err(|e| LoadError::NotALibrary { file: file.to_path_buf(), message: e.to_string() })?;
     Ok(Box::leak(Box::new(library)))
 }
 
-struct HeaderText {
-    fingerprint: String,
-    manifest: String,
-    build_time: String,
-}
-
-fn read_header(file: &Path, library: &'static Library) -> Result<HeaderText, LoadError> {
-    let bad = |reason: String| LoadError::BadHeader { file: file.to_path_buf(), reason };
-    // SAFETY: `HeaderFn` is a C-ABI signature, stable across compilers; the symbol name is ours.
-    let header_fn: HeaderFn = unsafe {
+/// Resolves the module symbol as an `Option` (NULL is a refusal, never a call) and calls it.
+pub(crate) fn resolve_module(file: &Path, library: &'static Library) -> Result<PluginModule, LoadError> {
+    // SAFETY: the fingerprint matched, so the plugin was built by this compiler from these SDK sources and
+    // features: the Rust-ABI signature `ModuleFn` is the one it exports (emitted by the SDK's `plugin_module!`,
+    // and checked to be a defined function in an executable segment). `Option<fn>` makes a NULL symbol `None`.
+    let module_fn: Option<ModuleFn> = unsafe {
         *library
-            .get::<HeaderFn>(abi::HEADER_SYMBOL.as_bytes())
-            .map_err(|_| LoadError::NotAPlugin { file: file.to_path_buf() })?
+            .get::<Option<ModuleFn>>(abi::MODULE_SYMBOL.as_bytes())
+            .map_err(|e| LoadError::NotALibrary { file: file.to_path_buf(), message: e.to_string() })?
     };
-    // SAFETY: a C-ABI function with no arguments returning a pointer to a static.
-    let ptr: *const PluginHeader = unsafe { header_fn() };
-    // SAFETY: non-null pointers returned by the header function point to a 'static `#[repr(C)]` header.
-    let header = unsafe { ptr.as_ref() }.ok_or_else(|| bad("null header".into()))?;
-    if header.magic != abi::MAGIC {
-        return Err(bad("wrong magic: not a damocles plugin header".into()));
-    }
-    if header.header_version != abi::HEADER_VERSION {
-        return Err(bad(format!(
-            "header version {} (this manager reads version {}); rebuild the plugin with this manager's `plugin build`",
-            header.header_version,
-            abi::HEADER_VERSION
-        )));
-    }
-    // SAFETY: the header's strings point into the library's static data, which is never unmapped.
-    let text = |raw: &abi::RawStr, what: &str| {
-        unsafe { raw.as_str() }.map(str::to_string).ok_or_else(|| bad(format!("{what} is not valid UTF-8")))
-    };
-    Ok(HeaderText {
-        fingerprint: text(&header.fingerprint, "fingerprint")?,
-        manifest: text(&header.manifest, "manifest")?,
-        build_time: text(&header.build_time, "build time")?,
-    })
+    let module_fn = module_fn.ok_or_else(|| LoadError::NullEntryPoint { file: file.to_path_buf() })?;
+    Ok(module_fn())
 }
 
 fn exports_kind(exports: &Exports) -> Kind {

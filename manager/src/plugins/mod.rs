@@ -1,10 +1,17 @@
 //! Plugin loading: [`library`] opens and checks one `.so`, [`registry`] manages all of them, [`log_sink`]
-//! receives their forwarded logs, [`host_callback`] keeps host panics out of plugin frames.
+//! receives their forwarded logs, [`host_callback`] keeps host panics out of plugin frames and [`host_adapter`]
+//! applies it to every closure the host passes into a plugin object.
 
+pub mod host_adapter;
 pub mod host_callback;
 pub mod library;
 pub mod log_sink;
+pub mod probe;
 pub mod registry;
 
 pub use library::LoadError;
 pub use registry::{PluginInfo, PluginRecord, PluginRegistry, PluginsDirError, SyncLag};
+
+// The manager binary's own fingerprint, in the same kind of section plugins carry, so `plugin inspect --manager`
+// can compare a plugin with a manager binary without running it.
+manager_plugin::manager_section!();

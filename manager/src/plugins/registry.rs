@@ -13,8 +13,10 @@ use manager_plugin::manifest::{Kind, Manifest};
 use manager_plugin::{PluginError, PluginState};
 use serde::{Deserialize, Serialize};
 
+use super::host_adapter::{HostDb, HostStore, WriteFence};
 use super::library::{self, LoadError};
 use super::log_sink::PluginLogSink;
+use super::probe;
 
 /// Why the plugins directory itself could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,8 @@ pub struct PluginRecord {
     module: PluginModule,
     stats: Arc<CallStats>,
     status: Mutex<Status>,
+    /// Raised when the plugin panicked in a KV write (see `host_adapter`).
+    fence: Arc<WriteFence>,
 }
 
 struct Status {
@@ -78,8 +82,11 @@ impl PluginRecord {
         &self.file
     }
 
-    /// Current state.
+    /// Current state (`Disabled` once a KV write panicked: see [`WriteFence`]).
     pub fn state(&self) -> PluginState {
+        if self.fence.reason().is_some() {
+            return PluginState::Disabled;
+        }
         self.status().state
     }
 
@@ -108,7 +115,8 @@ impl PluginRecord {
     /// Builds a database (KVStore plugins).
     pub fn open_db(&self, meta: &Meta) -> Result<Box<dyn Db>, PluginError> {
         match &self.module.exports {
-            Exports::KvStore { constructor } => constructor(meta),
+            Exports::KvStore { constructor } => constructor(meta)
+                .map(|db| Box::new(HostDb::new(db, &self.manifest.name, Arc::clone(&self.fence))) as Box<dyn Db>),
             _ => Err(self.wrong_kind(Kind::KvStore)),
         }
     }
@@ -116,7 +124,7 @@ impl PluginRecord {
     /// Builds a store instance (FileStore plugins).
     pub fn open_store(&self, config: StoreConfig) -> Result<Box<dyn Store>, PluginError> {
         match &self.module.exports {
-            Exports::FileStore { constructor } => constructor(config),
+            Exports::FileStore { constructor } => constructor(config).map(|s| Box::new(HostStore(s)) as Box<dyn Store>),
             _ => Err(self.wrong_kind(Kind::FileStore)),
         }
     }
@@ -142,6 +150,7 @@ impl PluginRecord {
     }
 
     fn info(&self) -> PluginInfo {
+        let fenced = self.fence.reason();
         let status = self.status();
         let counts = self.counts();
         PluginInfo {
@@ -150,8 +159,8 @@ impl PluginRecord {
             description: self.manifest.description.clone(),
             file: self.file.display().to_string(),
             build_time: Some(self.build_time.clone()),
-            state: status.state.to_string(),
-            last_error: status.last_error.clone().or(counts.last_failure),
+            state: if fenced.is_some() { PluginState::Disabled.to_string() } else { status.state.to_string() },
+            last_error: fenced.or_else(|| status.last_error.clone()).or(counts.last_failure),
             calls: counts.calls,
             errors: counts.errors,
             panics: counts.panics,
@@ -210,14 +219,31 @@ impl PluginRegistry {
             return Ok(PluginRegistry::empty());
         }
         let mut registry = PluginRegistry::empty();
+        // 1. Judge every file from its bytes and seal the accepted ones; nothing is mapped yet.
+        let mut sealed: Vec<library::SealedFile> = Vec::new();
         for file in plugin_files(dir)? {
-            match library::open(&file).and_then(|opened| registry.check_duplicate(opened)) {
+            let checked = library::check(&file).and_then(|c| check_duplicate(&sealed, c)).and_then(library::seal);
+            match checked {
+                Ok(s) => sealed.push(s),
+                Err(err) => registry.refuse(file, err),
+            }
+        }
+        // 2. Trial-load them all in child processes (in parallel), 3. then map the survivors, in filename order.
+        let probes: Vec<_> = sealed.iter().map(probe::start).collect();
+        for (s, started) in sealed.into_iter().zip(probes) {
+            let file = s.file.clone();
+            let probed = match started {
+                None => Ok(()),
+                Some(started) => started.and_then(|p| probe::finish(p, &file)),
+            };
+            match probed.and_then(|()| library::map(s)) {
                 Ok(opened) => registry.plugins.push(Arc::new(PluginRecord {
                     manifest: opened.manifest,
                     file: opened.file,
                     build_time: opened.build_time,
                     module: opened.module,
                     stats: Arc::default(),
+                    fence: Arc::default(),
                     status: Mutex::new(Status {
                         state: PluginState::Uninitialized,
                         last_error: None,
@@ -225,27 +251,16 @@ impl PluginRegistry {
                         initialized: false,
                     }),
                 })),
-                Err(err) => {
-                    tracing::error!("refused plugin: {err}");
-                    registry.refused.push((file, err));
-                }
+                Err(err) => registry.refuse(file, err),
             }
         }
         registry.init_all(dir);
         Ok(registry)
     }
 
-    fn check_duplicate(&self, opened: library::OpenedPlugin) -> Result<library::OpenedPlugin, LoadError> {
-        let (kind, name) = (opened.manifest.kind, &opened.manifest.name);
-        match self.plugins.iter().find(|p| p.manifest.kind == kind && &p.manifest.name == name) {
-            Some(first) => Err(LoadError::Duplicate {
-                file: opened.file.clone(),
-                kind,
-                name: name.clone(),
-                first: first.file.clone(),
-            }),
-            None => Ok(opened),
-        }
+    fn refuse(&mut self, file: PathBuf, err: LoadError) {
+        tracing::error!("refused plugin: {err}");
+        self.refused.push((file, err));
     }
 
     fn init_all(&self, dir: &Path) {
@@ -312,12 +327,12 @@ impl PluginRegistry {
     /// Explains why no ready plugin `kind/name` exists (not found, refused, or in which state and why).
     pub fn why_not_ready(&self, kind: Kind, name: &str) -> String {
         if let Some(record) = self.find_any(kind, name) {
-            let status = record.status();
+            let info = record.info();
             return format!(
                 "plugin '{kind}/{name}' ({}) is {}{}",
                 record.file.display(),
-                status.state,
-                status.last_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                info.state,
+                info.last_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
             );
         }
         let refusals: Vec<String> = self.refused.iter().map(|(_, e)| format!("  - {e}")).collect();
@@ -345,12 +360,29 @@ impl PluginRegistry {
     }
 }
 
+/// Refuses a second plugin with the same kind and name as an already accepted one, before either is mapped.
+fn check_duplicate(
+    accepted: &[library::SealedFile],
+    checked: library::CheckedFile,
+) -> Result<library::CheckedFile, LoadError> {
+    let (kind, name) = (checked.manifest.kind, &checked.manifest.name);
+    match accepted.iter().find(|p| p.manifest.kind == kind && &p.manifest.name == name) {
+        Some(first) => Err(LoadError::Duplicate {
+            file: checked.file.clone(),
+            kind,
+            name: name.clone(),
+            first: first.file.clone(),
+        }),
+        None => Ok(checked),
+    }
+}
+
 fn refused_info(file: &Path, err: &LoadError) -> PluginInfo {
-    let (kind, name) = match err {
-        LoadError::Duplicate { kind, name, .. } => (Some(kind.to_string()), Some(name.clone())),
-        LoadError::FingerprintMismatch { name, .. } => (None, Some(name.clone())),
-        _ => (None, None),
+    let kind = match err {
+        LoadError::Duplicate { kind, .. } => Some(kind.to_string()),
+        _ => None,
     };
+    let name = err.plugin_name().map(str::to_string);
     PluginInfo {
         kind,
         name,

@@ -2,5 +2,6 @@
 
 pub mod bounded;
 pub mod daemon;
+pub mod hostile;
 pub mod kv_conformance;
 pub mod plugins;

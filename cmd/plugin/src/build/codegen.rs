@@ -7,6 +7,10 @@ use std::ops::RangeInclusive;
 use manager_plugin::Kind;
 use manager_plugin::manifest::{ExtPoint, Manifest};
 
+/// Version of the code this tool generates; embedded in every plugin's fingerprint. The SDK refuses to compile
+/// generated code of another version (`manager_plugin::abi::CODEGEN_VERSION`).
+pub const CODEGEN_VERSION: &str = "2";
+
 /// Which manifest entry a region of the generated `lib.rs` comes from, so compile errors can name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryRegion {
@@ -40,15 +44,13 @@ pub fn generate_lib(manifest: &Manifest, manifest_text: &str, author_crate: &str
          #![allow(clippy::all)]\n\
          use ::manager_plugin as __sdk;\n\n\
          const __MANIFEST: &str = {manifest_text:?};\n\
-         const __BUILD_TIME: &str = {build_time:?};\n\
-         static __HEADER: __sdk::abi::PluginHeader = __sdk::abi::PluginHeader::new(__MANIFEST, __BUILD_TIME);\n\n\
-         /// C-ABI header: magic, fingerprint, manifest, build time. Read by the host before anything else.\n\
-         #[unsafe(no_mangle)]\n\
-         pub extern \"C\" fn damocles_plugin_header() -> *const __sdk::abi::PluginHeader {{\n    &__HEADER\n}}\n\n\
-         /// Rust-ABI entry points; resolved by the host only after the fingerprint matched.\n\
-         #[unsafe(no_mangle)]\n\
-         pub fn damocles_plugin_module() -> __sdk::glue::PluginModule {{\n    \
-         __sdk::glue::PluginModule {{ init: __init, shutdown: __shutdown, exports: {} }}\n}}\n\n",
+         const __BUILD_TIME: &str = {build_time:?};\n\n\
+         // What the host checks before mapping the file: fingerprint, manifest, build time, SDK version.\n\
+         __sdk::plugin_section!(manifest: __MANIFEST, build_time: __BUILD_TIME, codegen_version: {CODEGEN_VERSION:?});\n\n\
+         // One heap for the whole process: memory crosses the boundary and is freed by the other side.\n\
+         #[global_allocator]\n\
+         static __PROCESS_ALLOCATOR: __sdk::process_alloc::ProcessAllocator = __sdk::process_alloc::ProcessAllocator;\n\n\
+         __sdk::plugin_module!(__sdk::glue::PluginModule {{ init: __init, shutdown: __shutdown, exports: {} }});\n\n",
         manifest.name,
         manifest.kind,
         exports_expr(manifest)
@@ -186,7 +188,8 @@ mod tests {
         let lib = generate_lib(&m, "name='memdb'", "memdb", "2026-01-01T00:00:00Z");
         assert!(lib.source.contains("__sdk::glue::kv_constructor(|| ::memdb::db::open(meta))"), "{}", lib.source);
         assert!(lib.source.contains("::memdb::init(ctx)"));
-        assert!(lib.source.contains("pub extern \"C\" fn damocles_plugin_header()"));
+        assert!(lib.source.contains("__sdk::plugin_section!(manifest: __MANIFEST"), "{}", lib.source);
+        assert!(lib.source.contains("__sdk::plugin_module!(__sdk::glue::PluginModule {"), "{}", lib.source);
     }
 
     #[test]

@@ -115,6 +115,12 @@ pub fn build(options: &BuildOptions) -> Result<BuildOutput, BuildError> {
     let source = wrapper::PluginSource::resolve(&cargo_toml)?;
     let build_time = now_rfc3339();
     let target_dir = options.target_dir.clone().unwrap_or_else(|| source.target_dir.clone());
+    // Absolute: cargo runs on the wrapper from the wrapper's own directory.
+    let target_dir = std::path::absolute(&target_dir).map_err(|source| BuildError::Io {
+        action: "resolve",
+        path: target_dir.clone(),
+        source,
+    })?;
     let built = wrapper::build_wrapper(&wrapper::WrapperSpec {
         manifest: &manifest,
         manifest_text: &manifest_text,
@@ -130,18 +136,24 @@ pub fn build(options: &BuildOptions) -> Result<BuildOutput, BuildError> {
     Ok(BuildOutput { manifest, library, build_time })
 }
 
-/// Copies `built` to `out_dir/file_name` through a temporary file and a rename, so a daemon that has the old
-/// library mapped keeps a consistent file.
+/// Copies `built` to `out_dir/file_name` through a temporary file (synced) and a rename (the directory synced
+/// after it), so a crash leaves either the old or the new complete file, and a daemon that has the old library
+/// mapped keeps a consistent file.
 fn install(built: &Path, out_dir: &Path, file_name: &str) -> Result<PathBuf, BuildError> {
     let io = |action, path: PathBuf| move |source| BuildError::Io { action, path, source };
     std::fs::create_dir_all(out_dir).map_err(io("create", out_dir.to_path_buf()))?;
     let dest = out_dir.join(file_name);
     let tmp = out_dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    std::fs::copy(built, &tmp).map_err(io("copy to", tmp.clone()))?;
-    std::fs::rename(&tmp, &dest).map_err(|source| {
+    let copied = std::fs::copy(built, &tmp)
+        .and_then(|_| std::fs::File::open(&tmp))
+        .and_then(|f| f.sync_all())
+        .map_err(io("copy to", tmp.clone()));
+    let renamed = copied.and_then(|()| std::fs::rename(&tmp, &dest).map_err(io("rename to", dest.clone())));
+    if let Err(err) = renamed {
         let _ = std::fs::remove_file(&tmp);
-        BuildError::Io { action: "rename to", path: dest.clone(), source }
-    })?;
+        return Err(err);
+    }
+    std::fs::File::open(out_dir).and_then(|d| d.sync_all()).map_err(io("sync directory", out_dir.to_path_buf()))?;
     Ok(dest)
 }
 

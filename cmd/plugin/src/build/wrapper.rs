@@ -236,6 +236,12 @@ fn run_cargo(spec: &WrapperSpec<'_>, dir: &Path, lib: &GeneratedLib) -> Result<P
         .arg(dir.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", spec.target_dir)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        // The wrapper's own directory: no `.cargo/config.toml` on the caller's path changes how it is built.
+        .current_dir(dir)
+        // Plugin panics are caught by the plugin's own std: unwinding is required whatever the environment says
+        // (a `panic = "abort"` that still gets through, e.g. from RUSTFLAGS, is a compile error in the SDK).
+        .env("CARGO_PROFILE_DEV_PANIC", "unwind")
+        .env("CARGO_PROFILE_RELEASE_PANIC", "unwind")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if spec.release {
@@ -282,6 +288,15 @@ fn describe_error(
     spec: &WrapperSpec<'_>,
 ) -> String {
     let rendered = strip_ansi(msg.message.rendered.as_deref().unwrap_or(&msg.message.message));
+    if msg.message.message.contains("global_allocator") {
+        return format!(
+            "plugin crate {} sets its own #[global_allocator] (or depends on a crate that does): plugins must allocate \
+             with the process's allocator, because memory crosses the plugin boundary and is freed by the manager; \
+             the generated wrapper installs it. Remove the #[global_allocator] (and allocator features such as \
+             mimalloc/override).\n{rendered}",
+            spec.source.package_name
+        );
+    }
     if msg.target.name != wrapper_lib {
         return format!("error in plugin crate {}:\n{rendered}", spec.source.package_name);
     }
