@@ -120,6 +120,31 @@ fn refused_and_missing_sectors_write_nothing() {
 }
 
 #[test]
+fn a_late_abort_of_a_finalized_sector_is_not_found_and_changes_nothing() {
+    let (db, sectors) = open();
+    let id = sectors.allocate(1000, 8, 1).expect("allocate")[0].id;
+    let finalized = sectors.finalize(id).expect("finalize");
+    let before = events(&db).len();
+    // A worker that restarted reports an abort for the sector it had already finalized.
+    let late = sectors.finalize_with(id, vec![SectorUpdate::AbortReason("late".into())]).expect_err("late abort");
+    assert!(late.is_not_found(), "{late}");
+    assert_eq!(late.to_string(), "sector s-t01000-1 not found among online sectors");
+    assert_eq!(sectors.find(WorkerState::Offline, id).expect("find"), Some(finalized));
+    assert_eq!(events(&db).len(), before, "a late abort must not emit an event");
+    // So a sealed sector without deals does not become restorable without `forced`.
+    let refused = sectors.restore(id, false).expect_err("restore of a sector that was not aborted");
+    assert!(matches!(refused, SectorError::RestoreRefused { .. }), "{refused}");
+    // The same for a repeated abort, and for an abort of a sector that never existed.
+    let aborted = sectors.allocate(1000, 8, 1).expect("allocate")[0].id;
+    sectors.finalize_with(aborted, vec![SectorUpdate::AbortReason("first".into())]).expect("abort");
+    let repeated = sectors.finalize_with(aborted, vec![SectorUpdate::AbortReason("second".into())]);
+    assert!(repeated.expect_err("repeated abort").is_not_found());
+    let stored = sectors.find(WorkerState::Offline, aborted).expect("find").expect("offline");
+    assert_eq!(stored.abort_reason, "first");
+    assert!(sectors.finalize_with(sid(99), Vec::new()).expect_err("unknown").is_not_found());
+}
+
+#[test]
 fn a_sector_with_deals_needs_a_forced_restore() {
     let (_db, sectors) = open();
     let id = sectors.allocate(1000, 8, 1).expect("allocate")[0].id;

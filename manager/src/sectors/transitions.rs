@@ -96,34 +96,44 @@ impl StateManager {
     }
 
     /// Finalizes sector `id`: moves it from online to offline with `Finalized = true` and writes a `Finalize`
-    /// event. Finalizing a sector that is already offline and finalized returns it unchanged without an event
-    /// (so a worker may safely repeat `ReportFinalized`). Fails with [`SectorError::NotFound`] when the sector is
+    /// event. Finalizing a sector that is already offline returns it unchanged without writing anything (so a
+    /// worker may safely repeat `ReportFinalized`). Fails with [`SectorError::NotFound`] when the sector is
     /// in neither state.
     pub fn finalize(&self, id: SectorId) -> Result<SectorState, SectorError> {
-        self.finalize_with(id, Vec::new())
+        self.finalize_online(id, Vec::new(), Repeat::ReturnUnchanged)
     }
 
-    /// Like [`finalize`](StateManager::finalize), but first applies `updates` in the same transaction (e.g. the
-    /// abort reason of `ReportAborted`, which the Go manager sets in its finalize hook). On a sector already
-    /// offline the updates are applied there; nothing is written, and no event emitted, when they change nothing.
+    /// Applies `updates` and finalizes the ONLINE sector `id`, in one transaction (e.g. the abort reason of
+    /// `ReportAborted`, which the Go manager sets in its finalize hook).
+    ///
+    /// A sector that is not online (already finalized, or unknown) fails with [`SectorError::NotFound`] among
+    /// online sectors, and nothing is written: like the Go manager, whose finalize loads the online record only
+    /// (`damocles-manager/modules/impl/sectors/state_mgr.go`, `Finalize`), so a late `ReportAborted` from a
+    /// worker that restarted cannot rewrite a sector finalized meanwhile (answered with code 11001).
     pub fn finalize_with(&self, id: SectorId, updates: Vec<SectorUpdate>) -> Result<SectorState, SectorError> {
+        self.finalize_online(id, updates, Repeat::NotFound)
+    }
+
+    /// Moves online sector `id` offline after applying `updates`; `repeat` says what an offline sector gets.
+    fn finalize_online(
+        &self,
+        id: SectorId,
+        updates: Vec<SectorUpdate>,
+        repeat: Repeat,
+    ) -> Result<SectorState, SectorError> {
         let _lock = self.locks.lock([LockKey::Sector(id)]);
         self.write(
             || format!("finalize sector {id}"),
             |txn, ticket| {
-                let (mut state, was_online) = match load_sector(txn, WorkerState::Online, id)? {
-                    Some(state) => (state, true),
-                    None => (require(load_sector(txn, WorkerState::Offline, id)?, id, None)?, false),
+                let Some(mut state) = load_sector(txn, WorkerState::Online, id)? else {
+                    return match repeat {
+                        Repeat::ReturnUnchanged => require(load_sector(txn, WorkerState::Offline, id)?, id, None),
+                        Repeat::NotFound => Err(SectorError::not_found(id, Some(WorkerState::Online)).into()),
+                    };
                 };
-                let before = state.clone();
                 updates.iter().for_each(|update| state.apply(update));
                 state.finalized = true;
-                if !was_online && state == before {
-                    return Ok(state);
-                }
-                if was_online {
-                    delete_sector(txn, WorkerState::Online, id)?;
-                }
+                delete_sector(txn, WorkerState::Online, id)?;
                 save_sector(txn, WorkerState::Offline, &state)?;
                 emit(txn, ticket, &SectorEvent::Finalize(FinalizeEvent { sector_id: id, state: state.clone() }))?;
                 Ok(state)
@@ -192,6 +202,15 @@ impl StateManager {
             },
         )
     }
+}
+
+/// What finalizing a sector that is already offline does.
+#[derive(Clone, Copy)]
+enum Repeat {
+    /// Return the offline record unchanged, writing nothing (a repeated `ReportFinalized`).
+    ReturnUnchanged,
+    /// Answer [`SectorError::NotFound`] among online sectors, writing nothing (a late `ReportAborted`).
+    NotFound,
 }
 
 /// The sector, or [`SectorError::NotFound`].
