@@ -8,7 +8,7 @@ use manager_plugin::sector::{Cid, Deal, PieceInfo, SectorId, SectorState, Sector
 use manager_plugin::sync::SectorEvent;
 
 use super::outbox::OutboxRecord;
-use super::{COLLECTION, JobFilter, SectorError, StateManager};
+use super::{COLLECTION, JobFilter, MinerCandidate, NumberRange, SectorError, StateManager};
 
 fn open() -> (Arc<dyn Db>, StateManager) {
     let db: Arc<dyn Db> = Arc::new(memdb::open(&Meta::new()).expect("memdb"));
@@ -63,6 +63,56 @@ fn allocation_numbers_start_at_one_per_miner_and_never_repeat() {
         })
         .collect();
     assert_eq!(inits, vec![3, 1, 1]);
+}
+
+fn numbers(allocated: &[manager_plugin::sector::AllocatedSector]) -> Vec<u64> {
+    allocated.iter().map(|s| s.id.number).collect()
+}
+
+fn range(floor: u64, max: Option<u64>) -> NumberRange {
+    NumberRange { floor, max }
+}
+
+#[test]
+fn allocation_starts_above_the_floor_and_continues_from_the_counter_above_it() {
+    let (_db, sectors) = open();
+    // A migrated miner: its first number is floor + 1, not 1.
+    let first = sectors.allocate_in(1000, 8, 2, range(100, None)).expect("allocate").expect("room");
+    assert_eq!(numbers(&first), vec![101, 102]);
+    // A counter above the floor wins: max(counter, floor) + 1.
+    assert_eq!(numbers(&sectors.allocate_in(1000, 8, 1, range(50, None)).expect("allocate").expect("room")), [103]);
+    // Raising the floor later jumps ahead; numbers below it are never handed out again.
+    assert_eq!(numbers(&sectors.allocate_in(1000, 8, 1, range(200, None)).expect("allocate").expect("room")), [201]);
+    assert_eq!(numbers(&sectors.allocate(1000, 8, 1).expect("allocate")), [202]);
+}
+
+#[test]
+fn a_full_range_allocates_nothing_and_the_next_candidate_is_used() {
+    let (db, sectors) = open();
+    assert_eq!(numbers(&sectors.allocate_in(1000, 8, 2, range(0, Some(3))).expect("allocate").expect("room")), [1, 2]);
+    let before = events(&db).len();
+    // Two more would end at 4 > MaxNumber 3: refused as a whole, nothing written, counter untouched.
+    assert_eq!(sectors.allocate_in(1000, 8, 2, range(0, Some(3))).expect("allocate"), None);
+    assert_eq!(events(&db).len(), before);
+    assert_eq!(numbers(&sectors.allocate_in(1000, 8, 1, range(0, Some(3))).expect("allocate").expect("room")), [3]);
+    let candidate = |miner, max| MinerCandidate { miner, proof_type: 8, range: range(0, Some(max)), verbose: true };
+    let picked = sectors.allocate_first([candidate(1000, 3), candidate(2000, 1)], 1).expect("allocate");
+    assert_eq!(picked[0].id, SectorId { miner: 2000, number: 1 }, "the full miner is skipped");
+    assert!(sectors.allocate_first([candidate(1000, 3), candidate(2000, 1)], 1).expect("allocate").is_empty());
+    assert!(sectors.allocate_first(Vec::new(), 1).expect("no candidates").is_empty());
+}
+
+#[test]
+fn numbers_at_the_top_of_u64_are_refused_without_overflow() {
+    let (_db, sectors) = open();
+    assert_eq!(sectors.allocate_in(1000, 8, 1, range(u64::MAX, None)).expect("allocate"), None);
+    let last = sectors.allocate_in(1000, 8, 1, range(u64::MAX - 2, None)).expect("allocate").expect("room");
+    assert_eq!(numbers(&last), [u64::MAX - 1]);
+    assert_eq!(sectors.allocate_in(1000, 8, 1, range(0, None)).expect("allocate"), None);
+    let err = sectors.allocate(1000, 8, 1).expect_err("exhausted");
+    assert!(err.to_string().contains("t01000") && err.to_string().contains("exhausted"), "{err}");
+    // A count the range cannot hold is refused before anything is planned.
+    assert_eq!(sectors.allocate_in(2000, 8, u32::MAX, range(0, Some(10))).expect("allocate"), None);
 }
 
 #[test]
