@@ -13,6 +13,7 @@ use manager_plugin::kv::Db;
 use manager_plugin::sync::SectorEvent;
 
 use crate::config::{Config, DbDriver, StoreEntry};
+use crate::db_identity::DbDescription;
 use crate::filestore::{StoreManager, StoreSpec};
 use crate::home::Home;
 use crate::kvstore::{RedisDb, RocksDb};
@@ -45,7 +46,7 @@ impl Daemon {
                 return Err(e);
             }
         };
-        let sectors = match open_sectors(&db).await {
+        let sectors = match open_sectors(home, &config, &db).await {
             Ok(sectors) => sectors,
             Err(e) => {
                 close(None, db, registry).await;
@@ -103,10 +104,15 @@ async fn shut_down_plugins(registry: Arc<PluginRegistry>) {
     let _ = tokio::task::spawn_blocking(move || registry.shutdown()).await;
 }
 
-async fn open_sectors(db: &Arc<dyn Db>) -> anyhow::Result<Arc<StateManager>> {
-    let db = Arc::clone(db);
-    let sectors = tokio::task::spawn_blocking(move || StateManager::open(db)).await?;
-    Ok(Arc::new(sectors.context("opening the sector state manager")?))
+/// Checks the database's identity against the home's ([`crate::db_identity`]), then opens the sector state.
+async fn open_sectors(home: &Home, config: &Config, db: &Arc<dyn Db>) -> anyhow::Result<Arc<StateManager>> {
+    let (db, home, describe) = (Arc::clone(db), home.clone(), DbDescription::of(&config.common.db));
+    let sectors = tokio::task::spawn_blocking(move || -> anyhow::Result<StateManager> {
+        crate::db_identity::verify(&home, &*db, &describe, home.adopt_db())?;
+        Ok(StateManager::open(db).context("opening the sector state manager")?)
+    })
+    .await??;
+    Ok(Arc::new(sectors))
 }
 
 /// Opens the stores and builds the RPC module (both call plugin code, so off the async workers), then binds and

@@ -1,5 +1,5 @@
 //! Durability guards against the real `damocles-manager` binary: sector number ranges and late worker calls over
-//! JSON-RPC.
+//! JSON-RPC, and the start-up refusals that keep numbers from being handed out twice (see `docs/sectors.md`).
 
 mod common;
 
@@ -88,4 +88,102 @@ async fn a_late_report_aborted_answers_11001_and_changes_nothing() {
     let refused = daemon.call::<Value>("Venus.RestoreSector", rpc_params![sid, false]).await;
     assert!(refused.is_err(), "a sealed sector that was never aborted needs `forced`");
     assert_eq!(daemon.stop(), Some(0));
+}
+
+/// Runs `daemon run` on `home` with `args`, expecting it to refuse to start; returns its stderr. Fails if it is
+/// still running after 60 s (it would have started).
+fn refused_start(home: &std::path::Path, args: &[&str]) -> String {
+    let mut child = std::process::Command::new(common::daemon::binary())
+        .arg("--home")
+        .arg(home)
+        .args(["daemon", "run"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn daemon");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the daemon started although it should have refused");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert!(!out.status.success(), "the daemon exited successfully instead of refusing");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The RocksDB directory vanishes after use (an unmounted volume, a wrong path after a migration): start-up is
+/// refused with a message naming the directory, the identity expected and the flag; moving it back works;
+/// `--adopt-db` is the explicit way to start on a new database.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rocksdb_directory_moved_away_after_use_is_refused_at_start() {
+    let home = TestHome::init();
+    let daemon = home.start();
+    let spec = json!({"AllowedMiners": [], "AllowedProofTypes": []});
+    let _: Value = daemon.call("Venus.AllocateSector", rpc_params![spec.clone()]).await.expect("allocate");
+    assert_eq!(daemon.stop(), Some(0));
+    let identity = std::fs::read_to_string(home.path().join("db-identity")).expect("the home records the identity");
+    let id = serde_json::from_str::<Value>(&identity).expect("json")["Id"].as_str().expect("Id").to_string();
+
+    let db = home.path().join("db");
+    let moved = home.path().join("db.moved");
+    std::fs::rename(&db, &moved).expect("move the database away");
+    let stderr = refused_start(home.path(), &[]);
+    assert!(stderr.contains(&format!("RocksDB at {}", db.display())), "{stderr}");
+    assert!(stderr.contains(&id) && stderr.contains("not mounted") && stderr.contains("--adopt-db"), "{stderr}");
+
+    std::fs::remove_dir_all(&db).ok();
+    std::fs::rename(&moved, &db).expect("move the database back");
+    let daemon = home.start();
+    let next: Value = daemon.call("Venus.AllocateSector", rpc_params![spec.clone()]).await.expect("allocate");
+    assert_eq!(next["ID"]["Number"], 2, "the old database is back: numbering continues");
+    assert_eq!(daemon.stop(), Some(0));
+
+    // The operator really wants a new database: the explicit flag, then normal starts again.
+    std::fs::remove_dir_all(&db).expect("drop the database");
+    refused_start(home.path(), &[]);
+    let daemon = home.start_with(&["--adopt-db"]);
+    assert_eq!(daemon.stop(), Some(0));
+    let daemon = home.start();
+    assert_eq!(daemon.stop(), Some(0));
+    assert_ne!(std::fs::read_to_string(home.path().join("db-identity")).expect("identity"), identity);
+}
+
+/// A new home pointed at a database another home used is refused (the reverse of a lost database).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_home_on_a_used_database_is_refused() {
+    let first = TestHome::init();
+    let daemon = first.start();
+    let spec = json!({"AllowedMiners": [], "AllowedProofTypes": []});
+    let _: Value = daemon.call("Venus.AllocateSector", rpc_params![spec]).await.expect("allocate");
+    assert_eq!(daemon.stop(), Some(0));
+    let second = TestHome::init();
+    second.set_config("Common.DB.RocksDB.Dir", first.path().join("db").display().to_string());
+    let stderr = refused_start(second.path(), &[]);
+    assert!(stderr.contains("has no record of any database") && stderr.contains("--adopt-db"), "{stderr}");
+    // Taking the database over is explicit; the database keeps its identity, so the first home still agrees.
+    let daemon = second.start_with(&["--adopt-db"]);
+    assert_eq!(daemon.stop(), Some(0));
+    let daemon = first.start();
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// `daemon run --home DIR` never initializes DIR: not when it is missing, not when it is empty (a mount point
+/// without its volume). Nothing is created there.
+#[test]
+fn daemon_run_refuses_a_home_that_is_missing_or_empty() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let missing = temp.path().join("not-mounted");
+    let stderr = refused_start(&missing, &[]);
+    assert!(stderr.contains("does not exist") && stderr.contains("daemon init"), "{stderr}");
+    assert!(!missing.exists(), "refusing must not create the home");
+    let empty = temp.path().join("mount-point");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let stderr = refused_start(&empty, &[]);
+    assert!(stderr.contains("daemon init"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&empty).expect("read dir").count(), 0, "refusing must not initialize");
 }
