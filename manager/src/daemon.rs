@@ -16,7 +16,7 @@ use crate::config::{Config, DbDriver, StoreEntry};
 use crate::db_identity::DbDescription;
 use crate::filestore::{StoreManager, StoreSpec};
 use crate::home::Home;
-use crate::kvstore::{RedisDb, RocksDb};
+use crate::kvstore::{LeasedRedisDb, RedisDb, RocksDb};
 use crate::plugins::{PluginRecord, PluginRegistry, SyncLag};
 use crate::rpc::{self, AppState, RpcServer};
 use crate::sectors::{Deliverer, DeliveryOptions, EventTarget, StateManager};
@@ -175,10 +175,12 @@ async fn open_db(config: &Config, registry: &Arc<PluginRegistry>) -> anyhow::Res
                 RocksDb::open(&db.rocksdb.dir)
                     .with_context(|| format!("opening RocksDB at {}", db.rocksdb.dir.display()))?,
             ),
-            DbDriver::Redis => Arc::new(
-                RedisDb::open(&db.redis.addr, &db.redis.prefix)
-                    .with_context(|| "opening the Redis database".to_string())?,
-            ),
+            DbDriver::Redis => {
+                let redis = RedisDb::open(&db.redis.addr, &db.redis.prefix)
+                    .with_context(|| "opening the Redis database".to_string())?;
+                redis.check_durability(db.redis.require_persistence).context("checking the Redis server")?;
+                Arc::new(LeasedRedisDb::acquire(redis, &db.redis.prefix).context("taking the writer lease")?)
+            }
             DbDriver::Plugin => {
                 let name = &db.plugin.plugin_name;
                 let Some(record) = registry.get(Kind::KvStore, name) else {

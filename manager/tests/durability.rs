@@ -4,6 +4,7 @@
 mod common;
 
 use common::daemon::TestHome;
+use common::private_redis::PrivateRedis;
 use jsonrpsee::core::ClientError;
 use jsonrpsee::rpc_params;
 use serde_json::{Value, json};
@@ -186,4 +187,87 @@ fn daemon_run_refuses_a_home_that_is_missing_or_empty() {
     let stderr = refused_start(&empty, &[]);
     assert!(stderr.contains("daemon init"), "{stderr}");
     assert_eq!(std::fs::read_dir(&empty).expect("read dir").count(), 0, "refusing must not initialize");
+}
+
+fn redis_home(redis: &PrivateRedis) -> TestHome {
+    let home = TestHome::init();
+    home.set_config("Common.DB.Driver", "redis");
+    home.set_config("Common.DB.Redis.Addr", redis.url());
+    home.set_config("Common.DB.Redis.Prefix", "durability");
+    home
+}
+
+/// Redis without append-only persistence is refused; `RequirePersistence = false` lets it run (with a warning),
+/// and when that server then restarts empty, the database identity check refuses the restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_without_persistence_is_refused_and_its_data_loss_caught_at_restart() {
+    let mut redis = PrivateRedis::start(&["--appendonly", "no"]);
+    let home = redis_home(&redis);
+    let stderr = refused_start(home.path(), &[]);
+    assert!(stderr.contains(&format!("127.0.0.1:{}", redis.port)) && stderr.contains("appendonly"), "{stderr}");
+    assert!(stderr.contains("RequirePersistence = false"), "{stderr}");
+
+    home.set_config("Common.DB.Redis.RequirePersistence", false);
+    let daemon = home.start();
+    assert!(daemon.log().contains("RequirePersistence = false"), "a warning at every start: {}", daemon.log());
+    let spec = json!({"AllowedMiners": [], "AllowedProofTypes": []});
+    let batch: Vec<Value> = daemon.call("Venus.AllocateSectorsBatch", rpc_params![spec, 3]).await.expect("allocate");
+    assert_eq!(batch.len(), 3);
+    assert_eq!(daemon.stop(), Some(0));
+
+    redis.restart(); // no persistence: comes back empty
+    let stderr = refused_start(home.path(), &[]);
+    assert!(stderr.contains(&format!("Redis at 127.0.0.1:{}, prefix \"durability\" is empty", redis.port)), "{stderr}");
+    assert!(stderr.contains("appendonly no") && stderr.contains("--adopt-db"), "{stderr}");
+}
+
+/// An evicting `maxmemory-policy` is refused whatever `RequirePersistence` says; `appendfsync everysec` starts,
+/// with a warning naming the window of writes a power loss can take.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_that_may_evict_is_refused_and_weaker_fsync_is_warned_about() {
+    let evicting = PrivateRedis::start(&["--appendonly", "yes", "--maxmemory-policy", "allkeys-lru"]);
+    let home = redis_home(&evicting);
+    home.set_config("Common.DB.Redis.RequirePersistence", false);
+    let stderr = refused_start(home.path(), &[]);
+    assert!(stderr.contains("allkeys-lru") && stderr.contains("noeviction"), "{stderr}");
+
+    let everysec = PrivateRedis::start(&["--appendonly", "yes", "--appendfsync", "everysec"]);
+    let home = redis_home(&everysec);
+    let daemon = home.start();
+    assert!(daemon.log().contains("about the last second"), "{}", daemon.log());
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// Two managers on one Redis prefix: the second is refused, naming the first (host, pid, since when). A manager
+/// killed with SIGKILL does not delay its own restart (its pid is gone), and a clean stop releases the lease.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_manager_on_one_redis_prefix_is_refused() {
+    let redis = PrivateRedis::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let first = redis_home(&redis);
+    let daemon = first.start();
+    let second = redis_home(&redis);
+    let stderr = refused_start(second.path(), &[]);
+    assert!(stderr.contains("is in use by the manager on host"), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", daemon.child.id())) && stderr.contains("Prefix"), "{stderr}");
+
+    daemon.kill();
+    let restarted = std::time::Instant::now();
+    let daemon = first.start();
+    assert!(restarted.elapsed() < std::time::Duration::from_secs(20), "the restart waited for the lease to expire");
+    assert_eq!(daemon.stop(), Some(0));
+    // Released at stop: another manager may take the prefix over (after --adopt-db, since its home is new).
+    let daemon = second.start_with(&["--adopt-db"]);
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// RocksDB's own lock keeps a second manager off a database directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_manager_on_one_rocksdb_directory_is_refused() {
+    let home = TestHome::init();
+    let daemon = home.start();
+    let second = TestHome::init();
+    second.set_config("Common.DB.RocksDB.Dir", home.path().join("db").display().to_string());
+    let stderr = refused_start(second.path(), &[]);
+    assert!(stderr.contains("LOCK") && stderr.contains(&home.path().join("db").display().to_string()), "{stderr}");
+    assert_eq!(daemon.stop(), Some(0));
 }

@@ -3,3 +3,4 @@
 pub mod daemon;
 pub mod kv_conformance;
 pub mod plugins;
+pub mod private_redis;
