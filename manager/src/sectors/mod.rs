@@ -39,6 +39,7 @@ mod locks;
 mod manager;
 mod numbers;
 mod outbox;
+mod settle;
 mod signal;
 mod transitions;
 

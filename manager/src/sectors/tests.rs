@@ -149,6 +149,15 @@ fn a_sector_goes_online_offline_and_back_with_one_event_per_change() {
 }
 
 #[test]
+fn an_empty_update_writes_nothing() {
+    let (db, sectors) = open();
+    let id = sectors.allocate(1000, 8, 1).expect("allocate")[0].id;
+    let before = sectors.find(WorkerState::Online, id).expect("find");
+    assert_eq!(Some(sectors.update(id, Vec::new()).expect("empty update")), before);
+    assert_eq!(events(&db).len(), 1, "only the Init event");
+}
+
+#[test]
 fn refused_and_missing_sectors_write_nothing() {
     let (db, sectors) = open();
     let missing = sectors.update(sid(9), vec![SectorUpdate::Removed(true)]).expect_err("update missing");
