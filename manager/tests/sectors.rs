@@ -997,3 +997,79 @@ fn a_commit_that_answers_an_error_but_was_applied_is_reported_as_done_and_delive
     assert_eq!(order, vec![vec![sid(1)], vec![sid(2)]]);
     deliverer.stop();
 }
+
+#[test]
+fn sixty_four_concurrent_updates_of_one_sector_lose_nothing() {
+    let store = Store::new();
+    let opened = store.open();
+    opened.sectors.allocate(MINER, 8, 1).expect("allocate");
+    let target = Recorder::new("contention", Behaviour::Accept);
+    let deliverer = opened.deliver_to(&[Arc::clone(&target)]);
+    let threads: Vec<_> = (0..64)
+        .map(|i| {
+            let sectors = Arc::clone(&opened.sectors);
+            thread::spawn(move || sectors.update(sid(1), vec![SectorUpdate::AbortReason(format!("t{i}"))]).map(|_| ()))
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread").expect("update");
+    }
+    wait_until("every update is delivered", || target.accepted().len() == 65);
+    let reasons: Vec<String> = target
+        .accepted()
+        .iter()
+        .filter_map(|e| match e {
+            SectorEvent::Update(u) => Some(u.state.abort_reason.clone()),
+            _ => None,
+        })
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = reasons.iter().collect();
+    assert_eq!(distinct.len(), 64, "an update was lost or applied twice");
+    let stored = opened.sectors.find(WorkerState::Online, sid(1)).expect("find").expect("online");
+    assert_eq!(Some(&stored.abort_reason), reasons.last(), "the last event is the stored state");
+    deliverer.stop();
+    opened.close();
+}
+
+#[test]
+fn concurrent_batches_and_imports_over_overlapping_numbers_never_share_a_number() {
+    let store = Store::new();
+    let opened = store.open();
+    let allocators: Vec<_> = (0..16)
+        .map(|_| {
+            let sectors = Arc::clone(&opened.sectors);
+            thread::spawn(move || {
+                (0..8)
+                    .flat_map(|_| sectors.allocate(MINER, 8, 8).expect("allocate"))
+                    .map(|s| s.id.number)
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let importers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let sectors = Arc::clone(&opened.sectors);
+            thread::spawn(move || {
+                // Numbers the allocators are about to plan: every import forces a re-plan or a skip.
+                (0..32u64)
+                    .filter(|i| {
+                        let state = SectorState::new(sid(500 + t * 32 + i), 8);
+                        sectors.import(WorkerState::Offline, state, false).expect("import")
+                    })
+                    .map(|i| 500 + t * 32 + i)
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut allocated: Vec<u64> = allocators.into_iter().flat_map(|t| t.join().expect("allocator")).collect();
+    let imported: Vec<u64> = importers.into_iter().flat_map(|t| t.join().expect("importer")).collect();
+    assert_eq!(allocated.len(), 16 * 8 * 8);
+    allocated.sort_unstable();
+    let before = allocated.len();
+    allocated.dedup();
+    assert_eq!(allocated.len(), before, "a number was handed out twice");
+    assert!(imported.iter().all(|n| allocated.binary_search(n).is_err()), "an imported number was handed out");
+    let online = opened.sectors.list(WorkerState::Online, JobFilter::All).expect("list");
+    assert_eq!(online.len(), allocated.len());
+    opened.close();
+}
