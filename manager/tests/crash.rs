@@ -8,7 +8,7 @@
 //! - every acknowledged change reached statelog at least once, in per-sector order.
 //!
 //! The normal run kills each daemon `DAMOCLES_CRASH_KILLS` times (default 3). The long variant:
-//! `DAMOCLES_CRASH_KILLS=20 cargo test -p manager --release --test crash -- --nocapture`.
+//! `DAMOCLES_CRASH_KILLS=20 cargo test -p manager --test crash -- --nocapture`.
 
 mod common;
 
