@@ -16,9 +16,10 @@ use manager_plugin::kv::Db;
 use manager_plugin::sync::SectorEvent;
 
 use crate::config::{Config, DbDriver, StoreEntry};
+use crate::db_identity::DbDescription;
 use crate::filestore::{StoreManager, StoreSpec};
 use crate::home::Home;
-use crate::kvstore::{RedisDb, RocksDb};
+use crate::kvstore::{LeasedRedisDb, RedisDb, RocksDb};
 use crate::plugins::{PluginRecord, PluginRegistry, SyncLag};
 use crate::rpc::{self, AppState, RpcServer, ServerLimits};
 use crate::sectors::{Deliverer, DeliveryOptions, DeliveryWatch, EventTarget, StateManager};
@@ -51,7 +52,7 @@ impl Daemon {
                 return Err(e);
             }
         };
-        let sectors = match open_sectors(&db).await {
+        let sectors = match open_sectors(home, &config, &db).await {
             Ok(sectors) => sectors,
             Err(e) => {
                 shutdown::close(None, None, db, registry, &shutdown::Step::default()).await;
@@ -98,10 +99,15 @@ async fn shut_down_plugins(registry: Arc<PluginRegistry>) {
     let _ = tokio::task::spawn_blocking(move || registry.shutdown()).await;
 }
 
-async fn open_sectors(db: &Arc<dyn Db>) -> anyhow::Result<Arc<StateManager>> {
-    let db = Arc::clone(db);
-    let sectors = tokio::task::spawn_blocking(move || StateManager::open(db)).await?;
-    Ok(Arc::new(sectors.context("opening the sector state manager")?))
+/// Checks the database's identity against the home's ([`crate::db_identity`]), then opens the sector state.
+async fn open_sectors(home: &Home, config: &Config, db: &Arc<dyn Db>) -> anyhow::Result<Arc<StateManager>> {
+    let (db, home, describe) = (Arc::clone(db), home.clone(), DbDescription::of(&config.common.db));
+    let sectors = tokio::task::spawn_blocking(move || -> anyhow::Result<StateManager> {
+        crate::db_identity::verify(&home, &*db, &describe, home.adopt_db())?;
+        Ok(StateManager::open(db).context("opening the sector state manager")?)
+    })
+    .await??;
+    Ok(Arc::new(sectors))
 }
 
 /// Opens the stores and builds the RPC module (both call plugin code, so off the async workers), then binds and
@@ -204,10 +210,12 @@ async fn open_db(config: &Config, registry: &Arc<PluginRegistry>) -> anyhow::Res
                 RocksDb::open(&db.rocksdb.dir)
                     .with_context(|| format!("opening RocksDB at {}", db.rocksdb.dir.display()))?,
             ),
-            DbDriver::Redis => Arc::new(
-                RedisDb::open(&db.redis.addr, &db.redis.prefix)
-                    .with_context(|| "opening the Redis database".to_string())?,
-            ),
+            DbDriver::Redis => {
+                let redis = RedisDb::open(&db.redis.addr, &db.redis.prefix)
+                    .with_context(|| "opening the Redis database".to_string())?;
+                redis.check_durability(db.redis.require_persistence).context("checking the Redis server")?;
+                Arc::new(LeasedRedisDb::acquire(redis, &db.redis.prefix).context("taking the writer lease")?)
+            }
             DbDriver::Plugin => {
                 let name = &db.plugin.plugin_name;
                 let Some(record) = registry.get(Kind::KvStore, name) else {

@@ -37,6 +37,16 @@ pub enum HomeError {
         /// The existing config file.
         path: PathBuf,
     },
+    /// An explicitly given home directory does not exist (`daemon run` creates only the default home).
+    #[error(
+        "home directory {} does not exist; `daemon run --home DIR` never creates one (it may be a volume that is \
+         not mounted): mount it, or create it with `damocles-manager --home DIR daemon init`",
+        path.display()
+    )]
+    Missing {
+        /// The directory.
+        path: PathBuf,
+    },
     /// The config file is missing.
     #[error("no config file at {}: run `damocles-manager daemon init` first", path.display())]
     NotInitialized {
@@ -69,6 +79,9 @@ pub enum HomeError {
 pub struct Home {
     /// The directory itself.
     pub dir: PathBuf,
+    /// `daemon run --adopt-db`: accept the database as found instead of refusing one whose identity does not
+    /// match the home's (see [`crate::db_identity`]).
+    adopt_db: bool,
 }
 
 impl Home {
@@ -76,7 +89,35 @@ impl Home {
     /// current directory) so the paths `init` writes into the config stay valid. Nothing is touched on disk.
     pub fn resolve(dir: Option<PathBuf>) -> Result<Home, HomeError> {
         let home = resolve_with(dir, std::env::var_os("HOME"))?;
-        Ok(Home { dir: absolute(&home.dir)? })
+        Ok(Home::at(absolute(&home.dir)?))
+    }
+
+    /// The home at `dir`, as given (not made absolute).
+    pub fn at(dir: PathBuf) -> Home {
+        Home { dir, adopt_db: false }
+    }
+
+    /// This home, with `daemon run --adopt-db` set as given.
+    pub fn adopting_db(self, adopt_db: bool) -> Home {
+        Home { adopt_db, ..self }
+    }
+
+    /// Whether `daemon run --adopt-db` was given.
+    pub fn adopt_db(&self) -> bool {
+        self.adopt_db
+    }
+
+    /// Refuses an explicitly given home (`--home DIR`, `$DAMOCLES_HOME`) that has no config: `daemon run` never
+    /// initializes one implicitly, since an empty or missing directory is often a volume that is not mounted, and
+    /// a fresh home there would come with a fresh database. Only the default home is initialized implicitly.
+    pub fn require_initialized(&self) -> Result<(), HomeError> {
+        if !exists(&self.dir)? {
+            return Err(HomeError::Missing { path: self.dir.clone() });
+        }
+        if !exists(&self.config_path())? {
+            return Err(HomeError::NotInitialized { path: self.config_path() });
+        }
+        Ok(())
     }
 
     /// `<dir>/sector-manager.cfg`.
@@ -157,10 +198,10 @@ impl Home {
 /// [`Home::resolve`] with `$HOME` passed in, so tests need not touch the process environment.
 fn resolve_with(dir: Option<PathBuf>, home_env: Option<OsString>) -> Result<Home, HomeError> {
     if let Some(dir) = dir {
-        return Ok(Home { dir });
+        return Ok(Home::at(dir));
     }
     match home_env {
-        Some(home) if !home.is_empty() => Ok(Home { dir: PathBuf::from(home).join(DEFAULT_HOME_DIR) }),
+        Some(home) if !home.is_empty() => Ok(Home::at(PathBuf::from(home).join(DEFAULT_HOME_DIR))),
         _ => Err(HomeError::NoHomeDir),
     }
 }
@@ -212,7 +253,7 @@ mod tests {
 
     fn temp_home() -> (tempfile::TempDir, Home) {
         let temp = tempfile::tempdir().unwrap();
-        let home = Home { dir: temp.path().join("home") };
+        let home = Home::at(temp.path().join("home"));
         (temp, home)
     }
 
@@ -281,6 +322,20 @@ mod tests {
         let token = home.read_token().unwrap();
         assert!(!home.ensure_initialized().unwrap());
         assert_eq!(home.read_token().unwrap(), token);
+    }
+
+    #[test]
+    fn an_explicit_home_must_exist_and_hold_a_config() {
+        let (_temp, home) = temp_home();
+        let err = home.require_initialized().unwrap_err();
+        assert!(matches!(err, HomeError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains(&home.dir.display().to_string()) && err.to_string().contains("daemon init"));
+        // An empty directory (a mount point without its volume) is refused too.
+        std::fs::create_dir_all(&home.dir).unwrap();
+        assert!(matches!(home.require_initialized().unwrap_err(), HomeError::NotInitialized { .. }));
+        assert!(!home.config_path().exists(), "refusing must not initialize");
+        home.init().unwrap();
+        home.require_initialized().unwrap();
     }
 
     #[test]

@@ -48,11 +48,16 @@ enum Command {
 enum DaemonCommand {
     /// Create the home with a commented default config and a new API token.
     Init,
-    /// Run the daemon (initializing the home first if it has no config).
+    /// Run the daemon (initializing the default home first if it has no config; a home given with --home must
+    /// have been initialized with `daemon init`).
     Run {
         /// Listen address (overrides [API] Listen).
         #[arg(long)]
         listen: Option<String>,
+        /// Accept the configured database as found, even if it is empty or not the one this home used before
+        /// (by default start-up refuses, so sector numbers are never handed out twice).
+        #[arg(long)]
+        adopt_db: bool,
     },
 }
 
@@ -150,6 +155,7 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let explicit_home = cli.home.is_some();
     let home = Home::resolve(cli.home)?;
     match cli.command {
         Command::Daemon(DaemonCommand::Init) => {
@@ -162,7 +168,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Daemon(DaemonCommand::Run { listen }) => manager::daemon::run(&home, listen.as_deref()).await,
+        Command::Daemon(DaemonCommand::Run { listen, adopt_db }) => {
+            if explicit_home {
+                home.require_initialized()?;
+            }
+            manager::daemon::run(&home.adopting_db(adopt_db), listen.as_deref()).await
+        }
         Command::Util(command) => util(&home, command).await,
         Command::ProbePlugin { .. } => Ok(()),
     }

@@ -330,9 +330,16 @@ async fn an_upload_cut_off_midway_stores_nothing() {
     // Give the daemon time to notice the disconnect, then the piece must still be absent.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(get(), 404);
-    let leftovers: Vec<_> =
-        std::fs::read_dir(home.path().join("pieces")).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert!(leftovers.is_empty(), "no partial or temporary file remains: {leftovers:?}");
+    // fsstore's journal of uploads in progress (`.fsstore-uploads`) may remain, empty.
+    let journal = home.path().join("pieces/.fsstore-uploads");
+    let leftovers: Vec<_> = std::fs::read_dir(home.path().join("pieces"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|name| name != ".fsstore-uploads")
+        .chain(std::fs::read_dir(&journal).into_iter().flatten().flatten().map(|e| e.file_name()))
+        .collect();
+    assert!(leftovers.is_empty(), "no partial or temporary file or journal entry remains: {leftovers:?}");
     assert_eq!(daemon.stop(), Some(0));
 }
 

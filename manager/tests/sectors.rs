@@ -2,7 +2,7 @@
 //! the sector lifecycle, numbering across restarts, import, not-found errors, and delivery to targets that fail,
 //! block, panic, or come back after a restart.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -517,6 +517,110 @@ fn a_plugin_absent_for_a_run_keeps_its_backlog_until_its_cursor_is_retired() {
     opened.close();
 }
 
+#[test]
+fn a_plugin_that_never_acknowledged_an_event_keeps_its_backlog_while_absent() {
+    let store = Store::new();
+    let opened = store.open();
+    opened.sectors.allocate(MINER, 8, 1).expect("allocate");
+    // First run: the plugin is there, but its downstream is down: it never acknowledges anything.
+    let down = Recorder::new("audit", Behaviour::FailFirst(usize::MAX));
+    let deliverer = opened.deliver_to(&[Arc::clone(&down)]);
+    wait_until("a delivery was attempted", || down.attempts.load(Ordering::SeqCst) > 0);
+    deliverer.stop();
+    assert_eq!(opened.sectors.sync_cursors().expect("cursors"), vec![("audit".to_string(), 0)], "registered");
+
+    // Next run: the plugin fails onInit (absent) while another target acknowledges everything.
+    let other = Recorder::new("other", Behaviour::Accept);
+    let deliverer = opened.deliver_to(&[Arc::clone(&other)]);
+    opened.sectors.update(sid(1), vec![SectorUpdate::Removed(true)]).expect("update");
+    wait_until("the other target has everything", || other.accepted().len() == 2);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(opened.outbox_len(), 2, "the absent plugin's backlog is kept although it never acknowledged one");
+    deliverer.stop();
+
+    // It comes back and receives all of it, in order.
+    let back = Recorder::new("audit", Behaviour::Accept);
+    let deliverer = opened.deliver_to(&[Arc::clone(&back)]);
+    wait_until("the backlog is delivered", || back.accepted().len() == 2);
+    assert_eq!(summarize(&back.accepted()), summarize(&other.accepted()));
+    deliverer.stop();
+    opened.close();
+}
+
+#[test]
+fn a_second_target_with_the_same_name_is_refused_and_the_first_gets_everything() {
+    let store = Store::new();
+    let opened = store.open();
+    let first = Recorder::new("twin", Behaviour::Accept);
+    let second = Recorder::new("twin", Behaviour::Accept);
+    let deliverer = opened.deliver_to(&[Arc::clone(&first), Arc::clone(&second)]);
+    let expected = script(&opened.sectors);
+    wait_until("the first twin has everything", || first.accepted().len() >= expected.len());
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(first.summary(), expected);
+    assert_eq!(second.attempts.load(Ordering::SeqCst), 0, "the second twin would share the first one's cursor");
+    deliverer.stop();
+    opened.close();
+}
+
+#[test]
+fn an_undecodable_outbox_entry_is_skipped_and_reported_without_wedging_the_target() {
+    let store = Store::new();
+    let opened = store.open();
+    opened.sectors.allocate(MINER, 8, 1).expect("allocate");
+    let raw: Box<dyn KvStore> = opened.db.open_collection(COLLECTION).expect("collection");
+    let mut iter = raw.scan(b"outbox/").expect("scan");
+    let (key, _) = iter.next_entry().expect("next").expect("the Init entry");
+    drop(iter);
+    let seq: u64 = String::from_utf8_lossy(&key["outbox/".len()..]).parse().expect("seq");
+    raw.put(format!("outbox/{:020}", seq + 1).as_bytes(), b"{not an event").expect("put garbage");
+    opened.sectors.update(sid(1), vec![SectorUpdate::Removed(true)]).expect("update");
+    let target = Recorder::new("reader", Behaviour::Accept);
+    let deliverer = opened.deliver_to(&[Arc::clone(&target)]);
+    wait_until("both real events are delivered", || target.accepted().len() == 2);
+    let kinds: Vec<ExtPoint> = target.accepted().iter().map(SectorEvent::ext_point).collect();
+    assert_eq!(kinds, vec![ExtPoint::OnInit, ExtPoint::OnUpdate]);
+    let reported = target.lags.lock().expect("lags").iter().any(|(_, error)| {
+        error.as_deref().is_some_and(|e| e.contains("undecodable") && e.contains(&(seq + 1).to_string()))
+    });
+    assert!(reported, "the skipped entry is reported as the target's last error");
+    deliverer.stop();
+    opened.close();
+}
+
+#[test]
+fn a_commit_wakes_delivery_at_once_without_waiting_for_the_poll_interval() {
+    let store = Store::new();
+    let opened = store.open();
+    let target = Recorder::new("prompt", Behaviour::Accept);
+    let options = DeliveryOptions { poll_interval: Duration::from_secs(3600), ..fast() };
+    let deliverer =
+        Deliverer::start(Arc::clone(&opened.sectors), vec![Arc::clone(&target) as Arc<dyn EventTarget>], options);
+    thread::sleep(Duration::from_millis(100)); // the thread is asleep in its (hour-long) poll
+    opened.sectors.allocate(MINER, 8, 1).expect("allocate");
+    wait_until("the event is delivered long before the poll interval", || target.accepted().len() == 1);
+    deliverer.stop();
+    opened.close();
+}
+
+#[test]
+fn stop_leaves_a_target_stuck_in_deliver_behind_after_the_stop_timeout() {
+    let store = Store::new();
+    let opened = store.open();
+    let stuck = Recorder::new("stuck", Behaviour::Accept);
+    let (entered, release) = stuck.hold_next();
+    let options = DeliveryOptions { stop_timeout: Duration::from_millis(200), ..fast() };
+    let deliverer =
+        Deliverer::start(Arc::clone(&opened.sectors), vec![Arc::clone(&stuck) as Arc<dyn EventTarget>], options);
+    opened.sectors.allocate(MINER, 8, 1).expect("allocate");
+    entered.recv_timeout(Duration::from_secs(30)).expect("delivery starts");
+    let stopping = Instant::now();
+    deliverer.stop();
+    assert!(stopping.elapsed() < Duration::from_secs(10), "stop waited for the stuck target");
+    assert!(stuck.inside.load(Ordering::SeqCst));
+    release.send(()).expect("release");
+}
+
 /// Holds the commit of the next transaction that writes `key`, once armed, until released: a way to make a
 /// transaction that drew its seq early commit late.
 struct CommitGate {
@@ -657,4 +761,315 @@ fn an_event_that_commits_late_is_still_delivered_before_later_seqs() {
     let order: Vec<Vec<SectorId>> = target.accepted().iter().skip(1).map(SectorEvent::sector_ids).collect();
     assert_eq!(order, vec![vec![sid(1)], vec![sid(2)]]);
     deliverer.stop();
+}
+
+/// When a [`LateCommitDb`] transaction writing its key is armed, what happens to it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Late {
+    /// The caller gets an error; the writes wait for [`LateCommitDb::land`] (an EXEC that times out
+    /// client-side and runs later).
+    Defer,
+    /// The writes are applied, then the caller gets an error (the EXEC ran, its reply was lost).
+    ApplyThenFail,
+}
+
+/// RocksDB behind a Redis-like commit that can answer an error and still be applied, now or later. A deferred
+/// commit lands only if no key it read was written since (Redis's `WATCH` rule: any write, even of the same
+/// value, or a delete), tracked by a per-key write counter over every write through this wrapper.
+struct LateCommitDb {
+    inner: RocksDb,
+    late: Arc<LateState>,
+}
+
+struct LateState {
+    key: Vec<u8>,
+    armed: Mutex<Option<Late>>,
+    versions: Mutex<BTreeMap<Vec<u8>, u64>>,
+    pending: Mutex<Option<Deferred>>,
+    /// A handle on the collection for landing deferred commits.
+    landing: Mutex<Option<Box<dyn KvStore>>>,
+}
+
+/// A deferred commit: the keys read with their write counters then, and the writes (`None` deletes).
+struct Deferred {
+    reads: Vec<(Vec<u8>, u64)>,
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl LateState {
+    fn version(&self, key: &[u8]) -> u64 {
+        self.versions.lock().expect("versions").get(key).copied().unwrap_or(0)
+    }
+
+    fn bump(&self, keys: impl IntoIterator<Item = Vec<u8>>) {
+        let mut versions = self.versions.lock().expect("versions");
+        keys.into_iter().for_each(|key| *versions.entry(key).or_default() += 1);
+    }
+
+    /// Applies the deferred commit unless a key it read was written meanwhile; whether it landed.
+    fn land(&self) -> bool {
+        let Deferred { reads, writes } = self.pending.lock().expect("pending").take().expect("a deferred commit");
+        if reads.iter().any(|(key, version)| self.version(key) != *version) {
+            return false;
+        }
+        apply(&**self.landing.lock().expect("landing").as_ref().expect("collection opened"), &writes);
+        self.bump(writes.into_iter().map(|(key, _)| key));
+        true
+    }
+}
+
+fn apply(store: &dyn KvStore, writes: &[(Vec<u8>, Option<Vec<u8>>)]) {
+    store
+        .update(&mut |txn| {
+            writes.iter().try_for_each(|(key, value)| match value {
+                Some(value) => txn.put(key, value),
+                None => txn.del(key),
+            })
+        })
+        .expect("apply the deferred writes");
+}
+
+impl Db for LateCommitDb {
+    fn run(&self) -> Result<(), KvError> {
+        self.inner.run()
+    }
+    fn close(&self) -> Result<(), KvError> {
+        self.inner.close()
+    }
+    fn open_collection(&self, name: &str) -> Result<Box<dyn KvStore>, KvError> {
+        *self.late.landing.lock().expect("landing") = Some(self.inner.open_collection(name)?);
+        Ok(Box::new(LateCommitStore { inner: self.inner.open_collection(name)?, late: Arc::clone(&self.late) }))
+    }
+}
+
+struct LateCommitStore {
+    inner: Box<dyn KvStore>,
+    late: Arc<LateState>,
+}
+
+impl KvStore for LateCommitStore {
+    fn get(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
+        self.inner.get(key)
+    }
+    fn peek(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<(), KvError> {
+        self.inner.peek(key, f)
+    }
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.inner.put(key, value)?;
+        self.late.bump([key.to_vec()]);
+        Ok(())
+    }
+    fn del(&self, key: &[u8]) -> Result<(), KvError> {
+        self.inner.del(key)?;
+        self.late.bump([key.to_vec()]);
+        Ok(())
+    }
+    fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
+        self.inner.scan(prefix)
+    }
+    fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
+        self.inner.view(f)
+    }
+    fn update(&self, f: TxnFn<'_>) -> Result<(), KvError> {
+        let mut reads = Vec::new();
+        let mut writes = Vec::new();
+        let mut deferred = None;
+        let result = self.inner.update(&mut |txn| {
+            let recording =
+                RecordingTxn { inner: txn, late: &self.late, reads: RefCell::default(), writes: RefCell::default() };
+            f(&recording)?;
+            reads = recording.reads.take();
+            writes = recording.writes.take();
+            if writes.iter().any(|(key, _)| *key == self.late.key) {
+                deferred = self.late.armed.lock().expect("armed").take();
+                if deferred == Some(Late::Defer) {
+                    return Err(KvError::Aborted("deferred".into()));
+                }
+            }
+            Ok(())
+        });
+        match deferred {
+            Some(Late::Defer) => {
+                let mut pending = self.late.pending.lock().expect("pending");
+                assert!(pending.is_none(), "one deferred commit at a time");
+                *pending = Some(Deferred { reads, writes });
+                Err(KvError::Backend("timed out waiting for the EXEC reply".into()))
+            }
+            Some(Late::ApplyThenFail) => {
+                result?;
+                self.late.bump(writes.into_iter().map(|(key, _)| key));
+                Err(KvError::Backend("connection reset while reading the EXEC reply".into()))
+            }
+            None => {
+                result?;
+                self.late.bump(writes.into_iter().map(|(key, _)| key));
+                Ok(())
+            }
+        }
+    }
+    fn need_retry_transactions(&self) -> bool {
+        self.inner.need_retry_transactions()
+    }
+}
+
+/// Records what a transaction reads (with the key's write counter at that moment) and writes.
+struct RecordingTxn<'a> {
+    inner: &'a dyn Txn,
+    late: &'a LateState,
+    reads: RefCell<Vec<(Vec<u8>, u64)>>,
+    writes: RefCell<Vec<(Vec<u8>, Option<Vec<u8>>)>>,
+}
+
+impl Txn for RecordingTxn<'_> {
+    fn get(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
+        self.reads.borrow_mut().push((key.to_vec(), self.late.version(key)));
+        self.inner.get(key)
+    }
+    fn peek(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<(), KvError> {
+        self.reads.borrow_mut().push((key.to_vec(), self.late.version(key)));
+        self.inner.peek(key, f)
+    }
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.writes.borrow_mut().push((key.to_vec(), Some(value.to_vec())));
+        self.inner.put(key, value)
+    }
+    fn del(&self, key: &[u8]) -> Result<(), KvError> {
+        self.writes.borrow_mut().push((key.to_vec(), None));
+        self.inner.del(key)
+    }
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+        self.inner.scan(prefix)
+    }
+}
+
+/// A state manager on a [`LateCommitDb`] whose armed key is sector 1's online record, with a delivering target.
+fn late_commit_setup() -> (tempfile::TempDir, Arc<LateState>, Arc<StateManager>, Arc<Recorder>, Deliverer) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let late = Arc::new(LateState {
+        key: b"online/m-1000-n-1".to_vec(),
+        armed: Mutex::default(),
+        versions: Mutex::default(),
+        pending: Mutex::default(),
+        landing: Mutex::default(),
+    });
+    let db = LateCommitDb { inner: RocksDb::open(dir.path()).expect("open RocksDB"), late: Arc::clone(&late) };
+    db.run().expect("run");
+    let sectors = Arc::new(StateManager::open(Arc::new(db)).expect("open"));
+    sectors.allocate(MINER, 8, 2).expect("allocate");
+    let target = Recorder::new("ambiguous", Behaviour::Accept);
+    let deliverer = Deliverer::start(Arc::clone(&sectors), vec![Arc::clone(&target) as Arc<dyn EventTarget>], fast());
+    wait_until("the Init event is delivered", || target.accepted().len() == 1);
+    (dir, late, sectors, target, deliverer)
+}
+
+/// Whether `target` received an `Update` of sector `number`.
+fn got_update_of(target: &Recorder, number: u64) -> bool {
+    target.accepted().iter().any(|e| matches!(e, SectorEvent::Update(u) if u.sector_id == sid(number)))
+}
+
+#[test]
+fn a_commit_that_answers_an_error_and_runs_later_is_fenced_so_nothing_is_lost() {
+    let (_dir, late, sectors, target, deliverer) = late_commit_setup();
+    *late.armed.lock().expect("armed") = Some(Late::Defer);
+    let err = sectors.update(sid(1), vec![SectorUpdate::Removed(true)]).expect_err("the commit timed out");
+    assert!(err.to_string().contains("EXEC"), "{err}");
+    // A later change commits and is delivered while the first one is still on its way.
+    sectors.update(sid(2), vec![SectorUpdate::Removed(true)]).expect("update sector 2");
+    wait_until("sector 2's update is delivered", || got_update_of(&target, 2));
+    // The late EXEC finally runs: it must not apply, since its event could never be delivered any more.
+    assert!(!late.land(), "a commit that lands after its seq was passed would lose its event");
+    thread::sleep(Duration::from_millis(200));
+    let stored = sectors.find(WorkerState::Online, sid(1)).expect("find").expect("online");
+    assert!(!stored.removed, "the state changed without an event");
+    assert!(!got_update_of(&target, 1));
+    deliverer.stop();
+}
+
+#[test]
+fn a_commit_that_answers_an_error_but_was_applied_is_reported_as_done_and_delivered() {
+    let (_dir, late, sectors, target, deliverer) = late_commit_setup();
+    *late.armed.lock().expect("armed") = Some(Late::ApplyThenFail);
+    let updated = sectors.update(sid(1), vec![SectorUpdate::Removed(true)]).expect("applied, so a success");
+    assert!(updated.removed);
+    sectors.update(sid(2), vec![SectorUpdate::Removed(true)]).expect("update sector 2");
+    wait_until("both updates are delivered", || got_update_of(&target, 1) && got_update_of(&target, 2));
+    let order: Vec<Vec<SectorId>> = target.accepted().iter().skip(1).map(SectorEvent::sector_ids).collect();
+    assert_eq!(order, vec![vec![sid(1)], vec![sid(2)]]);
+    deliverer.stop();
+}
+
+#[test]
+fn sixty_four_concurrent_updates_of_one_sector_lose_nothing() {
+    let store = Store::new();
+    let opened = store.open();
+    opened.sectors.allocate(MINER, 8, 1).expect("allocate");
+    let target = Recorder::new("contention", Behaviour::Accept);
+    let deliverer = opened.deliver_to(&[Arc::clone(&target)]);
+    let threads: Vec<_> = (0..64)
+        .map(|i| {
+            let sectors = Arc::clone(&opened.sectors);
+            thread::spawn(move || sectors.update(sid(1), vec![SectorUpdate::AbortReason(format!("t{i}"))]).map(|_| ()))
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread").expect("update");
+    }
+    wait_until("every update is delivered", || target.accepted().len() == 65);
+    let reasons: Vec<String> = target
+        .accepted()
+        .iter()
+        .filter_map(|e| match e {
+            SectorEvent::Update(u) => Some(u.state.abort_reason.clone()),
+            _ => None,
+        })
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = reasons.iter().collect();
+    assert_eq!(distinct.len(), 64, "an update was lost or applied twice");
+    let stored = opened.sectors.find(WorkerState::Online, sid(1)).expect("find").expect("online");
+    assert_eq!(Some(&stored.abort_reason), reasons.last(), "the last event is the stored state");
+    deliverer.stop();
+    opened.close();
+}
+
+#[test]
+fn concurrent_batches_and_imports_over_overlapping_numbers_never_share_a_number() {
+    let store = Store::new();
+    let opened = store.open();
+    let allocators: Vec<_> = (0..16)
+        .map(|_| {
+            let sectors = Arc::clone(&opened.sectors);
+            thread::spawn(move || {
+                (0..8)
+                    .flat_map(|_| sectors.allocate(MINER, 8, 8).expect("allocate"))
+                    .map(|s| s.id.number)
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let importers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let sectors = Arc::clone(&opened.sectors);
+            thread::spawn(move || {
+                // Numbers the allocators are about to plan: every import forces a re-plan or a skip.
+                (0..32u64)
+                    .filter(|i| {
+                        let state = SectorState::new(sid(500 + t * 32 + i), 8);
+                        sectors.import(WorkerState::Offline, state, false).expect("import")
+                    })
+                    .map(|i| 500 + t * 32 + i)
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut allocated: Vec<u64> = allocators.into_iter().flat_map(|t| t.join().expect("allocator")).collect();
+    let imported: Vec<u64> = importers.into_iter().flat_map(|t| t.join().expect("importer")).collect();
+    assert_eq!(allocated.len(), 16 * 8 * 8);
+    allocated.sort_unstable();
+    let before = allocated.len();
+    allocated.dedup();
+    assert_eq!(allocated.len(), before, "a number was handed out twice");
+    assert!(imported.iter().all(|n| allocated.binary_search(n).is_err()), "an imported number was handed out");
+    let online = opened.sectors.list(WorkerState::Online, JobFilter::All).expect("list");
+    assert_eq!(online.len(), allocated.len());
+    opened.close();
 }

@@ -7,9 +7,11 @@
 //! What a caller may rely on:
 //! - object paths are checked with [`validate_object_path`]: absolute paths, `..`, `.` and empty components are
 //!   refused, so no object lives outside the root;
-//! - [`put`](Store::put) is atomic: the data goes to a temporary file in the target's directory, is synced, then
-//!   renamed over the target, so readers see the old object or the whole new one. A failed put leaves the old
-//!   object as it was and removes its temporary file (a process killed mid-put can leave a `.<name>.*.tmp` file);
+//! - [`put`](Store::put) is atomic and durable: the data goes to a temporary file in the target's directory, is
+//!   synced, then renamed over the target, and every directory it created and the target's directory are synced,
+//!   so readers see the old object or the whole new one, also after a power loss. A failed put leaves the old
+//!   object as it was and removes its temporary file; the temporary files of a process killed mid-put are
+//!   removed (and logged) when the store opens next (see `durable.rs`);
 //! - a read-only store refuses [`put`](Store::put) and [`del`](Store::del) with [`StoreError::ReadOnly`];
 //! - only regular files are objects: a directory at an object path is reported as [`StoreError::NotFound`].
 //!
@@ -29,10 +31,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use std::fs::{self, File, OpenOptions};
+mod durable;
+
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use durable::{TempFile, create_dirs_synced, sync_dir};
 
 use manager_plugin::StoreError;
 use manager_plugin::filestore::{InstanceInfo, ObjectReader, ObjectStat, Store, StoreConfig, validate_object_path};
@@ -84,9 +89,14 @@ impl FsStore {
                 )));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(&root).map_err(|e| fail(format!("cannot create {}: {e}", root.display())))?;
+                create_dirs_synced(&root).map_err(|e| fail(format!("cannot create {}: {e}", root.display())))?;
             }
             Err(e) => return Err(fail(format!("cannot inspect {}: {e}", root.display()))),
+        }
+        if !cfg.read_only
+            && let Err(e) = durable::sweep(&cfg.name, &root)
+        {
+            tracing::warn!(store = %cfg.name, error = %e, "cannot sweep the temporary files of interrupted uploads");
         }
         Ok(FsStore { cfg, root })
     }
@@ -188,8 +198,8 @@ impl Store for FsStore {
             // Unreachable for a validated path (at least one non-empty component below the root).
             return Err(fail("no file name".into()));
         };
-        fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create directory {}: {e}", dir.display())))?;
-        let mut temp = TempFile::create(dir, &file_name.to_string_lossy())
+        create_dirs_synced(dir).map_err(|e| fail(format!("cannot create directory {}: {e}", dir.display())))?;
+        let mut temp = TempFile::create(&self.root, dir, &file_name.to_string_lossy())
             .map_err(|e| fail(format!("cannot create a temporary file in {}: {e}", dir.display())))?;
         let copy_error = |e: io::Error| fail(format!("copying into {} failed: {e}", temp.path.display()));
         let written = {
@@ -201,7 +211,7 @@ impl Store for FsStore {
         };
         temp.file.sync_all().map_err(|e| fail(format!("cannot sync {}: {e}", temp.path.display())))?;
         temp.rename_to(&target).map_err(|e| fail(format!("cannot rename into place: {e}")))?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| {
+        sync_dir(dir).map_err(|e| {
             fail(format!("the new object is in place, but syncing directory {} failed: {e}", dir.display()))
         })?;
         Ok(written)
@@ -220,49 +230,6 @@ fn object_error(op: &str, path: &str, err: io::Error) -> StoreError {
     match err.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => StoreError::NotFound(path.to_string()),
         _ => StoreError::io(op, path, err),
-    }
-}
-
-/// A temporary file next to an object's target, removed on drop unless it was renamed into place.
-struct TempFile {
-    path: PathBuf,
-    file: File,
-    persisted: bool,
-}
-
-impl TempFile {
-    /// Creates `<dir>/.<name>.<pid>.<n>.tmp`, never reusing an existing file.
-    fn create(dir: &Path, name: &str) -> io::Result<TempFile> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let pid = std::process::id();
-        let mut attempts = 0;
-        loop {
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let path = dir.join(format!(".{name}.{pid}.{n}.tmp"));
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(file) => {
-                    return Ok(TempFile { path, file, persisted: false });
-                }
-                // A leftover of a crashed process that had the same pid: try the next name.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 16 => attempts += 1,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    fn rename_to(&mut self, target: &Path) -> io::Result<()> {
-        fs::rename(&self.path, target)?;
-        self.persisted = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.persisted {
-            // Best effort: the put already reports the error that brought us here.
-            let _ = fs::remove_file(&self.path);
-        }
     }
 }
 

@@ -225,3 +225,42 @@ fn dot_files_are_reserved_for_temporary_files_and_never_served() {
         assert!(matches!(store.put(path, &mut &b"x"[..]), Err(StoreError::InvalidPath { .. })), "{path}");
     }
 }
+
+#[test]
+fn a_name_that_fits_the_file_system_can_be_stored() {
+    let (_dir, store) = store();
+    let name = format!("deals/{}", "p".repeat(250));
+    assert_eq!(store.put(&name, &mut &b"long"[..]).unwrap(), 4);
+    assert_eq!(read(&store, &name), b"long");
+}
+
+#[test]
+fn the_temporary_files_of_an_interrupted_upload_are_swept_at_the_next_open() {
+    let (dir, store) = store();
+    store.put("a/kept.car", &mut &b"whole"[..]).unwrap();
+    let sub = dir.path().join("a");
+    // A process killed mid-put: the temporary file and its journal entry stay behind (no drop runs).
+    let crashed = crate::durable::TempFile::create(store.root(), &sub, "piece.car").unwrap();
+    let temp = crashed.path.clone();
+    std::mem::forget(crashed);
+    assert!(temp.exists());
+    // An unrelated dot file of the operator's is not touched.
+    std::fs::write(sub.join(".operator-notes"), b"mine").unwrap();
+    let reopened = FsStore::open(config(dir.path())).unwrap();
+    assert!(!temp.exists(), "the interrupted upload's temporary file was not swept");
+    assert_eq!(dir_entries(&sub), vec![".operator-notes".to_string(), "kept.car".to_string()]);
+    assert!(dir_entries(&dir.path().join(crate::durable::UPLOADS_DIR)).is_empty(), "journal entries remain");
+    assert_eq!(read(&reopened, "a/kept.car"), b"whole");
+}
+
+#[test]
+fn a_read_only_store_sweeps_nothing() {
+    let (dir, store) = store();
+    let crashed = crate::durable::TempFile::create(store.root(), dir.path(), "piece.car").unwrap();
+    let temp = crashed.path.clone();
+    std::mem::forget(crashed);
+    let mut cfg = config(dir.path());
+    cfg.read_only = true;
+    FsStore::open(cfg).unwrap();
+    assert!(temp.exists(), "a read-only store must not write");
+}

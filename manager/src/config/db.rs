@@ -105,11 +105,18 @@ pub struct RedisConfig {
     pub addr: String,
     /// `Prefix`: prepended to every key so several managers can share one server; default `damocles`.
     pub prefix: String,
+    /// `RequirePersistence`: refuse a server with `appendonly no`; default true. `false` is for tests and
+    /// throw-away setups only (warned about at every start).
+    pub require_persistence: bool,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        RedisConfig { addr: "redis://127.0.0.1:6379".to_owned(), prefix: "damocles".to_owned() }
+        RedisConfig {
+            addr: "redis://127.0.0.1:6379".to_owned(),
+            prefix: "damocles".to_owned(),
+            require_persistence: true,
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One `[[Miners]]` entry; both keys are required.
+use crate::sectors::NumberRange;
+
+/// One `[[Miners]]` entry; `Actor` and `SealProof` are required.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub struct MinerConfig {
@@ -10,4 +12,90 @@ pub struct MinerConfig {
     pub actor: u64,
     /// `SealProof`: the registered seal proof `AllocateSector` hands out (8 = 32 GiB V1_1).
     pub seal_proof: i64,
+    /// `[Miners.Sector]`: which sector numbers the miner gets, and whether it gets any.
+    #[serde(default)]
+    pub sector: MinerSectorConfig,
+}
+
+/// `[Miners.Sector]`, with the Go manager's keys and defaults (`damocles-manager/modules/config.go:349-374`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "PascalCase")]
+pub struct MinerSectorConfig {
+    /// `InitNumber`: numbers handed out are greater than this, unless `MinNumber` is set; default 0.
+    pub init_number: u64,
+    /// `MinNumber`: numbers handed out are greater than this; replaces `InitNumber` when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_number: Option<u64>,
+    /// `MaxNumber`: no number handed out is greater than this; a miner whose range is full is skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_number: Option<u64>,
+    /// `Enabled`: whether `AllocateSector` may pick this miner at all; default true.
+    pub enabled: bool,
+    /// `EnableDeals`: accepted for compatibility with the Go config; this port does not match deals.
+    pub enable_deals: bool,
+    /// `LifetimeDays`: accepted for compatibility with the Go config (default 540); unused by this port.
+    pub lifetime_days: u64,
+    /// `Verbose`: log at warn level when the miner is skipped because its range is full.
+    pub verbose: bool,
+}
+
+impl Default for MinerSectorConfig {
+    fn default() -> Self {
+        MinerSectorConfig {
+            init_number: 0,
+            min_number: None,
+            max_number: None,
+            enabled: true,
+            enable_deals: false,
+            lifetime_days: 540,
+            verbose: false,
+        }
+    }
+}
+
+impl MinerSectorConfig {
+    /// The numbers this miner may be given: above `MinNumber` (or `InitNumber`), at most `MaxNumber`
+    /// (`damocles-manager/modules/impl/sectors/mgr.go:64-80`).
+    pub fn number_range(&self) -> NumberRange {
+        NumberRange { floor: self.min_number.unwrap_or(self.init_number), max: self.max_number }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("/etc/damocles/sector-manager.cfg")).map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn go_sector_keys_parse_with_go_defaults() {
+        let config = parse(
+            "[[Miners]]\nActor = 1000\nSealProof = 8\n[Miners.Sector]\nInitNumber = 5\nMinNumber = 10\n\
+             MaxNumber = 1000000\nEnabled = false\nEnableDeals = true\nLifetimeDays = 180\nVerbose = true\n\
+             [[Miners]]\nActor = 1001\nSealProof = 8\n",
+        )
+        .unwrap();
+        let sector = &config.miners[0].sector;
+        assert!(!sector.enabled && sector.enable_deals && sector.verbose && sector.lifetime_days == 180);
+        assert_eq!(sector.number_range(), NumberRange { floor: 10, max: Some(1_000_000) }, "MinNumber wins");
+        let default = &config.miners[1].sector;
+        assert_eq!(default, &MinerSectorConfig::default());
+        assert!(default.enabled && default.lifetime_days == 540);
+        assert_eq!(default.number_range(), NumberRange::UNBOUNDED);
+        let init_only = parse("[[Miners]]\nActor = 1\nSealProof = 8\n[Miners.Sector]\nInitNumber = 7\n").unwrap();
+        assert_eq!(init_only.miners[0].sector.number_range(), NumberRange { floor: 7, max: None });
+    }
+
+    #[test]
+    fn a_misspelt_or_negative_sector_key_is_an_error_naming_it() {
+        let err = parse("[[Miners]]\nActor = 1\nSealProof = 8\n[Miners.Sector]\nMaxNumbr = 3\n").unwrap_err();
+        assert!(err.contains("MaxNumbr"), "{err}");
+        let err = parse("[[Miners]]\nActor = 1\nSealProof = 8\n[Miners.Sector]\nMinNumber = -1\n").unwrap_err();
+        assert!(err.contains("MinNumber") || err.contains("-1"), "{err}");
+    }
 }

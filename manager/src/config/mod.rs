@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 pub use api::ApiConfig;
 pub use db::{DbConfig, DbDriver, PluginDbConfig, RedisConfig, RocksDbConfig, UnsupportedDriver};
 pub use default_text::default_config_text;
-pub use miners::MinerConfig;
+pub use miners::{MinerConfig, MinerSectorConfig};
 pub use stores::StoreEntry;
 
 /// The whole configuration file: `[Common]`, `[[Miners]]` and `[API]`.
@@ -149,7 +149,7 @@ impl Config {
                 piece_stores: vec![store("pieces")],
                 persist_stores: vec![store("persist")],
             },
-            miners: vec![MinerConfig { actor: 1000, seal_proof: 8 }],
+            miners: vec![MinerConfig { actor: 1000, seal_proof: 8, sector: Default::default() }],
             api: ApiConfig::default(),
         }
     }

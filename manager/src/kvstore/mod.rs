@@ -29,11 +29,15 @@
 //! ```
 
 mod redis;
+mod redis_durability;
+mod redis_lease;
 mod rocksdb;
 
 use std::fmt::Display;
 
 pub use self::redis::RedisDb;
+pub use self::redis_durability::RedisPersistence;
+pub use self::redis_lease::{LEASE_TTL, LeaseHolder, LeasedRedisDb};
 pub use self::rocksdb::RocksDb;
 pub use manager_plugin::kv::{Db, Entry, KvError, KvIter, KvStore, Txn};
 

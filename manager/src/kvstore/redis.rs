@@ -22,7 +22,8 @@
 //! a conflict (retried, for a view). So a closure must not act on what it reads except through its result:
 //! no panicking on a broken invariant, no side effects it cannot repeat.
 //!
-//! Durability is the server's (`appendonly`, `appendfsync`): configure Redis accordingly.
+//! Durability is the server's (`appendonly`, `appendfsync`): [`RedisDb::check_durability`] (`redis_durability.rs`)
+//! refuses a server that would lose or evict acknowledged writes.
 //!
 //! **Liveness.** Connecting and every command have short timeouts ([`CONNECT_TIMEOUT`], [`COMMAND_TIMEOUT`]), so
 //! while Redis is down or stalled a call fails within a few seconds with an error naming Redis and its address,
@@ -91,6 +92,26 @@ impl RedisDb {
             .map_err(|err| KvError::Backend(format!("ping Redis at {}: {err}", shared.addr)))?;
         shared.checkin(conn);
         Ok(RedisDb { shared: Arc::new(shared) })
+    }
+}
+
+impl RedisDb {
+    /// `host:port` (or socket path) of the server.
+    pub(super) fn addr(&self) -> &str {
+        &self.shared.addr
+    }
+
+    /// Another handle on the same connections (for the lease renewal thread of `redis_lease.rs`).
+    pub(super) fn clone_handle(&self) -> RedisDb {
+        RedisDb { shared: Arc::clone(&self.shared) }
+    }
+
+    /// Runs `f` on a pooled connection: for the start-up checks of `redis_durability.rs` and `redis_lease.rs`.
+    pub(super) fn with_connection<R>(&self, f: impl FnMut(&mut Connection) -> RedisResult<R>) -> Result<R, String> {
+        self.shared.with_conn(f).map_err(|err| match err {
+            RedisOrKv::Kv(err) => err.to_string(),
+            RedisOrKv::Redis(err) => err.to_string(),
+        })
     }
 }
 

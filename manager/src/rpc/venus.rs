@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::params::{Args, SECTOR_NOT_FOUND, SERVER_ERROR, error};
 use crate::filestore::FileStoreError;
-use crate::sectors::{JobFilter, SectorError};
+use crate::sectors::{JobFilter, MinerCandidate, SectorError};
 
 /// `AllocateSector`'s request: which miners and proof types the worker accepts (empty = any).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -190,16 +190,21 @@ pub fn register(module: &mut RpcModule<AppState>) -> Result<(), jsonrpsee::core:
     Ok(())
 }
 
-/// Picks the first configured miner the spec allows and allocates `count` sectors for it.
+/// Allocates `count` sectors from the first enabled miner the spec allows whose `[Miners.Sector]` range can
+/// hold them (none: an empty answer, which `AllocateSector` turns into null).
 fn allocate(state: &AppState, spec: &AllocateSectorSpec, count: u32) -> Result<Vec<AllocatedSector>, ErrorObjectOwned> {
-    let miner = state.miners.iter().find(|m| {
-        (spec.allowed_miners.is_empty() || spec.allowed_miners.contains(&m.actor))
+    let candidates = state.miners.iter().filter(|m| {
+        m.sector.enabled
+            && (spec.allowed_miners.is_empty() || spec.allowed_miners.contains(&m.actor))
             && (spec.allowed_proof_types.is_empty() || spec.allowed_proof_types.contains(&m.seal_proof))
     });
-    match miner {
-        Some(m) if count > 0 => state.sectors.allocate(m.actor, m.seal_proof, count).map_err(sector_error),
-        _ => Ok(Vec::new()),
-    }
+    let candidates = candidates.map(|m| MinerCandidate {
+        miner: m.actor,
+        proof_type: m.seal_proof,
+        range: m.sector.number_range(),
+        verbose: m.sector.verbose,
+    });
+    state.sectors.allocate_first(candidates, count).map_err(sector_error)
 }
 
 /// Registers one blocking method (the state manager and stores are synchronous).

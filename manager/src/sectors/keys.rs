@@ -29,9 +29,6 @@ pub(super) const CURSOR_PREFIX: &str = "cursor/";
 /// Digits of a zero-padded seq (`u64::MAX` has 20).
 pub(super) const SEQ_DIGITS: usize = 20;
 
-/// The first sector number handed out to a miner (the Go manager's default `InitNumber = 0`, plus one).
-pub(super) const FIRST_SECTOR_NUMBER: u64 = 1;
-
 /// `online/` or `offline/`: the prefix of the sectors in `ws`.
 pub(super) fn sector_prefix(ws: WorkerState) -> String {
     format!("{}/", ws.collection())

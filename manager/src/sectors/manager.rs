@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use manager_plugin::kv::{Db, KvError, KvStore, Txn, update_with_retry};
+use manager_plugin::kv::{Db, KvError, KvStore, Txn};
 use manager_plugin::sector::{SectorId, SectorState, WorkerState};
 use manager_plugin::sync::SectorEvent;
 
@@ -11,6 +11,7 @@ use super::job::JobFilter;
 use super::keys::{self, COLLECTION};
 use super::locks::LockTable;
 use super::outbox::{self, SeqTicket, Sequencer, TXN_ATTEMPTS};
+use super::settle::commit_outcome_unknown;
 
 /// Keeps every sector's state (online while being worked on, offline once finalized), hands out sector numbers,
 /// and records each change in a durable outbox for SyncSectorState plugins (see [`Deliverer`](super::Deliverer)).
@@ -130,18 +131,42 @@ impl StateManager {
 
     /// Runs `body` in a read-write transaction, retried on conflict. `body` draws the seq of the event it writes
     /// from the ticket; the ticket's seqs leave the in-flight set (and deliverers are woken) only after the
-    /// transaction returned, committed or not.
+    /// transaction's outcome is known: committed, not committed, or, when the commit failed ambiguously and could
+    /// not be settled, later (see `settle.rs`). A commit that failed but is found applied is a success.
     pub(super) fn write<T>(
         &self,
         op: impl FnOnce() -> String,
         mut body: impl FnMut(&dyn Txn, &mut SeqTicket<'_>) -> Result<T, Abort>,
     ) -> Result<T, SectorError> {
+        self.settle_doubtful();
         let mut ticket = self.sequencer.ticket();
         let mut output = None;
         let mut refusal = None;
-        let result = update_with_retry(&*self.store, TXN_ATTEMPTS, &mut |txn| {
-            run_body(&mut |txn| body(txn, &mut ticket), txn, &mut output, &mut refusal)
-        });
+        // Whether the last attempt's body succeeded, so an error came from the commit itself.
+        let mut committing;
+        let mut tries = 0;
+        let result = loop {
+            tries += 1;
+            committing = false;
+            ticket.begin_attempt();
+            let attempt = self.store.update(&mut |txn| {
+                ticket.begin_attempt();
+                committing = false;
+                run_body(&mut |txn| body(txn, &mut ticket), txn, &mut output, &mut refusal)?;
+                committing = true;
+                Ok(())
+            });
+            match attempt {
+                Err(KvError::Conflict) if self.store.need_retry_transactions() && tries < TXN_ATTEMPTS => continue,
+                other => break other,
+            }
+        };
+        let result = match (result, ticket.attempt_seq()) {
+            (Err(err), Some(seq)) if committing && commit_outcome_unknown(&err) => {
+                self.settle_failed_commit(&mut ticket, seq, err)
+            }
+            (other, _) => other,
+        };
         drop(ticket);
         finish(op, result, output, refusal)
     }
@@ -224,7 +249,16 @@ pub(super) fn delete_sector(txn: &dyn Txn, ws: WorkerState, id: SectorId) -> Res
 }
 
 /// Writes `event` to the outbox in `txn`. Call it after the transaction's reads (see [`SeqTicket::draw`]).
+///
+/// The entry's key is read first, so the transaction depends on it: settling an ambiguous commit writes a fence
+/// there (`settle.rs`), which makes this transaction fail if it was still on its way to the store.
 pub(super) fn emit(txn: &dyn Txn, ticket: &mut SeqTicket<'_>, event: &SectorEvent) -> Result<(), Abort> {
     let seq = ticket.draw();
+    match txn.get(&keys::outbox_key(seq)) {
+        // Taken (a fence left behind): try again with a new seq.
+        Ok(_) => return Err(KvError::Conflict.into()),
+        Err(KvError::KeyNotFound) => {}
+        Err(err) => return Err(err.into()),
+    }
     Ok(outbox::put_event(txn, seq, event)?)
 }

@@ -37,7 +37,9 @@ mod job;
 mod keys;
 mod locks;
 mod manager;
+mod numbers;
 mod outbox;
+mod settle;
 mod signal;
 mod transitions;
 
@@ -46,6 +48,8 @@ pub use error::SectorError;
 pub use job::JobFilter;
 pub use keys::COLLECTION;
 pub use manager::StateManager;
+pub use numbers::NumberRange;
+pub use transitions::MinerCandidate;
 
 #[cfg(test)]
 mod tests;

@@ -48,6 +48,9 @@ pub(super) struct OutboxRecord<E> {
 /// Hands out seqs and knows which of them are still in flight.
 pub(super) struct Sequencer {
     in_flight: Mutex<BTreeSet<u64>>,
+    /// Seqs whose commit failed ambiguously and could not be settled yet (see `settle.rs`); they stay in
+    /// `in_flight` too, holding the horizon, until settled.
+    doubtful: Mutex<BTreeSet<u64>>,
     /// Notified whenever an operation that drew seqs finished (committed or not).
     signal: Signal,
 }
@@ -57,12 +60,26 @@ impl Sequencer {
     pub(super) fn new(seed: u64) -> Sequencer {
         let mut last = last_seq();
         *last = (*last).max(seed);
-        Sequencer { in_flight: Mutex::default(), signal: Signal::default() }
+        Sequencer { in_flight: Mutex::default(), doubtful: Mutex::default(), signal: Signal::default() }
     }
 
     /// A ticket for one operation: the seqs it draws are in flight until it is dropped.
     pub(super) fn ticket(&self) -> SeqTicket<'_> {
-        SeqTicket { sequencer: self, drawn: Vec::new() }
+        SeqTicket { sequencer: self, drawn: Vec::new(), attempt: None, doubtful: None }
+    }
+
+    /// The seqs whose outcome is still unknown, oldest first.
+    pub(super) fn doubtful(&self) -> Vec<u64> {
+        self.doubtful.lock().unwrap_or_else(PoisonError::into_inner).iter().copied().collect()
+    }
+
+    /// Seq `seq`'s outcome is known now: it leaves the in-flight set, and deliverers are woken.
+    pub(super) fn settled(&self, seq: u64) {
+        let mut in_flight = self.in_flight();
+        self.doubtful.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq);
+        in_flight.remove(&seq);
+        drop(in_flight);
+        self.signal.notify();
     }
 
     /// The highest seq at or below which no operation is in flight (see the module docs).
@@ -89,9 +106,30 @@ impl Sequencer {
 pub(super) struct SeqTicket<'a> {
     sequencer: &'a Sequencer,
     drawn: Vec<u64>,
+    /// The seq drawn by the current attempt of the transaction, if any.
+    attempt: Option<u64>,
+    /// A seq to keep in flight after the drop: its outcome is unknown.
+    doubtful: Option<u64>,
 }
 
 impl SeqTicket<'_> {
+    /// Starts a new attempt of the transaction: [`attempt_seq`](SeqTicket::attempt_seq) forgets the last one's.
+    pub(super) fn begin_attempt(&mut self) {
+        self.attempt = None;
+    }
+
+    /// The seq the current attempt drew, if it drew one.
+    pub(super) fn attempt_seq(&self) -> Option<u64> {
+        self.attempt
+    }
+
+    /// Keeps `seq` in flight after the ticket is dropped, until [`Sequencer::settled`]: its commit failed
+    /// ambiguously and it may still become visible.
+    pub(super) fn hold_in_doubt(&mut self, seq: u64) {
+        self.sequencer.doubtful.lock().unwrap_or_else(PoisonError::into_inner).insert(seq);
+        self.doubtful = Some(seq);
+    }
+
     /// Draws a new seq. Call it inside the transaction, after the reads the transaction depends on, so that of
     /// two committed transactions touching the same key the later one always carries the greater seq.
     pub(super) fn draw(&mut self) -> u64 {
@@ -104,6 +142,7 @@ impl SeqTicket<'_> {
         };
         in_flight.insert(seq);
         self.drawn.push(seq);
+        self.attempt = Some(seq);
         seq
     }
 }
@@ -114,7 +153,7 @@ impl Drop for SeqTicket<'_> {
             return;
         }
         let mut in_flight = self.sequencer.in_flight();
-        for seq in &self.drawn {
+        for seq in self.drawn.iter().filter(|&&seq| Some(seq) != self.doubtful) {
             in_flight.remove(seq);
         }
         drop(in_flight);
@@ -282,20 +321,30 @@ pub(super) fn delete_through(store: &dyn KvStore, upto: u64) -> Result<usize, Kv
     }
 }
 
-/// The persisted cursor of target `name` (0 when it has none yet).
-pub(super) fn load_cursor(store: &dyn KvStore, name: &str) -> Result<u64, KvError> {
+/// The persisted cursor of target `name`. A target seen for the first time is registered: its cursor is persisted
+/// right away, at 0 (everything still in the outbox is owed to it), so garbage collection keeps its backlog from
+/// then on, also in a later run where it is absent, whether or not it ever acknowledged an event.
+pub(super) fn load_or_register_cursor(store: &dyn KvStore, name: &str) -> Result<u64, KvError> {
     let key = keys::cursor_key(name);
-    match store.get(&key) {
-        Ok(value) => keys::parse_decimal(&value).ok_or_else(|| {
-            KvError::Backend(format!(
-                "cursor {:?} holds {:?}, not a decimal seq",
-                String::from_utf8_lossy(&key),
-                String::from_utf8_lossy(&value)
-            ))
-        }),
-        Err(KvError::KeyNotFound) => Ok(0),
-        Err(err) => Err(err),
-    }
+    let mut cursor = 0;
+    update_with_retry(store, TXN_ATTEMPTS, &mut |txn| {
+        cursor = match txn.get(&key) {
+            Ok(value) => keys::parse_decimal(&value).ok_or_else(|| {
+                KvError::Backend(format!(
+                    "cursor {:?} holds {:?}, not a decimal seq",
+                    String::from_utf8_lossy(&key),
+                    String::from_utf8_lossy(&value)
+                ))
+            })?,
+            Err(KvError::KeyNotFound) => {
+                txn.put(&key, b"0")?;
+                0
+            }
+            Err(err) => return Err(err),
+        };
+        Ok(())
+    })?;
+    Ok(cursor)
 }
 
 /// Persists target `name`'s cursor.

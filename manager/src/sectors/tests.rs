@@ -8,7 +8,7 @@ use manager_plugin::sector::{Cid, Deal, PieceInfo, SectorId, SectorState, Sector
 use manager_plugin::sync::SectorEvent;
 
 use super::outbox::OutboxRecord;
-use super::{COLLECTION, JobFilter, SectorError, StateManager};
+use super::{COLLECTION, JobFilter, MinerCandidate, NumberRange, SectorError, StateManager};
 
 fn open() -> (Arc<dyn Db>, StateManager) {
     let db: Arc<dyn Db> = Arc::new(memdb::open(&Meta::new()).expect("memdb"));
@@ -65,6 +65,56 @@ fn allocation_numbers_start_at_one_per_miner_and_never_repeat() {
     assert_eq!(inits, vec![3, 1, 1]);
 }
 
+fn numbers(allocated: &[manager_plugin::sector::AllocatedSector]) -> Vec<u64> {
+    allocated.iter().map(|s| s.id.number).collect()
+}
+
+fn range(floor: u64, max: Option<u64>) -> NumberRange {
+    NumberRange { floor, max }
+}
+
+#[test]
+fn allocation_starts_above_the_floor_and_continues_from_the_counter_above_it() {
+    let (_db, sectors) = open();
+    // A migrated miner: its first number is floor + 1, not 1.
+    let first = sectors.allocate_in(1000, 8, 2, range(100, None)).expect("allocate").expect("room");
+    assert_eq!(numbers(&first), vec![101, 102]);
+    // A counter above the floor wins: max(counter, floor) + 1.
+    assert_eq!(numbers(&sectors.allocate_in(1000, 8, 1, range(50, None)).expect("allocate").expect("room")), [103]);
+    // Raising the floor later jumps ahead; numbers below it are never handed out again.
+    assert_eq!(numbers(&sectors.allocate_in(1000, 8, 1, range(200, None)).expect("allocate").expect("room")), [201]);
+    assert_eq!(numbers(&sectors.allocate(1000, 8, 1).expect("allocate")), [202]);
+}
+
+#[test]
+fn a_full_range_allocates_nothing_and_the_next_candidate_is_used() {
+    let (db, sectors) = open();
+    assert_eq!(numbers(&sectors.allocate_in(1000, 8, 2, range(0, Some(3))).expect("allocate").expect("room")), [1, 2]);
+    let before = events(&db).len();
+    // Two more would end at 4 > MaxNumber 3: refused as a whole, nothing written, counter untouched.
+    assert_eq!(sectors.allocate_in(1000, 8, 2, range(0, Some(3))).expect("allocate"), None);
+    assert_eq!(events(&db).len(), before);
+    assert_eq!(numbers(&sectors.allocate_in(1000, 8, 1, range(0, Some(3))).expect("allocate").expect("room")), [3]);
+    let candidate = |miner, max| MinerCandidate { miner, proof_type: 8, range: range(0, Some(max)), verbose: true };
+    let picked = sectors.allocate_first([candidate(1000, 3), candidate(2000, 1)], 1).expect("allocate");
+    assert_eq!(picked[0].id, SectorId { miner: 2000, number: 1 }, "the full miner is skipped");
+    assert!(sectors.allocate_first([candidate(1000, 3), candidate(2000, 1)], 1).expect("allocate").is_empty());
+    assert!(sectors.allocate_first(Vec::new(), 1).expect("no candidates").is_empty());
+}
+
+#[test]
+fn numbers_at_the_top_of_u64_are_refused_without_overflow() {
+    let (_db, sectors) = open();
+    assert_eq!(sectors.allocate_in(1000, 8, 1, range(u64::MAX, None)).expect("allocate"), None);
+    let last = sectors.allocate_in(1000, 8, 1, range(u64::MAX - 2, None)).expect("allocate").expect("room");
+    assert_eq!(numbers(&last), [u64::MAX - 1]);
+    assert_eq!(sectors.allocate_in(1000, 8, 1, range(0, None)).expect("allocate"), None);
+    let err = sectors.allocate(1000, 8, 1).expect_err("exhausted");
+    assert!(err.to_string().contains("t01000") && err.to_string().contains("exhausted"), "{err}");
+    // A count the range cannot hold is refused before anything is planned.
+    assert_eq!(sectors.allocate_in(2000, 8, u32::MAX, range(0, Some(10))).expect("allocate"), None);
+}
+
 #[test]
 fn allocation_skips_numbers_taken_by_imported_sectors() {
     let (_db, sectors) = open();
@@ -99,6 +149,15 @@ fn a_sector_goes_online_offline_and_back_with_one_event_per_change() {
 }
 
 #[test]
+fn an_empty_update_writes_nothing() {
+    let (db, sectors) = open();
+    let id = sectors.allocate(1000, 8, 1).expect("allocate")[0].id;
+    let before = sectors.find(WorkerState::Online, id).expect("find");
+    assert_eq!(Some(sectors.update(id, Vec::new()).expect("empty update")), before);
+    assert_eq!(events(&db).len(), 1, "only the Init event");
+}
+
+#[test]
 fn refused_and_missing_sectors_write_nothing() {
     let (db, sectors) = open();
     let missing = sectors.update(sid(9), vec![SectorUpdate::Removed(true)]).expect_err("update missing");
@@ -117,6 +176,31 @@ fn refused_and_missing_sectors_write_nothing() {
     assert!(sectors.update(id, vec![SectorUpdate::Removed(true)]).expect_err("update offline").is_not_found());
     assert_eq!(events(&db).len(), 2, "only Init and Finalize were written");
     assert!(sectors.restore(id, true).expect("forced restore").id == id);
+}
+
+#[test]
+fn a_late_abort_of_a_finalized_sector_is_not_found_and_changes_nothing() {
+    let (db, sectors) = open();
+    let id = sectors.allocate(1000, 8, 1).expect("allocate")[0].id;
+    let finalized = sectors.finalize(id).expect("finalize");
+    let before = events(&db).len();
+    // A worker that restarted reports an abort for the sector it had already finalized.
+    let late = sectors.finalize_with(id, vec![SectorUpdate::AbortReason("late".into())]).expect_err("late abort");
+    assert!(late.is_not_found(), "{late}");
+    assert_eq!(late.to_string(), "sector s-t01000-1 not found among online sectors");
+    assert_eq!(sectors.find(WorkerState::Offline, id).expect("find"), Some(finalized));
+    assert_eq!(events(&db).len(), before, "a late abort must not emit an event");
+    // So a sealed sector without deals does not become restorable without `forced`.
+    let refused = sectors.restore(id, false).expect_err("restore of a sector that was not aborted");
+    assert!(matches!(refused, SectorError::RestoreRefused { .. }), "{refused}");
+    // The same for a repeated abort, and for an abort of a sector that never existed.
+    let aborted = sectors.allocate(1000, 8, 1).expect("allocate")[0].id;
+    sectors.finalize_with(aborted, vec![SectorUpdate::AbortReason("first".into())]).expect("abort");
+    let repeated = sectors.finalize_with(aborted, vec![SectorUpdate::AbortReason("second".into())]);
+    assert!(repeated.expect_err("repeated abort").is_not_found());
+    let stored = sectors.find(WorkerState::Offline, aborted).expect("find").expect("offline");
+    assert_eq!(stored.abort_reason, "first");
+    assert!(sectors.finalize_with(sid(99), Vec::new()).expect_err("unknown").is_not_found());
 }
 
 #[test]

@@ -3,23 +3,29 @@
 //! Each one takes the locks of the sectors it touches, then runs ONE transaction that reads the sector, writes
 //! the new state and writes the event to the outbox (the seq drawn after the reads).
 
-use manager_plugin::kv::{KvError, Txn};
 use manager_plugin::sector::{AllocatedSector, SectorId, SectorState, SectorUpdate, WorkerState};
 use manager_plugin::sync::{FinalizeEvent, ImportEvent, InitEvent, RestoreEvent, SectorEvent, UpdateEvent};
 
 use super::error::SectorError;
-use super::keys::{self, FIRST_SECTOR_NUMBER};
+use super::keys;
 use super::locks::LockKey;
 use super::manager::{Abort, StateManager, delete_sector, emit, load_sector, save_sector, sector_exists};
+use super::numbers::{NumberRange, plan_numbers};
 
 /// How many times an allocation re-plans when an import took one of its planned numbers in the meantime.
 const ALLOCATE_ATTEMPTS: usize = 16;
 
-/// The numbers an allocation will hand out and the counter value after it.
-#[derive(Debug, PartialEq, Eq)]
-struct NumberPlan {
-    numbers: Vec<u64>,
-    next: u64,
+/// A miner an allocation may pick, with the numbers it may hand out (see [`StateManager::allocate_first`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinerCandidate {
+    /// The miner actor ID.
+    pub miner: u64,
+    /// The seal proof its sectors get.
+    pub proof_type: i64,
+    /// Its `[Miners.Sector]` number range.
+    pub range: NumberRange,
+    /// Log at warn level when its range is full (Go's `Verbose`); at debug level otherwise.
+    pub verbose: bool,
 }
 
 impl StateManager {
@@ -28,19 +34,61 @@ impl StateManager {
     /// online records and writes one `Init` event, all in one transaction. Numbers are never handed out twice,
     /// also across restarts. `count == 0` allocates nothing and writes no event.
     pub fn allocate(&self, miner: u64, proof_type: i64, count: u32) -> Result<Vec<AllocatedSector>, SectorError> {
+        self.allocate_in(miner, proof_type, count, NumberRange::UNBOUNDED)?
+            .ok_or_else(|| SectorError::Allocation { miner, message: "the sector numbers are exhausted".to_string() })
+    }
+
+    /// Allocates `count` sectors from the first candidate whose range can hold them, in the given order (the Go
+    /// manager picks among them at random; a fixed order is easier to predict). A candidate whose range is full
+    /// is skipped. `Ok(empty)` when no candidate can allocate, or `count == 0`.
+    pub fn allocate_first(
+        &self,
+        candidates: impl IntoIterator<Item = MinerCandidate>,
+        count: u32,
+    ) -> Result<Vec<AllocatedSector>, SectorError> {
         if count == 0 {
             return Ok(Vec::new());
+        }
+        for candidate in candidates {
+            let MinerCandidate { miner, proof_type, range, verbose } = candidate;
+            if let Some(sectors) = self.allocate_in(miner, proof_type, count, range)? {
+                return Ok(sectors);
+            }
+            if verbose {
+                tracing::warn!(miner, count, ?range, "sector number range exhausted; skipping the miner");
+            } else {
+                tracing::debug!(miner, count, ?range, "sector number range exhausted; skipping the miner");
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// Like [`allocate`](StateManager::allocate), within `range`: `Ok(None)`, writing nothing, when the range
+    /// cannot hold `count` more numbers.
+    pub fn allocate_in(
+        &self,
+        miner: u64,
+        proof_type: i64,
+        count: u32,
+        range: NumberRange,
+    ) -> Result<Option<Vec<AllocatedSector>>, SectorError> {
+        if count == 0 {
+            return Ok(Some(Vec::new()));
         }
         let op = || format!("allocate {count} sector(s) for miner t0{miner}");
         let _counter = self.locks.lock([LockKey::Counter(miner)]);
         for _ in 0..ALLOCATE_ATTEMPTS {
             // Plan outside the transaction so the new sectors can be locked before it starts, then check inside
             // that the plan still holds (an import may have taken a number in between).
-            let planned = self.read(op, |txn| plan_numbers(txn, miner, count))?;
+            let Some(planned) = self.read(op, |txn| plan_numbers(txn, miner, count, range))? else {
+                return Ok(None);
+            };
             let _sectors =
                 self.locks.lock(planned.numbers.iter().map(|&number| LockKey::Sector(SectorId { miner, number })));
             let allocated = self.write(op, |txn, ticket| {
-                let plan = plan_numbers(txn, miner, count)?;
+                let Some(plan) = plan_numbers(txn, miner, count, range)? else {
+                    return Ok(Some(None));
+                };
                 if plan != planned {
                     return Ok(None);
                 }
@@ -55,10 +103,12 @@ impl StateManager {
                 txn.put(&keys::next_key(miner), plan.next.to_string().as_bytes())?;
                 let event = InitEvent { sectors: sectors.clone(), worker_state: WorkerState::Online };
                 emit(txn, ticket, &SectorEvent::Init(event))?;
-                Ok(Some(sectors))
+                Ok(Some(Some(sectors)))
             })?;
             if let Some(sectors) = allocated {
-                tracing::debug!(miner, count, first = ?sectors.first().map(|s| s.id.number), "allocated sectors");
+                if let Some(first) = sectors.as_ref().and_then(|s| s.first()) {
+                    tracing::debug!(miner, count, first = first.id.number, "allocated sectors");
+                }
                 return Ok(sectors);
             }
         }
@@ -96,34 +146,44 @@ impl StateManager {
     }
 
     /// Finalizes sector `id`: moves it from online to offline with `Finalized = true` and writes a `Finalize`
-    /// event. Finalizing a sector that is already offline and finalized returns it unchanged without an event
-    /// (so a worker may safely repeat `ReportFinalized`). Fails with [`SectorError::NotFound`] when the sector is
+    /// event. Finalizing a sector that is already offline returns it unchanged without writing anything (so a
+    /// worker may safely repeat `ReportFinalized`). Fails with [`SectorError::NotFound`] when the sector is
     /// in neither state.
     pub fn finalize(&self, id: SectorId) -> Result<SectorState, SectorError> {
-        self.finalize_with(id, Vec::new())
+        self.finalize_online(id, Vec::new(), Repeat::ReturnUnchanged)
     }
 
-    /// Like [`finalize`](StateManager::finalize), but first applies `updates` in the same transaction (e.g. the
-    /// abort reason of `ReportAborted`, which the Go manager sets in its finalize hook). On a sector already
-    /// offline the updates are applied there; nothing is written, and no event emitted, when they change nothing.
+    /// Applies `updates` and finalizes the ONLINE sector `id`, in one transaction (e.g. the abort reason of
+    /// `ReportAborted`, which the Go manager sets in its finalize hook).
+    ///
+    /// A sector that is not online (already finalized, or unknown) fails with [`SectorError::NotFound`] among
+    /// online sectors, and nothing is written: like the Go manager, whose finalize loads the online record only
+    /// (`damocles-manager/modules/impl/sectors/state_mgr.go`, `Finalize`), so a late `ReportAborted` from a
+    /// worker that restarted cannot rewrite a sector finalized meanwhile (answered with code 11001).
     pub fn finalize_with(&self, id: SectorId, updates: Vec<SectorUpdate>) -> Result<SectorState, SectorError> {
+        self.finalize_online(id, updates, Repeat::NotFound)
+    }
+
+    /// Moves online sector `id` offline after applying `updates`; `repeat` says what an offline sector gets.
+    fn finalize_online(
+        &self,
+        id: SectorId,
+        updates: Vec<SectorUpdate>,
+        repeat: Repeat,
+    ) -> Result<SectorState, SectorError> {
         let _lock = self.locks.lock([LockKey::Sector(id)]);
         self.write(
             || format!("finalize sector {id}"),
             |txn, ticket| {
-                let (mut state, was_online) = match load_sector(txn, WorkerState::Online, id)? {
-                    Some(state) => (state, true),
-                    None => (require(load_sector(txn, WorkerState::Offline, id)?, id, None)?, false),
+                let Some(mut state) = load_sector(txn, WorkerState::Online, id)? else {
+                    return match repeat {
+                        Repeat::ReturnUnchanged => require(load_sector(txn, WorkerState::Offline, id)?, id, None),
+                        Repeat::NotFound => Err(SectorError::not_found(id, Some(WorkerState::Online)).into()),
+                    };
                 };
-                let before = state.clone();
                 updates.iter().for_each(|update| state.apply(update));
                 state.finalized = true;
-                if !was_online && state == before {
-                    return Ok(state);
-                }
-                if was_online {
-                    delete_sector(txn, WorkerState::Online, id)?;
-                }
+                delete_sector(txn, WorkerState::Online, id)?;
                 save_sector(txn, WorkerState::Offline, &state)?;
                 emit(txn, ticket, &SectorEvent::Finalize(FinalizeEvent { sector_id: id, state: state.clone() }))?;
                 Ok(state)
@@ -194,33 +254,16 @@ impl StateManager {
     }
 }
 
+/// What finalizing a sector that is already offline does.
+#[derive(Clone, Copy)]
+enum Repeat {
+    /// Return the offline record unchanged, writing nothing (a repeated `ReportFinalized`).
+    ReturnUnchanged,
+    /// Answer [`SectorError::NotFound`] among online sectors, writing nothing (a late `ReportAborted`).
+    NotFound,
+}
+
 /// The sector, or [`SectorError::NotFound`].
 fn require(state: Option<SectorState>, id: SectorId, ws: Option<WorkerState>) -> Result<SectorState, Abort> {
     state.ok_or_else(|| SectorError::not_found(id, ws).into())
-}
-
-/// Reads `miner`'s counter and picks the next `count` numbers that have no record in either state.
-fn plan_numbers(txn: &dyn Txn, miner: u64, count: u32) -> Result<NumberPlan, Abort> {
-    let key = keys::next_key(miner);
-    let mut next = match txn.get(&key) {
-        Ok(value) => keys::parse_decimal(&value).ok_or_else(|| {
-            SectorError::codec(&key, format!("{:?} is not a sector number", String::from_utf8_lossy(&value)))
-        })?,
-        Err(KvError::KeyNotFound) => FIRST_SECTOR_NUMBER,
-        Err(err) => return Err(err.into()),
-    };
-    let mut numbers = Vec::with_capacity(count as usize);
-    while numbers.len() < count as usize {
-        let id = SectorId { miner, number: next };
-        next = next.checked_add(1).ok_or_else(|| SectorError::Allocation {
-            miner,
-            message: "the sector numbers are exhausted".to_string(),
-        })?;
-        if sector_exists(txn, WorkerState::Online, id)? || sector_exists(txn, WorkerState::Offline, id)? {
-            tracing::warn!(sector = %id, "skipping a sector number that already has a record (imported?)");
-            continue;
-        }
-        numbers.push(id.number);
-    }
-    Ok(NumberPlan { numbers, next })
 }

@@ -84,12 +84,18 @@ impl TestHome {
 
     /// Starts `daemon run` and waits until it answers.
     pub fn start(&self) -> RunningDaemon {
+        self.start_with(&[])
+    }
+
+    /// Starts `daemon run` with extra arguments (e.g. `--adopt-db`) and waits until it answers.
+    pub fn start_with(&self, args: &[&str]) -> RunningDaemon {
         let log_path = self.path().join(format!("daemon-{}.log", Instant::now().elapsed().as_nanos()));
         let log = std::fs::File::create(&log_path).expect("log file");
         let child = Command::new(binary())
             .arg("--home")
             .arg(self.path())
             .args(["daemon", "run"])
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)

@@ -5,3 +5,4 @@ pub mod daemon;
 pub mod hostile;
 pub mod kv_conformance;
 pub mod plugins;
+pub mod private_redis;

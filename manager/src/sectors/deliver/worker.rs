@@ -93,7 +93,7 @@ impl TargetWorker {
     fn load_cursor(&self) -> bool {
         let mut backoff = self.shared.options.initial_backoff;
         loop {
-            match outbox::load_cursor(&*self.shared.sectors.store, self.name()) {
+            match outbox::load_or_register_cursor(&*self.shared.sectors.store, self.name()) {
                 Ok(cursor) => {
                     let mut progress = self.state.progress();
                     progress.cursor = cursor;

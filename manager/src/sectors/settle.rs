@@ -1,0 +1,105 @@
+//! Settling ambiguous commits: a transaction whose commit returned an error that does not say whether it was
+//! applied (a Redis `EXEC` that timed out client-side and runs later, a connection lost mid-commit).
+//!
+//! Releasing such a transaction's seq at once would be wrong both ways: if it committed after all, the horizon
+//! would already have moved past it and a deliverer could move its cursor beyond the event for good; and the
+//! worker would be told a change failed that was applied. So the seq stays in flight until its outcome is known:
+//!
+//! 1. Every change reads its outbox key before writing it (`emit`), so the key is part of what its commit
+//!    depends on (Redis `WATCH`, RocksDB's conflict check).
+//! 2. Settling runs a transaction on that key: if the entry is there, the change committed (and the caller is
+//!    answered with success); if not, it writes a fence there first. A commit still on its way then fails its
+//!    check, so the change can never appear later. The fence is then deleted (a fence left by a crash in between
+//!    is skipped by deliverers as an undecodable entry and collected like any other).
+//! 3. When settling fails too (the store is still unreachable), the seq is kept in doubt, holding the horizon,
+//!    and settling is retried before every later change.
+
+use manager_plugin::kv::{KvError, update_with_retry};
+
+use super::keys;
+use super::manager::StateManager;
+use super::outbox::{SeqTicket, TXN_ATTEMPTS};
+
+/// What a fence entry holds: not an outbox record, so no deliverer ever mistakes it for an event.
+const FENCE: &[u8] = b"fence: an ambiguous commit was settled as not applied";
+
+/// Whether a commit that failed with `err` may nevertheless have been applied.
+pub(super) fn commit_outcome_unknown(err: &KvError) -> bool {
+    match err {
+        KvError::Backend(_) | KvError::Closed | KvError::Panicked(_) => true,
+        KvError::KeyNotFound | KvError::Conflict | KvError::Aborted(_) => false,
+    }
+}
+
+impl StateManager {
+    /// After the commit drawing `seq` failed with `err` whose outcome is unknown: `Ok` when it was applied after
+    /// all, `Err(err)` when it was not (and now never will be). When that cannot be told yet, `seq` stays in
+    /// flight ([`SeqTicket::hold_in_doubt`]) and `err` is returned.
+    pub(super) fn settle_failed_commit(
+        &self,
+        ticket: &mut SeqTicket<'_>,
+        seq: u64,
+        err: KvError,
+    ) -> Result<(), KvError> {
+        match self.settle(seq) {
+            Ok(true) => {
+                tracing::warn!(seq, error = %err, "a commit reported an error but was applied; answering success");
+                Ok(())
+            }
+            Ok(false) => Err(err),
+            Err(settle_err) => {
+                tracing::warn!(
+                    seq, error = %err, settle_error = %settle_err,
+                    "cannot tell whether a failed commit was applied; holding delivery at its event until the store \
+                     answers (retried before the next change)"
+                );
+                ticket.hold_in_doubt(seq);
+                Err(err)
+            }
+        }
+    }
+
+    /// Retries settling every seq still in doubt, oldest first; stops at the first the store cannot answer.
+    pub(super) fn settle_doubtful(&self) {
+        for seq in self.sequencer.doubtful() {
+            match self.settle(seq) {
+                Ok(committed) => {
+                    tracing::info!(seq, committed, "settled a commit whose outcome was unknown");
+                    self.sequencer.settled(seq);
+                }
+                Err(err) => {
+                    tracing::warn!(seq, error = %err, "still cannot settle a commit whose outcome is unknown");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether the change that drew `seq` committed; if it did not, fences it so it never will.
+    fn settle(&self, seq: u64) -> Result<bool, KvError> {
+        let key = keys::outbox_key(seq);
+        let mut committed = false;
+        update_with_retry(&*self.store, TXN_ATTEMPTS, &mut |txn| {
+            committed = match txn.get(&key) {
+                Ok(value) => value != FENCE,
+                Err(KvError::KeyNotFound) => {
+                    txn.put(&key, FENCE)?;
+                    false
+                }
+                Err(err) => return Err(err),
+            };
+            Ok(())
+        })?;
+        if !committed {
+            let removed = update_with_retry(&*self.store, TXN_ATTEMPTS, &mut |txn| match txn.get(&key) {
+                Ok(value) if value == FENCE => txn.del(&key),
+                Ok(_) | Err(KvError::KeyNotFound) => Ok(()),
+                Err(err) => Err(err),
+            });
+            if let Err(err) = removed {
+                tracing::warn!(seq, error = %err, "cannot remove a fence from the outbox; it is skipped and collected");
+            }
+        }
+        Ok(committed)
+    }
+}
