@@ -9,5 +9,5 @@
 pub mod build;
 pub mod check_dep;
 pub mod cli;
-pub mod new;
 pub mod inspect;
+pub mod new;

@@ -139,18 +139,11 @@ fn a_missing_manifest_is_an_error_naming_the_file() {
     assert!(stderr.contains(&format!("cannot read {}", src.path().join("manifest.toml").display())), "{stderr}");
 }
 
-/// The ABI fingerprint embedded in a built plugin, read from the file's bytes (the `key=value` lines start with
-/// `rustc-release=`), without loading it.
+/// The ABI fingerprint embedded in a built plugin, read from the file's `.damocles_plugin` section without
+/// loading it.
 fn embedded_fingerprint(library: &Path) -> manager_plugin::abi::Fingerprint {
     let bytes = std::fs::read(library).unwrap();
-    let start = bytes.windows(14).position(|w| w == b"rustc-release=").expect("a fingerprint in the library");
-    let text = String::from_utf8_lossy(&bytes[start..]);
-    // Other constants may follow the fingerprint directly: keep the lines whose key this build's fingerprint has.
-    let keys: Vec<&str> =
-        manager_plugin::abi::FINGERPRINT.lines().filter_map(|l| l.split_once('=')).map(|kv| kv.0).collect();
-    let lines: Vec<&str> =
-        text.split('\n').take_while(|line| line.split_once('=').is_some_and(|(key, _)| keys.contains(&key))).collect();
-    manager_plugin::abi::Fingerprint::parse(&lines.join("\n"))
+    plugin_image::Image::read_plugin(&bytes).expect("a readable plugin section").fingerprint().clone()
 }
 
 /// The README's plugin command, run as written (from the repository root, `cargo run -p plugin --` being this
@@ -185,7 +178,7 @@ fn the_readmes_build_command_makes_a_plugin_a_release_manager_accepts() {
     let this_build = manager_plugin::abi::Fingerprint::current();
     assert_eq!(plugin.get("debug-assertions"), Some("false"), "built with the release profile");
     let release_manager = manager_plugin::abi::Fingerprint::parse(
-        &manager_plugin::abi::FINGERPRINT.replace("debug-assertions=true", "debug-assertions=false"),
+        &this_build.to_text().replace("debug-assertions=true", "debug-assertions=false"),
     );
     assert_eq!(release_manager.differences(&plugin), [], "a release manager accepts it (this build: {this_build:?})");
 }
