@@ -121,7 +121,7 @@ fn relative_paths_resolve_against_the_config_directory() {
 
 #[test]
 fn every_toml_example_in_the_docs_parses() {
-    let docs = include_str!("../../docs/config.md");
+    let docs = include_str!("../../../docs/config.md");
     let blocks: Vec<&str> = docs.split("```toml\n").skip(1).filter_map(|rest| rest.split("```").next()).collect();
     assert!(blocks.len() >= 4, "expected examples in docs/config.md");
     for block in blocks {
