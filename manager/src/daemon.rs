@@ -133,7 +133,8 @@ async fn serve(
     .await??;
     let addr = listen.unwrap_or(&config.api.listen);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-    let server = rpc::start(listener, module.into(), stores, token)?;
+    let auth = rpc::auth::AuthPolicy::new(token, config.api.trusted_networks.clone());
+    let server = rpc::start(listener, module.into(), stores, auth)?;
     tracing::info!(listen = %server.local_addr, db = config.common.db.driver.as_str(), "damocles-manager is running");
     Ok(server)
 }

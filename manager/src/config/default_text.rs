@@ -80,6 +80,9 @@ SealProof = 8                       # registered seal proof AllocateSector hands
 [API]
 # JSON-RPC listen address (IP:PORT). Default: "127.0.0.1:1789".
 Listen = "127.0.0.1:1789"
+# Networks (CIDR) whose clients may call the damocles-worker methods and GET pieces without the token
+# (damocles-worker sends none). Admin methods and piece PUT always need it. Default: none. A cluster:
+# TrustedNetworks = ["10.0.0.0/8"]
 "#
     )
 }

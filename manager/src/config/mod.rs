@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use api::ApiConfig;
+pub use api::{ApiConfig, InvalidNetwork, IpNetwork};
 pub use db::{DbConfig, DbDriver, PluginDbConfig, RedisConfig, RocksDbConfig, UnsupportedDriver};
 pub use default_text::default_config_text;
 pub use miners::MinerConfig;

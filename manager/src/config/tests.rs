@@ -130,3 +130,13 @@ fn every_toml_example_in_the_docs_parses() {
         }
     }
 }
+
+#[test]
+fn trusted_networks_are_cidr_and_a_bad_one_names_the_line() {
+    let config = parse("[API]\nTrustedNetworks = [\"10.0.0.0/8\", \"fd00::/8\"]\n").unwrap();
+    assert_eq!(config.api.trusted_networks.len(), 2);
+    assert!(config.api.trusted_networks[0].contains("10.9.8.7".parse().unwrap()));
+    let message = error_text("[API]\nTrustedNetworks = [\"10.0.0.0/40\"]\n");
+    assert!(message.contains("line 2") && message.contains("10.0.0.0/40") && message.contains(FILE), "{message}");
+    assert!(parse("").unwrap().api.trusted_networks.is_empty(), "default: nobody is trusted");
+}

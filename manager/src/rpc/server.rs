@@ -1,7 +1,8 @@
 //! The HTTP server: one listener for JSON-RPC over HTTP and WebSocket (`/rpc/v0`) and piece HTTP
-//! (`/piecestore/`), every request authenticated with the home's bearer token before anything runs.
+//! (`/piecestore/`), every request authorized by [`super::auth`] (token, or trusted network for worker calls)
+//! before anything runs.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use http::{Request, StatusCode};
@@ -14,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower::Service;
 
+use super::auth::{self, AuthPolicy};
 use super::piece;
 use crate::filestore::StoreManager;
 
@@ -40,7 +42,7 @@ impl RpcServer {
 }
 
 struct Shared {
-    token: String,
+    auth: AuthPolicy,
     methods: Methods,
     stores: Arc<StoreManager>,
     builder: TowerServiceBuilder<tower::layer::util::Identity, tower::layer::util::Identity>,
@@ -52,20 +54,21 @@ pub fn start(
     listener: TcpListener,
     methods: Methods,
     stores: Arc<StoreManager>,
-    token: String,
+    auth: AuthPolicy,
 ) -> std::io::Result<RpcServer> {
     let local_addr = listener.local_addr()?;
+    auth.log_startup();
     let (stop, handle) = stop_channel();
-    let shared = Arc::new(Shared { token, methods, stores, builder: Server::builder().to_service_builder(), stop });
+    let shared = Arc::new(Shared { auth, methods, stores, builder: Server::builder().to_service_builder(), stop });
     let accept_loop = tokio::spawn(accept_loop(listener, shared));
     Ok(RpcServer { local_addr, handle, accept_loop })
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let socket = tokio::select! {
+        let (socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((socket, _)) => socket,
+                Ok((socket, peer)) => (socket, peer.ip()),
                 Err(e) => {
                     // E.g. out of file descriptors: back off instead of spinning.
                     tracing::warn!("accept failed: {e}");
@@ -78,7 +81,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let per_conn = Arc::clone(&shared);
         let service = tower::service_fn(move |req: Request<Incoming>| {
             let shared = Arc::clone(&per_conn);
-            async move { Ok::<_, std::convert::Infallible>(route(req, &shared).await) }
+            async move { Ok::<_, std::convert::Infallible>(route(req, peer, &shared).await) }
         });
         let stopped = shared.stop.clone().shutdown();
         tokio::spawn(async move {
@@ -89,10 +92,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn route(req: Request<Incoming>, shared: &Shared) -> HttpResponse {
-    if !authorized(&req, &shared.token) {
-        return piece::text(StatusCode::UNAUTHORIZED, "missing or wrong `Authorization: Bearer <token>`".into());
-    }
+async fn route(req: Request<Incoming>, peer: IpAddr, shared: &Shared) -> HttpResponse {
+    let req = match auth::authorize(req, peer, &shared.auth).await {
+        Ok(req) => req,
+        Err(refusal) => return refusal,
+    };
     let path = req.uri().path().to_string();
     if path == RPC_PATH {
         let mut service = shared.builder.clone().build(shared.methods.clone(), shared.stop.clone());
@@ -105,32 +109,4 @@ async fn route(req: Request<Incoming>, shared: &Shared) -> HttpResponse {
         return piece::handle(req, name, Arc::clone(&shared.stores)).await;
     }
     piece::text(StatusCode::NOT_FOUND, format!("no such endpoint {path}; use {RPC_PATH} or {PIECE_PREFIX}<name>"))
-}
-
-/// Constant-time comparison of the bearer token.
-fn authorized<B>(req: &Request<B>, token: &str) -> bool {
-    let Some(given) = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::authorized;
-
-    #[test]
-    fn only_the_exact_bearer_token_is_authorized() {
-        let req = |v: &str| http::Request::builder().header("Authorization", v).body(()).unwrap();
-        assert!(authorized(&req("Bearer s3cret"), "s3cret"));
-        assert!(!authorized(&req("Bearer s3cre"), "s3cret"));
-        assert!(!authorized(&req("s3cret"), "s3cret"));
-        assert!(!authorized(&http::Request::new(()), "s3cret"));
-    }
 }
