@@ -1,11 +1,14 @@
 //! The `Venus` namespace: the API damocles-worker speaks, with the Go manager's method names, positional
 //! parameters and PascalCase JSON, plus the operator's sector methods. One file per method group:
-//! [`sealing`] (allocate, report), [`stores`], [`workers`] (ping), [`admin`] (operator).
+//! [`sealing`] (allocate, report), [`stores`], [`workers`] (ping), [`admin`] (operator), [`unsupported`]
+//! (chain-facing and WindowPoSt methods, answered with deliberate errors). `docs/rpc.md` lists every method of
+//! the worker's trait and what damocles-rs does with it.
 
 pub mod admin;
 pub mod sealing;
 pub mod stores;
 pub mod types;
+pub mod unsupported;
 pub mod workers;
 
 use jsonrpsee::RpcModule;
@@ -61,7 +64,8 @@ pub fn register(module: &mut RpcModule<AppState>) -> Result<(), jsonrpsee::core:
     sealing::register(module)?;
     workers::register(module)?;
     stores::register(module)?;
-    admin::register(module)
+    admin::register(module)?;
+    unsupported::register(module)
 }
 
 /// Registers one blocking method (the state manager and stores are synchronous).
@@ -79,4 +83,31 @@ where
         f(&state, args)
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unsupported::{CHAIN_METHODS, WDPOST_METHODS};
+    use super::*;
+
+    /// Every worker method is either implemented or deliberately unsupported: none is left to a generic answer.
+    #[test]
+    fn every_worker_method_is_registered() {
+        let implemented = [
+            "Venus.AllocateSector",
+            "Venus.AllocateSectorsBatch",
+            "Venus.ReportState",
+            "Venus.ReportFinalized",
+            "Venus.ReportAborted",
+            "Venus.WorkerPing",
+            "Venus.StoreReserveSpace",
+            "Venus.StoreBasicInfo",
+        ];
+        for method in WORKER_METHODS {
+            let known =
+                implemented.contains(&method) || CHAIN_METHODS.contains(&method) || WDPOST_METHODS.contains(&method);
+            assert!(known, "{method} is neither implemented nor deliberately unsupported");
+        }
+        assert_eq!(implemented.len() + CHAIN_METHODS.len() - 1 + WDPOST_METHODS.len(), WORKER_METHODS.len());
+    }
 }
