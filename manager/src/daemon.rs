@@ -36,6 +36,7 @@ impl Daemon {
             tracing::info!(home = %home.dir.display(), "initialized a new home with the default config");
         }
         let config = home.load_config().context("loading the config")?;
+        config.log_warnings();
         let token = home.read_token().context("reading the API token")?;
         let registry = Arc::new(load_plugins(&config.common.plugins.dir).await?);
         let db = match open_db(&config, &registry).await {
