@@ -43,6 +43,7 @@ impl Daemon {
             tracing::info!(home = %home.dir.display(), "initialized a new home with the default config");
         }
         let config = home.load_config().context("loading the config")?;
+        config.log_warnings();
         let token = home.read_token().context("reading the API token")?;
         let registry = Arc::new(load_plugins(&config.common.plugins.dir).await?);
         let db = match open_db(&config, &registry).await {
@@ -137,7 +138,8 @@ async fn serve(
     let addr = listen.unwrap_or(&config.api.listen);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let limits = ServerLimits::from_config(&config.api);
-    let server = rpc::start(listener, module.into(), Arc::clone(&stores), token, limits)?;
+    let auth = rpc::auth::AuthPolicy::new(token, config.api.trusted_networks.clone());
+    let server = rpc::start(listener, module.into(), Arc::clone(&stores), auth, limits)?;
     tracing::info!(listen = %server.local_addr, db = config.common.db.driver.as_str(), "damocles-manager is running");
     Ok((server, stores))
 }

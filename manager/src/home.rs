@@ -5,7 +5,7 @@
 //! use manager::home::Home;
 //!
 //! let home = Home::resolve(None)?; // $HOME/.damocles-manager
-//! home.ensure_initialized()?;      // like `daemon init`, unless a config is already there
+//! home.ensure_initialized()?;      // like `daemon init`: creates what is missing, keeps the rest
 //! let config = home.load_config()?;
 //! let token = home.read_token()?;
 //! # Ok::<(), manager::home::HomeError>(())
@@ -31,12 +31,6 @@ pub enum HomeError {
     /// No `--home` was given and `$HOME` is unset or empty.
     #[error("cannot find the manager's home directory: $HOME is not set; pass --home DIR")]
     NoHomeDir,
-    /// `init` found an existing config and refused to overwrite it.
-    #[error("{} already exists; refusing to overwrite it (move it away to re-initialize)", path.display())]
-    AlreadyInitialized {
-        /// The existing config file.
-        path: PathBuf,
-    },
     /// An explicitly given home directory does not exist (`daemon run` creates only the default home).
     #[error(
         "home directory {} does not exist; `daemon run --home DIR` never creates one (it may be a volume that is \
@@ -60,14 +54,14 @@ pub enum HomeError {
         path: PathBuf,
     },
     /// A file or directory could not be created, written, read or inspected.
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}: {error}", path.display())]
     Io {
         /// What was being done, e.g. `create directory`.
         action: &'static str,
         /// The file or directory.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, not repeated as a source).
+        error: std::io::Error,
     },
     /// The config file exists but is not valid.
     #[error(transparent)]
@@ -130,42 +124,42 @@ impl Home {
         self.dir.join(TOKEN_FILE)
     }
 
-    /// Creates the directory, the plugin directory, a random 32-byte hex API token (mode 0600; an existing token
-    /// is kept so workers holding it keep working) and the commented default config. Refuses with
-    /// [`HomeError::AlreadyInitialized`] if the config exists. The config is written last, so an interrupted
-    /// `init` can simply be run again.
-    pub fn init(&self) -> Result<(), HomeError> {
+    /// Creates what is missing, and nothing else: the directory, a random 32-byte hex API token (mode 0600), and,
+    /// when there is no config, the plugin directory and the commented default config. An existing config (an
+    /// operator may write it first, by hand or with config management) and an existing token (workers and tools
+    /// hold it) are kept byte for byte. The config is written last, so an interrupted `init` can be run again.
+    pub fn init(&self) -> Result<InitReport, HomeError> {
         let config_path = self.config_path();
-        if exists(&config_path)? {
-            return Err(HomeError::AlreadyInitialized { path: config_path });
-        }
         create_dir(&self.dir)?;
+        let wrote_token = self.write_token_unless_present()?;
+        if exists(&config_path)? {
+            tracing::info!(config = %config_path.display(), "keeping the existing config");
+            return Ok(InitReport { wrote_config: false, wrote_token });
+        }
         create_dir(&self.dir.join("plugins"))?;
-        self.write_token_unless_present()?;
         // The config holds absolute paths: relative ones would be resolved against the config's directory.
-        write_new(&config_path, default_config_text(&absolute(&self.dir)?).as_bytes(), 0o644)?;
-        tracing::info!(home = %self.dir.display(), "initialized manager home");
-        Ok(())
+        let wrote_config = match write_new(&config_path, default_config_text(&absolute(&self.dir)?).as_bytes(), 0o644) {
+            Ok(()) => true,
+            // Another process wrote one between our check and our write: keep theirs.
+            Err(HomeError::Io { error, .. }) if error.kind() == ErrorKind::AlreadyExists => false,
+            Err(err) => return Err(err),
+        };
+        if wrote_config {
+            tracing::info!(home = %self.dir.display(), config = %config_path.display(), "wrote the default config");
+        }
+        Ok(InitReport { wrote_config, wrote_token })
     }
 
-    /// Runs [`Home::init`] unless a config already exists; `Ok(true)` if it initialized the home just now.
+    /// [`Home::init`] for `daemon run`: `Ok(true)` if it wrote the default config just now.
     pub fn ensure_initialized(&self) -> Result<bool, HomeError> {
-        if exists(&self.config_path())? {
-            return Ok(false);
-        }
-        match self.init() {
-            Ok(()) => Ok(true),
-            // Another process initialized it between our check and our write: that is what we wanted.
-            Err(HomeError::AlreadyInitialized { .. }) => Ok(false),
-            Err(err) => Err(err),
-        }
+        Ok(self.init()?.wrote_config)
     }
 
     /// Loads and validates `<dir>/sector-manager.cfg`; [`HomeError::NotInitialized`] if it is missing,
     /// [`HomeError::Config`] if it is invalid.
     pub fn load_config(&self) -> Result<Config, HomeError> {
         match Config::load(&self.config_path()) {
-            Err(ConfigError::Read { file, source }) if source.kind() == ErrorKind::NotFound => {
+            Err(ConfigError::Read { file, error }) if error.kind() == ErrorKind::NotFound => {
                 Err(HomeError::NotInitialized { path: file })
             }
             other => Ok(other?),
@@ -178,21 +172,38 @@ impl Home {
         match std::fs::read_to_string(&path) {
             Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_owned()),
             Ok(_) => Err(HomeError::NoToken { path }),
-            Err(source) if source.kind() == ErrorKind::NotFound => Err(HomeError::NoToken { path }),
-            Err(source) => Err(HomeError::Io { action: "read", path, source }),
+            Err(error) if error.kind() == ErrorKind::NotFound => Err(HomeError::NoToken { path }),
+            Err(error) => Err(HomeError::Io { action: "read", path, error }),
         }
     }
 
-    fn write_token_unless_present(&self) -> Result<(), HomeError> {
+    /// Writes a new token unless one exists; `Ok(true)` if it wrote one.
+    fn write_token_unless_present(&self) -> Result<bool, HomeError> {
         let path = self.token_path();
         match write_new(&path, new_token().as_bytes(), 0o600) {
-            Err(HomeError::Io { source, .. }) if source.kind() == ErrorKind::AlreadyExists => {
-                tracing::info!(token = %path.display(), "keeping the existing API token");
-                Ok(())
+            Ok(()) => {
+                tracing::info!(
+                    token = %path.display(),
+                    "created the API token (mode 0600); clients send it as `Authorization: Bearer <token>`"
+                );
+                Ok(true)
             }
-            other => other,
+            Err(HomeError::Io { error, .. }) if error.kind() == ErrorKind::AlreadyExists => {
+                tracing::debug!(token = %path.display(), "keeping the existing API token");
+                Ok(false)
+            }
+            Err(err) => Err(err),
         }
     }
+}
+
+/// What [`Home::init`] created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitReport {
+    /// It wrote the default config (there was none).
+    pub wrote_config: bool,
+    /// It wrote a new API token (there was none).
+    pub wrote_token: bool,
 }
 
 /// [`Home::resolve`] with `$HOME` passed in, so tests need not touch the process environment.
@@ -213,25 +224,25 @@ fn new_token() -> String {
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, HomeError> {
-    std::path::absolute(path).map_err(|source| HomeError::Io { action: "resolve", path: path.to_path_buf(), source })
+    std::path::absolute(path).map_err(|error| HomeError::Io { action: "resolve", path: path.to_path_buf(), error })
 }
 
 fn exists(path: &Path) -> Result<bool, HomeError> {
-    path.try_exists().map_err(|source| HomeError::Io { action: "inspect", path: path.to_path_buf(), source })
+    path.try_exists().map_err(|error| HomeError::Io { action: "inspect", path: path.to_path_buf(), error })
 }
 
 fn create_dir(path: &Path) -> Result<(), HomeError> {
-    std::fs::create_dir_all(path).map_err(|source| HomeError::Io {
+    std::fs::create_dir_all(path).map_err(|error| HomeError::Io {
         action: "create directory",
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
 /// Creates `path` (failing if it exists) with `mode` from the start, so a secret is never readable by others even
 /// briefly, writes `contents` and syncs it to disk.
 fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), HomeError> {
-    let io_error = |source| HomeError::Io { action: "write", path: path.to_path_buf(), source };
+    let io_error = |error| HomeError::Io { action: "write", path: path.to_path_buf(), error };
     let mut file = open_new(path, mode).map_err(io_error)?;
     file.write_all(contents).and_then(|()| file.sync_all()).map_err(io_error)
 }
@@ -296,14 +307,32 @@ mod tests {
     }
 
     #[test]
-    fn init_refuses_a_second_time_naming_the_config() {
+    fn init_a_second_time_changes_nothing() {
         let (_temp, home) = temp_home();
-        home.init().unwrap();
+        assert_eq!(home.init().unwrap(), InitReport { wrote_config: true, wrote_token: true });
         let token = home.read_token().unwrap();
-        let err = home.init().unwrap_err();
-        assert!(matches!(err, HomeError::AlreadyInitialized { .. }));
-        assert!(err.to_string().contains(&home.config_path().display().to_string()), "{err}");
-        assert_eq!(home.read_token().unwrap(), token, "a refused init must not touch the token");
+        let config = std::fs::read(home.config_path()).unwrap();
+        assert_eq!(home.init().unwrap(), InitReport { wrote_config: false, wrote_token: false });
+        assert_eq!(home.read_token().unwrap(), token);
+        assert_eq!(std::fs::read(home.config_path()).unwrap(), config);
+    }
+
+    #[test]
+    fn init_on_a_home_with_only_a_config_creates_the_token_and_keeps_the_config() {
+        let (_temp, home) = temp_home();
+        std::fs::create_dir_all(&home.dir).unwrap();
+        let operator_config = "# mine\n[[Miners]]\nActor = 7\nSealProof = 8\n";
+        std::fs::write(home.config_path(), operator_config).unwrap();
+        assert_eq!(home.init().unwrap(), InitReport { wrote_config: false, wrote_token: true });
+        assert_eq!(std::fs::read_to_string(home.config_path()).unwrap(), operator_config);
+        assert_eq!(home.read_token().unwrap().len(), 64);
+        assert!(!home.dir.join("plugins").exists(), "only what is missing for the operator's config is created");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(home.token_path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 
     #[test]

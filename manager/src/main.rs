@@ -46,7 +46,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DaemonCommand {
-    /// Create the home with a commented default config and a new API token.
+    /// Create what the home is missing: a commented default config and an API token (existing ones are kept).
     Init,
     /// Run the daemon (initializing the default home first if it has no config; a home given with --home must
     /// have been initialized with `daemon init`).
@@ -159,12 +159,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let home = Home::resolve(cli.home)?;
     match cli.command {
         Command::Daemon(DaemonCommand::Init) => {
-            home.init()?;
+            let report = home.init()?;
+            let what = |wrote: bool| if wrote { "created" } else { "kept the existing one" };
             println!(
-                "initialized {} (config {}, token {})",
+                "initialized {}: config {} ({}), token {} ({})",
                 home.dir.display(),
                 home.config_path().display(),
-                home.token_path().display()
+                what(report.wrote_config),
+                home.token_path().display(),
+                what(report.wrote_token)
             );
             Ok(())
         }

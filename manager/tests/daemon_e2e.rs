@@ -35,12 +35,15 @@ async fn sector_lifecycle(daemon: &RunningDaemon) {
     assert_eq!(allocated["ProofType"], 8);
 
     let resp: Value = daemon.call("Venus.ReportState", rpc_params![sid(number), report("PC1Done")]).await.unwrap();
-    assert_eq!(resp["Finalized"], false);
+    assert_eq!(resp, json!({"Id": sid(number), "Finalized": false, "AbortReason": ""}), "Go's SectorStateResp");
     let online: Vec<Value> = daemon.call("Venus.ListSectors", rpc_params!["online", 0]).await.unwrap();
     let found = online.iter().find(|s| s["ID"]["Number"] == number).expect("sector listed online");
     assert_eq!(found["LatestState"]["StateChange"]["Next"], "PC1Done");
 
-    let _: Value = daemon.call("Venus.ReportFinalized", rpc_params![sid(number)]).await.unwrap();
+    let finalized: Value = daemon.call("Venus.ReportFinalized", rpc_params![sid(number)]).await.unwrap();
+    assert!(finalized.is_null(), "Go answers a nil core.Meta: {finalized}");
+    let after: Value = daemon.call("Venus.ReportState", rpc_params![sid(number), report("Late")]).await.unwrap();
+    assert_eq!(after["Finalized"], true, "a finalized sector is answered, not refused: {after}");
     let offline: Vec<Value> = daemon.call("Venus.ListSectors", rpc_params!["offline", 0]).await.unwrap();
     let finalized = offline.iter().find(|s| s["ID"]["Number"] == number).expect("listed offline");
     assert_eq!(finalized["Finalized"], true);
@@ -77,10 +80,11 @@ async fn sector_lifecycle(daemon: &RunningDaemon) {
     assert_eq!(info.expect("known store")["Name"], "persist");
     let released: bool = daemon.call("Venus.StoreReleaseReserved", rpc_params![sid(number)]).await.unwrap();
     assert!(released);
-    let _: Value = daemon.call("Venus.WorkerPing", rpc_params![json!({"Name": "w1"})]).await.unwrap();
+    let _: Value =
+        daemon.call("Venus.WorkerPing", rpc_params![json!({"Name": "w1", "Dest": "10.0.0.7:17890"})]).await.unwrap();
     let workers: Vec<Value> = daemon.call("Venus.WorkerPingInfoList", rpc_params![]).await.unwrap();
     assert_eq!(workers.len(), 1);
-    assert_eq!(workers[0]["Name"], "w1");
+    assert_eq!(workers[0]["Info"]["Name"], "w1");
     let version: String = daemon.call("Venus.Version", rpc_params![]).await.unwrap();
     assert!(version.starts_with("damocles-rs/"), "{version}");
 

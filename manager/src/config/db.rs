@@ -20,6 +20,10 @@ pub struct DbConfig {
     pub redis: RedisConfig,
     /// `[Common.DB.Plugin]`, used when `Driver = "plugin"`.
     pub plugin: PluginDbConfig,
+    /// `[Common.DB.Badger]` (Go only; accepted and ignored).
+    pub badger: super::Ignored,
+    /// `[Common.DB.Mongo]` (Go only; accepted and ignored).
+    pub mongo: super::Ignored,
 }
 
 /// `[Common.DB] Driver`: the KV driver that holds sector metadata.
@@ -55,12 +59,44 @@ impl fmt::Display for DbDriver {
     }
 }
 
-/// A `Driver` value that names no supported driver; its message lists the supported ones.
+/// A `Driver` value that names no supported driver; its message lists the supported ones and, for the Go
+/// manager's drivers, how to move.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unsupported Common.DB.Driver {value:?}; supported drivers: rocksdb, redis, plugin")]
+#[error("unsupported Common.DB.Driver {value:?}; supported drivers: rocksdb, redis, plugin{}", go_driver_hint(.value))]
 pub struct UnsupportedDriver {
     /// The value found in the config.
     pub value: String,
+}
+
+/// How to move off one of the Go manager's drivers; empty for any other value.
+fn go_driver_hint(value: &str) -> String {
+    let (what, instead) = match value.to_ascii_lowercase().as_str() {
+        "badger" => ("the Go manager's embedded Badger database", "Driver = \"rocksdb\" (embedded, the default)"),
+        "mongo" => ("MongoDB", "Driver = \"redis\" (a shared server) or a KVStore plugin that talks to MongoDB"),
+        _ => return String::new(),
+    };
+    format!(
+        ". damocles-rs cannot read {what}: set {instead}, or Driver = \"plugin\" with a KVStore plugin; \
+         the new database starts empty, so carry sectors over with Venus.ImportSector"
+    )
+}
+
+/// Refuses `[Common.MongoKVStore] Enable = true` (Go v0.5's way to pick MongoDB) and warns about the Go-only
+/// database sections that are present.
+pub(super) fn check_go_only_sections(
+    db: &DbConfig,
+    mongo_kv_store: &super::Ignored,
+    warnings: &mut super::ignored::Warnings,
+) -> Result<(), (String, String)> {
+    let enabled = mongo_kv_store.0.as_ref().and_then(|v| v.get("Enable")).and_then(toml::Value::as_bool);
+    if enabled == Some(true) {
+        let reason = UnsupportedDriver { value: "mongo".to_owned() }.to_string();
+        return Err(("Common.MongoKVStore.Enable".to_owned(), reason));
+    }
+    warnings.ignored("[Common.MongoKVStore]", mongo_kv_store);
+    warnings.ignored("[Common.DB.Badger]", &db.badger);
+    warnings.ignored("[Common.DB.Mongo]", &db.mongo);
+    Ok(())
 }
 
 impl FromStr for DbDriver {

@@ -20,6 +20,7 @@ pub fn default_config_text(home: &Path) -> String {
         r#"# damocles-manager configuration (sector-manager.cfg), written by `damocles-manager daemon init`.
 #
 # TOML. Keys are case-sensitive PascalCase; an unknown or misspelt key is an error naming the key.
+# The Go damocles-manager's sections that damocles-rs does not implement are accepted and named in a warning.
 # Every section may be omitted and then takes the defaults noted below.
 # Relative paths are relative to the directory holding this file.
 # Reference: docs/config.md.
@@ -75,11 +76,16 @@ Path = {persist}
 # Miner actors this manager allocates sectors for. Repeat the block for more miners.
 [[Miners]]
 Actor = 1000                        # miner actor ID (t01000); unique
-SealProof = 8                       # registered seal proof AllocateSector hands out (8 = 32 GiB V1_1)
+SealProof = 8                       # registered seal proof AllocateSector hands out (8 = 32 GiB V1_1;
+                                    # 5 = 2KiB, 6 = 8MiB, 7 = 512MiB, 9 = 64GiB), or instead:
+# SectorSize = "32GiB"              # the V1_1 seal proof of that size
 
 [API]
 # JSON-RPC listen address (IP:PORT). Default: "127.0.0.1:1789".
 Listen = "127.0.0.1:1789"
+# Networks (CIDR) whose clients may call the damocles-worker methods and GET pieces without the token
+# (damocles-worker sends none). Admin methods and piece PUT always need it. Default: none. A cluster:
+# TrustedNetworks = ["10.0.0.0/8"]
 "#
     )
 }

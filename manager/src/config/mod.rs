@@ -1,10 +1,12 @@
 //! `sector-manager.cfg`: the daemon's TOML configuration, in the Go manager's shape.
 //!
 //! Keys are PascalCase (`[Common.DB] Driver = "rocksdb"`); every section may be omitted and then takes its
-//! defaults. Unlike the Go manager, an unknown or misspelt key is an error naming the key and the file.
-//! [`Config::parse`] deserializes, validates and resolves relative paths against the config file's directory;
-//! [`default_config_text`] is the commented file `daemon init` writes. The operator's reference is
-//! `docs/config.md`.
+//! defaults. A config written for the Go manager loads: its sections that damocles-rs does not implement
+//! (`[Common.API]`, `[Common.Proving]`, `[Miners.PoSt]`, ...) are accepted and each named once in
+//! [`Config::warnings`]. Anywhere else, unlike the Go manager, an unknown or misspelt key is an error naming the
+//! key, the file and the closest allowed key. [`Config::parse`] deserializes, validates and resolves relative
+//! paths against the config file's directory; [`default_config_text`] is the commented file `daemon init`
+//! writes. The operator's reference is `docs/config.md`.
 //!
 //! ```
 //! use std::path::Path;
@@ -19,8 +21,11 @@
 mod api;
 mod db;
 mod default_text;
+mod ignored;
 mod miners;
+mod seal_proof;
 mod stores;
+mod suggest;
 #[cfg(test)]
 mod tests;
 
@@ -30,23 +35,39 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use api::ApiConfig;
+pub use api::{ApiConfig, InvalidNetwork, IpNetwork};
 pub use db::{DbConfig, DbDriver, PluginDbConfig, RedisConfig, RocksDbConfig, UnsupportedDriver};
 pub use default_text::default_config_text;
-pub use miners::{MinerConfig, MinerSectorConfig};
+pub use ignored::{Ignored, ignored_warning};
+pub use miners::{MinerConfig, MinerEntry, MinerSectorConfig};
+pub use seal_proof::{SEAL_PROOFS, seal_proof_for_size, sector_size_of};
 pub use stores::StoreEntry;
 
-/// The whole configuration file: `[Common]`, `[[Miners]]` and `[API]`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "PascalCase")]
+use ignored::Warnings;
+
+/// The whole configuration, validated: `[Common]`, `[[Miners]]` and `[API]`, plus the warnings about what the
+/// file holds but damocles-rs ignores.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
     /// `[Common]`: plugins, database and stores.
     pub common: CommonConfig,
     /// `[[Miners]]`: the miner actors this manager allocates sectors for.
     pub miners: Vec<MinerConfig>,
     /// `[API]`: the JSON-RPC listener.
-    #[serde(rename = "API")]
     pub api: ApiConfig,
+    /// One line per ignored section, key or example block, e.g.
+    /// `ignored: [Common.Proving] — not supported by damocles-rs`; the daemon logs them at start-up.
+    pub warnings: Vec<String>,
+}
+
+/// The file as written; [`Config::parse`] turns it into a [`Config`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "PascalCase")]
+struct ConfigFile {
+    common: CommonConfig,
+    miners: Vec<MinerEntry>,
+    #[serde(rename = "API")]
+    api: ApiConfig,
 }
 
 /// `[Common]`: settings shared by every miner.
@@ -62,6 +83,16 @@ pub struct CommonConfig {
     pub piece_stores: Vec<StoreEntry>,
     /// `[[Common.PersistStores]]`: stores for sealed sectors.
     pub persist_stores: Vec<StoreEntry>,
+    /// `[Common.API]` (Go only: the chain, messager and market endpoints).
+    #[serde(rename = "API")]
+    pub chain_api: Ignored,
+    /// `[Common.Proving]` (Go only).
+    pub proving: Ignored,
+    /// `ScanPersistStores` (Go only).
+    pub scan_persist_stores: Ignored,
+    /// `[Common.MongoKVStore]` (Go v0.5's switch to MongoDB; `Enable = true` is refused like `Driver = "mongo"`).
+    #[serde(rename = "MongoKVStore")]
+    pub mongo_kv_store: Ignored,
 }
 
 /// `[Common.Plugins]`.
@@ -84,23 +115,24 @@ impl Default for PluginsConfig {
 }
 
 /// Why a configuration file could not be used; every message names the file and, where there is one, the key.
+/// No variant has an error source: the message already says everything once.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {}: {source}", file.display())]
+    #[error("cannot read config file {}: {error}", file.display())]
     Read {
         /// The config file.
         file: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid TOML, has an unknown key, a value of the wrong type or an unsupported driver.
-    #[error("invalid config file {}: {source}", file.display())]
+    #[error("invalid config file {}: {message}", file.display())]
     Parse {
         /// The config file.
         file: PathBuf,
-        /// toml's error; it names the key and shows the offending line.
-        source: toml::de::Error,
+        /// toml's error (it names the key and shows the offending line), with a "did you mean" for an unknown key.
+        message: String,
     },
     /// A value parsed but breaks a rule (missing plugin name, duplicate store, bad address, ...).
     #[error("invalid config file {}: {key}: {reason}", file.display())]
@@ -114,22 +146,80 @@ pub enum ConfigError {
     },
 }
 
+/// toml's error as one message, with the closest allowed key when the error is an unknown key.
+fn parse_error_message(err: &toml::de::Error) -> String {
+    let text = err.to_string();
+    let text = text.trim_end();
+    match suggest::suggestion(err.message()) {
+        Some(key) => format!("{text}\ndid you mean `{key}`?"),
+        None => text.to_owned(),
+    }
+}
+
 impl Config {
     /// Reads, parses and validates the config file at `path`; see [`Config::parse`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: path.to_path_buf(), source })?;
+            std::fs::read_to_string(path).map_err(|error| ConfigError::Read { file: path.to_path_buf(), error })?;
         Config::parse(&text, path)
+    }
+
+    /// Logs every warning (see [`Config::warnings`]).
+    pub fn log_warnings(&self) {
+        for warning in &self.warnings {
+            tracing::warn!("{warning}");
+        }
     }
 
     /// Parses and validates `text`, the contents of `file`, then resolves relative paths (plugins dir,
     /// RocksDB dir, local store paths) against `file`'s directory. `file` is also named in every error.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config =
-            toml::from_str(text).map_err(|source| ConfigError::Parse { file: file.to_path_buf(), source })?;
-        config.validate().map_err(|(key, reason)| ConfigError::Invalid { file: file.to_path_buf(), key, reason })?;
+        let parsed: ConfigFile = toml::from_str(text)
+            .map_err(|err| ConfigError::Parse { file: file.to_path_buf(), message: parse_error_message(&err) })?;
+        let invalid = |(key, reason)| ConfigError::Invalid { file: file.to_path_buf(), key, reason };
+        let mut config = Config::from_file(parsed).map_err(invalid)?;
+        config.validate().map_err(invalid)?;
+        config.drop_empty_store_examples();
         config.resolve_relative_paths(file.parent().unwrap_or(Path::new("")));
         Ok(config)
+    }
+
+    /// Resolves the miners, applies Go's defaults (store `Name` = `Path`) and collects the warnings.
+    fn from_file(file: ConfigFile) -> Result<Config, (String, String)> {
+        let ConfigFile { mut common, miners, api } = file;
+        let mut warnings = Warnings::default();
+        warnings.ignored("[Common.API] (chain, messager and market endpoints)", &common.chain_api);
+        warnings.ignored("[Common.Proving]", &common.proving);
+        warnings.ignored("[Common] ScanPersistStores", &common.scan_persist_stores);
+        db::check_go_only_sections(&common.db, &common.mongo_kv_store, &mut warnings)?;
+        for (key, store) in stores_mut(&mut common) {
+            if !store.plugin.is_empty() {
+                let reason = format!(
+                    "Plugin = {:?} is the Go manager's path to a Go plugin; damocles-rs loads FileStore plugins by \
+                     name: put the plugin's .so in [Common.Plugins] Dir, set PluginName and remove Plugin",
+                    store.plugin
+                );
+                return Err((format!("{key}.Plugin"), reason));
+            }
+            if store.is_empty_example() {
+                warnings.add(format!(
+                    "ignored: {key} sets neither Name, Path nor PluginName (like the Go default config's example)"
+                ));
+            } else if store.name.is_empty() {
+                store.name = store.path.clone();
+            }
+        }
+        let mut resolved = Vec::with_capacity(miners.len());
+        for (index, entry) in miners.into_iter().enumerate() {
+            resolved.extend(entry.resolve(index, &mut warnings)?);
+        }
+        Ok(Config { common, miners: resolved, api, warnings: warnings.into_vec() })
+    }
+
+    /// Drops the store entries that describe no store (warned about in [`Config::from_file`]).
+    fn drop_empty_store_examples(&mut self) {
+        self.common.piece_stores.retain(|store| !store.is_empty_example());
+        self.common.persist_stores.retain(|store| !store.is_empty_example());
     }
 
     /// The configuration `daemon init` writes for `home` (and [`default_config_text`] parses to): plugins in
@@ -148,9 +238,11 @@ impl Config {
                 db: DbConfig { rocksdb: RocksDbConfig { dir: home.join("db") }, ..DbConfig::default() },
                 piece_stores: vec![store("pieces")],
                 persist_stores: vec![store("persist")],
+                ..CommonConfig::default()
             },
-            miners: vec![MinerConfig { actor: 1000, seal_proof: 8, sector: Default::default() }],
+            miners: vec![MinerConfig { actor: 1000, seal_proof: 8, sector: MinerSectorConfig::default() }],
             api: ApiConfig::default(),
+            warnings: Vec::new(),
         }
     }
 
@@ -159,7 +251,7 @@ impl Config {
         let pieces = self.common.piece_stores.iter().enumerate().map(|(i, s)| (format!("Common.PieceStores[{i}]"), s));
         let persist =
             self.common.persist_stores.iter().enumerate().map(|(i, s)| (format!("Common.PersistStores[{i}]"), s));
-        pieces.chain(persist)
+        pieces.chain(persist).filter(|(_, store)| !store.is_empty_example())
     }
 
     /// Checks the rules serde cannot express; the error is `(key, reason)`.
@@ -183,7 +275,10 @@ impl Config {
         let mut seen: HashMap<&str, String> = HashMap::new();
         for (key, store) in self.stores() {
             if store.name.trim().is_empty() {
-                return Err((format!("{key}.Name"), "every store needs a non-empty Name".to_owned()));
+                return Err((
+                    format!("{key}.Name"),
+                    "every store needs a Name (or a Path, which Name defaults to)".to_owned(),
+                ));
             }
             if store.is_local() && store.path.trim().is_empty() {
                 let reason = format!("store {:?} has no Path; set Path, or PluginName for a plugin store", store.name);
@@ -238,4 +333,11 @@ impl Config {
             store.path = resolve(Path::new(&store.path)).to_string_lossy().into_owned();
         }
     }
+}
+
+/// Every store entry, mutable, with the key prefix that names it in errors, piece stores first.
+fn stores_mut(common: &mut CommonConfig) -> impl Iterator<Item = (String, &mut StoreEntry)> {
+    let pieces = common.piece_stores.iter_mut().enumerate().map(|(i, s)| (format!("Common.PieceStores[{i}]"), s));
+    let persist = common.persist_stores.iter_mut().enumerate().map(|(i, s)| (format!("Common.PersistStores[{i}]"), s));
+    pieces.chain(persist)
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "PascalCase")]
 pub struct StoreEntry {
-    /// `Name`: non-empty and unique across piece and persist stores.
+    /// `Name`: unique across piece and persist stores; defaults to `Path` as written (as in Go).
     pub name: String,
     /// `Path`: the directory of a local store (resolved against the config file's directory); for a plugin
     /// store it is handed to the plugin unchanged.
@@ -28,6 +28,9 @@ pub struct StoreEntry {
     pub allow_miners: Vec<u64>,
     /// `DenyMiners`: these miner actors may never use the store (wins over `AllowMiners`).
     pub deny_miners: Vec<u64>,
+    /// `Plugin`: the Go manager's legacy path to a Go plugin; only `""` is accepted (use `PluginName`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub plugin: String,
 }
 
 impl StoreEntry {
@@ -39,5 +42,11 @@ impl StoreEntry {
     /// Whether this is the built-in local-filesystem store (no `PluginName`).
     pub fn is_local(&self) -> bool {
         self.plugin_name.is_empty()
+    }
+
+    /// Whether the entry says nothing about a store: the Go default config's example block with every key
+    /// commented out. Such entries are skipped with a warning.
+    pub fn is_empty_example(&self) -> bool {
+        self.name.is_empty() && self.path.is_empty() && self.plugin_name.is_empty() && self.plugin.is_empty()
     }
 }

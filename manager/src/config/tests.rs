@@ -82,10 +82,20 @@ fn duplicate_store_names_across_kinds_are_an_error() {
 }
 
 #[test]
-fn store_without_name_or_path_is_an_error() {
-    assert!(error_text("[[Common.PersistStores]]\nPath = \"/a\"\n").contains("Common.PersistStores[0].Name"));
+fn store_name_defaults_to_the_path_as_in_go() {
+    let config = parse("[[Common.PersistStores]]\nPath = \"/mnt/a\"\n").unwrap();
+    assert_eq!(config.common.persist_stores[0].name, "/mnt/a");
     assert!(error_text("[[Common.PersistStores]]\nName = \"a\"\n").contains("Common.PersistStores[0].Path"));
+    let nameless_plugin = error_text("[[Common.PersistStores]]\nPluginName = \"s3\"\n");
+    assert!(nameless_plugin.contains("Common.PersistStores[0].Name"), "{nameless_plugin}");
     assert!(parse("[[Common.PersistStores]]\nName = \"a\"\nPluginName = \"s3\"\n").is_ok());
+}
+
+#[test]
+fn the_legacy_plugin_key_is_accepted_empty_and_refused_otherwise() {
+    assert!(parse("[[Common.PieceStores]]\nPath = \"/p\"\nPlugin = \"\"\n").is_ok());
+    let message = error_text("[[Common.PieceStores]]\nPath = \"/p\"\nPlugin = \"/x/objstore.so\"\n");
+    assert!(message.contains("Common.PieceStores[0].Plugin") && message.contains("PluginName"), "{message}");
 }
 
 #[test]
@@ -129,4 +139,119 @@ fn every_toml_example_in_the_docs_parses() {
             panic!("example in docs/config.md does not parse: {err}\n{block}");
         }
     }
+}
+
+#[test]
+fn unknown_keys_in_implemented_sections_suggest_the_closest_key_with_the_line() {
+    let message = error_text("[Common.DB]\nDriver = \"redis\"\nPrefx = 1\n[Common.DB.Redis]\nPrefx = \"x\"\n");
+    assert!(message.contains("Prefx"), "{message}");
+    let message = error_text("[[Common.PersistStores]]\nPath = \"/a\"\nreadonly = true\n");
+    assert!(message.contains("line 3") && message.contains("did you mean `ReadOnly`?"), "{message}");
+    let message = error_text("[Common.Provng]\nParallelCheckLimit = 1\n");
+    assert!(message.contains("did you mean `Proving`?"), "{message}");
+    let message = error_text("[API]\nListn = \"127.0.0.1:1\"\n");
+    assert!(message.contains("did you mean `Listen`?"), "{message}");
+}
+
+#[test]
+fn a_parse_error_is_stated_once() {
+    let message = error_text("[Common.DB]\nDrvier = \"redis\"\n");
+    assert_eq!(message.matches("unknown field `Drvier`").count(), 1, "{message}");
+    let err = parse("[Common.DB]\nDrvier = \"redis\"\n").unwrap_err();
+    assert!(std::error::Error::source(&err).is_none(), "the message already holds the cause");
+}
+
+const GO_DEFAULT: &str = include_str!("../../tests/data/go-default.cfg");
+const GO_EVERY_KEY: &str = include_str!("../../tests/data/go-every-key.cfg");
+
+#[test]
+fn the_go_default_config_loads_and_names_each_ignored_section_once() {
+    let config = parse(GO_DEFAULT).unwrap();
+    assert_eq!(config.common.db.driver, DbDriver::RocksDb, "Driver is commented out, so ours applies");
+    assert!(config.common.piece_stores.is_empty() && config.common.persist_stores.is_empty());
+    assert!(config.miners.is_empty(), "the example miner has no Actor");
+    let warnings = config.warnings.join("\n");
+    for name in ["[Common.API]", "[Common.Proving]", "[Common.DB.Badger]"] {
+        assert_eq!(warnings.matches(name).count(), 1, "{name} named once in:\n{warnings}");
+    }
+    assert!(warnings.contains("ignored: [Common.Proving] — not supported by damocles-rs"), "{warnings}");
+    assert!(warnings.contains("Common.PieceStores[0] sets neither Name, Path nor PluginName"), "{warnings}");
+    assert!(warnings.contains("[[Miners]] entry #0 has no Actor"), "{warnings}");
+}
+
+#[test]
+fn a_go_config_with_every_key_set_needs_the_driver_the_seal_proof_and_distinct_store_names() {
+    let message = error_text(GO_EVERY_KEY);
+    assert!(message.contains("\"badger\"") && message.contains("rocksdb, redis, plugin"), "{message}");
+    assert!(message.contains("Driver = \"rocksdb\"") && message.contains("ImportSector"), "{message}");
+
+    let rocksdb = GO_EVERY_KEY.replace("Driver = \"badger\"", "Driver = \"rocksdb\"");
+    let message = error_text(&rocksdb);
+    assert!(message.contains("Miners[0].SealProof") && message.contains("t010086"), "{message}");
+    assert!(message.contains("8 = 32GiB") && message.contains("SectorSize = \"32GiB\""), "{message}");
+
+    let sized = rocksdb.replace("Actor = 10086", "Actor = 10086\nSectorSize = \"32GiB\"");
+    // Go keeps piece and persist store names apart; here one name means one store, so the example's shared
+    // "{store_name}" is the third thing to change.
+    let message = error_text(&sized);
+    assert!(message.contains("Common.PersistStores[0].Name") && message.contains("{store_name}"), "{message}");
+    let (head, tail) = sized.split_at(sized.find("[[Common.PersistStores]]").unwrap());
+    let complete = format!("{head}{}", tail.replacen("{store_name}", "{persist_name}", 1));
+    let config = parse(&complete).unwrap();
+    assert_eq!(config.miners[0].actor, 10086);
+    assert_eq!(config.miners[0].seal_proof, 8);
+    assert_eq!(config.common.piece_stores[0].plugin_name, "s3store");
+    assert_eq!(config.common.persist_stores[0].allow_miners, [1, 2]);
+    let warnings = config.warnings.join("\n");
+    for name in [
+        "[Common.API]",
+        "[Common.Proving]",
+        "[Common] ScanPersistStores",
+        "[Common.DB.Badger]",
+        "[Miners.Sector]",
+        "[Miners.SnapUp]",
+        "[Miners.Commitment]",
+        "[Miners.PoSt]",
+        "[Miners.Proof]",
+        "[Miners.Sealing]",
+    ] {
+        assert_eq!(warnings.matches(&format!("ignored: {name}")).count(), 1, "{name} named once in:\n{warnings}");
+    }
+}
+
+#[test]
+fn go_only_drivers_are_refused_with_the_way_to_move() {
+    for driver in ["badger", "Mongo"] {
+        let message = error_text(&format!("[Common.DB]\nDriver = \"{driver}\"\n"));
+        assert!(message.contains("supported drivers: rocksdb, redis, plugin"), "{message}");
+        assert!(message.contains("KVStore plugin") && message.contains("Venus.ImportSector"), "{message}");
+    }
+    let message = error_text("[Common.MongoKVStore]\nEnable = true\nDSN = \"mongodb://x\"\n");
+    assert!(message.contains("Common.MongoKVStore.Enable") && message.contains("rocksdb, redis, plugin"), "{message}");
+    let off = parse("[Common.MongoKVStore]\nEnable = false\n").unwrap();
+    assert!(off.warnings.iter().any(|w| w.contains("[Common.MongoKVStore]")));
+}
+
+#[test]
+fn seal_proof_or_sector_size_is_required_and_checked() {
+    let message = error_text("[[Miners]]\nActor = 1000\n");
+    assert!(message.contains("Miners[0].SealProof") && message.contains("9 = 64GiB"), "{message}");
+    assert!(error_text("[[Miners]]\nActor = 1000\nSealProof = 20\n").contains("not a registered seal proof"));
+    assert!(error_text("[[Miners]]\nActor = 1000\nSectorSize = \"1TiB\"\n").contains("Miners[0].SectorSize"));
+    let both = error_text("[[Miners]]\nActor = 1000\nSealProof = 8\nSectorSize = \"64GiB\"\n");
+    assert!(both.contains("contradicts"), "{both}");
+    let config =
+        parse("[[Miners]]\nActor = 1\nSectorSize = \"2KiB\"\n[[Miners]]\nActor = 2\nSealProof = 13\n").unwrap();
+    assert_eq!(config.miners.iter().map(|m| m.seal_proof).collect::<Vec<_>>(), [5, 13]);
+    assert!(error_text("[[Miners]]\nSealProof = 8\n").contains("Miners[0].Actor"));
+}
+
+#[test]
+fn trusted_networks_are_cidr_and_a_bad_one_names_the_line() {
+    let config = parse("[API]\nTrustedNetworks = [\"10.0.0.0/8\", \"fd00::/8\"]\n").unwrap();
+    assert_eq!(config.api.trusted_networks.len(), 2);
+    assert!(config.api.trusted_networks[0].contains("10.9.8.7".parse().unwrap()));
+    let message = error_text("[API]\nTrustedNetworks = [\"10.0.0.0/40\"]\n");
+    assert!(message.contains("line 2") && message.contains("10.0.0.0/40") && message.contains(FILE), "{message}");
+    assert!(parse("").unwrap().api.trusted_networks.is_empty(), "default: nobody is trusted");
 }

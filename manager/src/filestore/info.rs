@@ -77,13 +77,26 @@ pub struct StoreBasicInfo {
     pub name: String,
     /// The configured path.
     pub path: String,
+    /// `Strict`, as configured (Go `core/types.go:484` answers it too).
+    pub strict: bool,
+    /// `ReadOnly`, as configured.
+    pub read_only: bool,
+    /// `Weight`, as used (0 counts as 1).
+    pub weight: u32,
     /// The configured meta.
     pub meta: BTreeMap<String, String>,
 }
 
 impl From<&StoreConfig> for StoreBasicInfo {
     fn from(config: &StoreConfig) -> Self {
-        StoreBasicInfo { name: config.name.clone(), path: config.path.clone(), meta: config.meta.clone() }
+        StoreBasicInfo {
+            name: config.name.clone(),
+            path: config.path.clone(),
+            strict: config.strict,
+            read_only: config.read_only,
+            weight: config.weight,
+            meta: config.meta.clone(),
+        }
     }
 }
 

@@ -402,7 +402,10 @@ fn basic_info_describes_persist_stores_only() {
     let info = mgr.basic_info("persist").unwrap();
     assert_eq!(
         serde_json::to_value(&info).unwrap(),
-        serde_json::json!({"Name": "persist", "Path": spec.config.path, "Meta": {"Rack": "7"}})
+        serde_json::json!({
+            "Name": "persist", "Path": spec.config.path, "Strict": false, "ReadOnly": false,
+            "Weight": spec.config.weight, "Meta": {"Rack": "7"}
+        })
     );
     assert_eq!(mgr.basic_info("pieces"), None);
     assert_eq!(mgr.basic_info("nope"), None);

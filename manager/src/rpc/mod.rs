@@ -1,6 +1,7 @@
 //! The JSON-RPC API: [`venus`] (the core namespace workers use), [`plugin_api`] (`Plugins.List` and plugin
-//! namespaces), [`piece`] (piece HTTP), all served by [`server`] behind the bearer token.
+//! namespaces), [`piece`] (piece HTTP), all served by [`server`] behind [`auth`] (the bearer token, or a trusted network for worker calls).
 
+pub mod auth;
 pub mod params;
 pub mod piece;
 pub mod plugin_api;

@@ -1,12 +1,13 @@
 //! The HTTP server: one listener for JSON-RPC over HTTP and WebSocket (`/rpc/v0`) and piece HTTP
-//! (`/piecestore/`), every request authenticated with the home's bearer token before anything runs.
+//! (`/piecestore/`), every request authorized by [`super::auth`] (token, or trusted network for worker calls)
+//! before anything runs.
 //!
 //! Every resource a client can hold is bounded by [`ServerLimits`] (the `[API]` keys): open connections (one
 //! more is answered 503 and closed), the time to send a request's headers, request and response body sizes,
 //! calls per batch, and piece transfers, which run on their own threads so that they never occupy the pool
 //! serving `Venus.*` calls.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tower::Service;
 
+use super::auth::{self, AuthPolicy};
 use super::piece::{self, PieceTransfers};
 use crate::config::ApiConfig;
 use crate::filestore::StoreManager;
@@ -90,7 +92,7 @@ impl RpcServer {
 }
 
 struct Shared {
-    token: String,
+    auth: AuthPolicy,
     methods: Methods,
     stores: Arc<StoreManager>,
     builder: TowerServiceBuilder<tower::layer::util::Identity, tower::layer::util::Identity>,
@@ -105,10 +107,11 @@ pub fn start(
     listener: TcpListener,
     methods: Methods,
     stores: Arc<StoreManager>,
-    token: String,
+    auth: AuthPolicy,
     limits: ServerLimits,
 ) -> std::io::Result<RpcServer> {
     let local_addr = listener.local_addr()?;
+    auth.log_startup();
     let (stop, handle) = stop_channel();
     let config = ServerConfig::builder()
         .max_request_body_size(limits.max_request_body_bytes)
@@ -120,7 +123,7 @@ pub fn start(
         .build();
     let builder = Server::builder().set_config(config).to_service_builder();
     let shared = Arc::new(Shared {
-        token,
+        auth,
         methods,
         stores,
         builder,
@@ -135,9 +138,9 @@ pub fn start(
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let socket = tokio::select! {
+        let (socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((socket, _)) => socket,
+                Ok((socket, peer)) => (socket, peer.ip()),
                 Err(e) => {
                     // E.g. out of file descriptors: back off instead of spinning.
                     tracing::warn!("accept failed: {e}");
@@ -153,7 +156,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         let per_conn = Arc::clone(&shared);
         tokio::spawn(async move {
-            serve_connection(socket, per_conn).await;
+            serve_connection(socket, peer, per_conn).await;
             drop(permit);
         });
     }
@@ -181,12 +184,12 @@ async fn refuse_connection(mut socket: TcpStream, cap: u32) {
 
 /// One HTTP/1.1 connection (WebSocket upgrades included), with the header-read timeout, until it ends or the
 /// server stops (then gracefully: the request in flight finishes).
-async fn serve_connection(socket: TcpStream, shared: Arc<Shared>) {
+async fn serve_connection(socket: TcpStream, peer: IpAddr, shared: Arc<Shared>) {
     let stopped = shared.stop.clone().shutdown();
     let per_conn = Arc::clone(&shared);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = Arc::clone(&per_conn);
-        async move { Ok::<_, std::convert::Infallible>(route(req, &shared).await) }
+        async move { Ok::<_, std::convert::Infallible>(route(req, peer, &shared).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(shared.limits.header_read_timeout);
@@ -204,10 +207,11 @@ async fn serve_connection(socket: TcpStream, shared: Arc<Shared>) {
     }
 }
 
-async fn route(req: Request<Incoming>, shared: &Shared) -> HttpResponse {
-    if !authorized(&req, &shared.token) {
-        return piece::text(StatusCode::UNAUTHORIZED, "missing or wrong `Authorization: Bearer <token>`".into());
-    }
+async fn route(req: Request<Incoming>, peer: IpAddr, shared: &Shared) -> HttpResponse {
+    let req = match auth::authorize(req, peer, &shared.auth).await {
+        Ok(req) => req,
+        Err(refusal) => return refusal,
+    };
     let path = req.uri().path().to_string();
     if path == RPC_PATH {
         let mut service = shared.builder.clone().build(shared.methods.clone(), shared.stop.clone());
@@ -220,32 +224,4 @@ async fn route(req: Request<Incoming>, shared: &Shared) -> HttpResponse {
         return shared.pieces.handle(req, name, Arc::clone(&shared.stores)).await;
     }
     piece::text(StatusCode::NOT_FOUND, format!("no such endpoint {path}; use {RPC_PATH} or {PIECE_PREFIX}<name>"))
-}
-
-/// Constant-time comparison of the bearer token.
-fn authorized<B>(req: &Request<B>, token: &str) -> bool {
-    let Some(given) = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::authorized;
-
-    #[test]
-    fn only_the_exact_bearer_token_is_authorized() {
-        let req = |v: &str| http::Request::builder().header("Authorization", v).body(()).unwrap();
-        assert!(authorized(&req("Bearer s3cret"), "s3cret"));
-        assert!(!authorized(&req("Bearer s3cre"), "s3cret"));
-        assert!(!authorized(&req("s3cret"), "s3cret"));
-        assert!(!authorized(&http::Request::new(()), "s3cret"));
-    }
 }

@@ -1,0 +1,113 @@
+//! The `Venus` namespace: the API damocles-worker speaks, with the Go manager's method names, positional
+//! parameters and PascalCase JSON, plus the operator's sector methods. One file per method group:
+//! [`sealing`] (allocate, report), [`stores`], [`workers`] (ping), [`admin`] (operator), [`unsupported`]
+//! (chain-facing and WindowPoSt methods, answered with deliberate errors). `docs/rpc.md` lists every method of
+//! the worker's trait and what damocles-rs does with it.
+
+pub mod admin;
+pub mod sealing;
+pub mod stores;
+pub mod types;
+pub mod unsupported;
+pub mod workers;
+
+use jsonrpsee::RpcModule;
+use jsonrpsee::types::ErrorObjectOwned;
+use serde::Serialize;
+
+use super::AppState;
+use super::params::{Args, SECTOR_NOT_FOUND, SERVER_ERROR, error};
+use crate::sectors::SectorError;
+
+pub use super::worker_pings::WorkerPings;
+pub use sealing::MAX_BATCH;
+pub use types::{AllocateSectorSpec, SectorStateResp, WorkerInfo, WorkerInfoSummary, WorkerPingInfo};
+
+/// Every method of damocles-worker's `Sealer` trait (`damocles-worker/src/rpc/sealer/mod.rs:476`-`653`), in the
+/// trait's order. These, and only these, may be called without the token from `[API] TrustedNetworks`.
+pub const WORKER_METHODS: [&str; 25] = [
+    "Venus.AllocateSector",
+    "Venus.AllocateSectorsBatch",
+    "Venus.AcquireDeals",
+    "Venus.AssignTicket",
+    "Venus.SubmitPreCommit",
+    "Venus.PollPreCommitState",
+    "Venus.SubmitPersistedEx",
+    "Venus.WaitSeed",
+    "Venus.SubmitProof",
+    "Venus.PollProofState",
+    "Venus.ReportState",
+    "Venus.ReportFinalized",
+    "Venus.ReportAborted",
+    "Venus.AllocateSanpUpSector",
+    "Venus.SubmitSnapUpProof",
+    "Venus.WorkerPing",
+    "Venus.StoreReserveSpace",
+    "Venus.StoreBasicInfo",
+    "Venus.AllocateRebuildSector",
+    "Venus.AllocateUnsealSector",
+    "Venus.AchieveUnsealSector",
+    "Venus.AcquireUnsealDest",
+    "Venus.WdPoStAllocateJobs",
+    "Venus.WdPoStHeartbeatJobs",
+    "Venus.WdPoStFinishJob",
+];
+
+/// A sector error as JSON-RPC: 11001 (what damocles-worker and Go use) when the sector does not exist.
+fn sector_error(err: SectorError) -> ErrorObjectOwned {
+    let code = if err.is_not_found() { SECTOR_NOT_FOUND } else { SERVER_ERROR };
+    error(code, err.to_string())
+}
+
+/// Registers every `Venus.*` method on `module`.
+pub fn register(module: &mut RpcModule<AppState>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
+    sealing::register(module)?;
+    workers::register(module)?;
+    stores::register(module)?;
+    admin::register(module)?;
+    unsupported::register(module)
+}
+
+/// Registers one blocking method (the state manager and stores are synchronous).
+pub(super) fn add<R, F>(
+    module: &mut RpcModule<AppState>,
+    name: &'static str,
+    f: F,
+) -> Result<(), jsonrpsee::core::RegisterMethodError>
+where
+    R: Serialize + Clone + Send + 'static,
+    F: Fn(&AppState, Args) -> Result<R, ErrorObjectOwned> + Clone + Send + Sync + 'static,
+{
+    module.register_blocking_method(name, move |params, state, _| {
+        let args = Args::new(name, &params)?;
+        f(&state, args)
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unsupported::{CHAIN_METHODS, WDPOST_METHODS};
+    use super::*;
+
+    /// Every worker method is either implemented or deliberately unsupported: none is left to a generic answer.
+    #[test]
+    fn every_worker_method_is_registered() {
+        let implemented = [
+            "Venus.AllocateSector",
+            "Venus.AllocateSectorsBatch",
+            "Venus.ReportState",
+            "Venus.ReportFinalized",
+            "Venus.ReportAborted",
+            "Venus.WorkerPing",
+            "Venus.StoreReserveSpace",
+            "Venus.StoreBasicInfo",
+        ];
+        for method in WORKER_METHODS {
+            let known =
+                implemented.contains(&method) || CHAIN_METHODS.contains(&method) || WDPOST_METHODS.contains(&method);
+            assert!(known, "{method} is neither implemented nor deliberately unsupported");
+        }
+        assert_eq!(implemented.len() + CHAIN_METHODS.len() - 1 + WDPOST_METHODS.len(), WORKER_METHODS.len());
+    }
+}

@@ -1,0 +1,97 @@
+//! The sealing methods damocles-worker drives a sector with: `Venus.AllocateSector`, `Venus.AllocateSectorsBatch`,
+//! `Venus.ReportState`, `Venus.ReportFinalized`, `Venus.ReportAborted`.
+
+use jsonrpsee::RpcModule;
+use jsonrpsee::core::RegisterMethodError;
+use jsonrpsee::types::ErrorObjectOwned;
+use manager_plugin::sector::{AllocatedSector, ReportStateReq, SectorId, SectorState, SectorUpdate, WorkerState};
+use rand::seq::SliceRandom;
+
+use super::super::AppState;
+use super::super::params::{INVALID_PARAMS, error};
+use super::types::{AllocateSectorSpec, SectorStateResp};
+use super::{add, sector_error};
+use crate::sectors::MinerCandidate;
+
+/// The most sectors one `AllocateSectorsBatch` call may allocate (one transaction, one lock on the miner).
+pub const MAX_BATCH: u32 = 1024;
+
+/// Registers the sealing methods.
+pub fn register(module: &mut RpcModule<AppState>) -> Result<(), RegisterMethodError> {
+    // Go `modules/sealer/sealer.go:135`: `null` when no configured miner fits the spec.
+    add(module, "Venus.AllocateSector", |state, mut args| {
+        let spec: AllocateSectorSpec = args.next("spec")?;
+        args.finish()?;
+        Ok(allocate(state, &spec, 1)?.into_iter().next())
+    })?;
+    // Go `modules/sealer/sealer.go:146` and `modules/impl/sectors/mgr.go:39`: count 0 is an error. Where Go answers
+    // `null` for "nothing fits", we answer `[]`: the worker declares `Vec<AllocatedSector>` (worker
+    // `rpc/sealer/mod.rs:486`) and cannot decode `null`.
+    add(module, "Venus.AllocateSectorsBatch", |state, mut args| {
+        let spec: AllocateSectorSpec = args.next("spec")?;
+        let count: u32 = args.next("count")?;
+        args.finish()?;
+        if count == 0 || count > MAX_BATCH {
+            return Err(error(
+                INVALID_PARAMS,
+                format!(
+                    "Venus.AllocateSectorsBatch: parameter `count` is {count}; allocate 1 to {MAX_BATCH} sectors per call"
+                ),
+            ));
+        }
+        allocate(state, &spec, count)
+    })?;
+    // Go `modules/sealer/sealer.go:417`: an online sector records the report; a finalized (offline) one is answered
+    // as it is, unchanged, so the worker learns it is finalized and cleans up; 11001 when it is in neither state.
+    add(module, "Venus.ReportState", |state, mut args| {
+        let sid: SectorId = args.next("sid")?;
+        let req: ReportStateReq = args.next("req")?;
+        args.finish()?;
+        let sector = match state.sectors.update(sid, vec![SectorUpdate::LatestState(req)]) {
+            Ok(updated) => updated,
+            Err(e) if e.is_not_found() => {
+                state.sectors.find(WorkerState::Offline, sid).map_err(sector_error)?.ok_or_else(|| sector_error(e))?
+            }
+            Err(e) => return Err(sector_error(e)),
+        };
+        Ok(state_resp(sector))
+    })?;
+    // Go `modules/sealer/sealer.go:445`: the answer is a nil `core.Meta` (`null`), and the sector's reservation
+    // is released.
+    add(module, "Venus.ReportFinalized", |state, mut args| {
+        let sid: SectorId = args.next("sid")?;
+        args.finish()?;
+        state.sectors.finalize(sid).map_err(sector_error)?;
+        state.stores.release(sid);
+        Ok(())
+    })?;
+    // Go `modules/sealer/sealer.go:471`: as ReportFinalized, with the abort reason recorded.
+    add(module, "Venus.ReportAborted", |state, mut args| {
+        let sid: SectorId = args.next("sid")?;
+        let reason: String = args.next("reason")?;
+        args.finish()?;
+        state.sectors.finalize_with(sid, vec![SectorUpdate::AbortReason(reason)]).map_err(sector_error)?;
+        state.stores.release(sid);
+        Ok(())
+    })
+}
+
+/// Go answers `AbortReason` as a pointer to the sector's field: always a string, empty when not aborted.
+fn state_resp(sector: SectorState) -> SectorStateResp {
+    SectorStateResp { id: sector.id, finalized: sector.finalized, abort_reason: Some(sector.abort_reason) }
+}
+
+/// Allocates `count` sectors from one of the enabled miners the spec allows, tried in random order as Go picks
+/// them, whose `[Miners.Sector]` range can hold them; nothing when no miner fits (`AllocateSector` answers null).
+fn allocate(state: &AppState, spec: &AllocateSectorSpec, count: u32) -> Result<Vec<AllocatedSector>, ErrorObjectOwned> {
+    let mut candidates: Vec<_> =
+        state.miners.iter().filter(|m| m.sector.enabled && spec.allows(m.actor, m.seal_proof)).collect();
+    candidates.shuffle(&mut rand::rng());
+    let candidates = candidates.into_iter().map(|m| MinerCandidate {
+        miner: m.actor,
+        proof_type: m.seal_proof,
+        range: m.sector.number_range(),
+        verbose: m.sector.verbose,
+    });
+    state.sectors.allocate_first(candidates, count).map_err(sector_error)
+}
