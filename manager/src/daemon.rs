@@ -105,7 +105,7 @@ async fn open_sectors(home: &Home, config: &Config, db: &Arc<dyn Db>) -> anyhow:
     let (db, home, describe) = (Arc::clone(db), home.clone(), DbDescription::of(&config.common.db));
     let sectors = tokio::task::spawn_blocking(move || -> anyhow::Result<StateManager> {
         crate::db_identity::verify(&home, &*db, &describe, home.adopt_db())?;
-        Ok(StateManager::open(db).context("opening the sector state manager")?)
+        StateManager::open(db).context("opening the sector state manager")
     })
     .await??;
     Ok(Arc::new(sectors))

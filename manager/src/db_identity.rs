@@ -19,6 +19,9 @@
 //! `daemon run --adopt-db` turns every refusal into "take the database as found" (and records its identity, a
 //! new one when it has none): for when a new database is really intended.
 
+// The errors here are built once, at start-up, and end it: their size costs nothing worth boxing for.
+#![allow(clippy::result_large_err)]
+
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 

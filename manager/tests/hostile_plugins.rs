@@ -92,7 +92,7 @@ fn a_dynamic_table_pointing_outside_the_file_is_refused_for_every_table_tag() {
     let memdb = std::fs::read(common::plugins::built("memdb")).unwrap();
     for tag in [object::elf::DT_STRTAB, object::elf::DT_SYMTAB, object::elf::DT_RELA, object::elf::DT_INIT_ARRAY] {
         let mut bytes = memdb.clone();
-        patch_dynamic(&mut bytes, tag, 0x7fff_0000_000);
+        patch_dynamic(&mut bytes, tag, 0x07ff_f000_0000);
         let err = plugin_image::Image::read_plugin(&bytes).err().expect("refused");
         assert!(err.to_string().contains("points outside the file's loaded segments"), "tag {tag}: {err}");
     }

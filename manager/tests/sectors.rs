@@ -912,12 +912,15 @@ impl KvStore for LateCommitStore {
     }
 }
 
+/// A write a transaction made: the key and its new value (`None` for a delete).
+type RecordedWrite = (Vec<u8>, Option<Vec<u8>>);
+
 /// Records what a transaction reads (with the key's write counter at that moment) and writes.
 struct RecordingTxn<'a> {
     inner: &'a dyn Txn,
     late: &'a LateState,
     reads: RefCell<Vec<(Vec<u8>, u64)>>,
-    writes: RefCell<Vec<(Vec<u8>, Option<Vec<u8>>)>>,
+    writes: RefCell<Vec<RecordedWrite>>,
 }
 
 impl Txn for RecordingTxn<'_> {

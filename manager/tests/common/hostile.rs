@@ -132,7 +132,7 @@ pub fn own_malloc_plugin() -> PathBuf {
 pub fn corpus(marker: &Path) -> Vec<HostileFile> {
     let memdb = std::fs::read(built("memdb")).expect("read memdb");
     let mut dyn_outside = memdb.clone();
-    patch_dynamic(&mut dyn_outside, elf::DT_GNU_HASH, 0x7fff_0000_000);
+    patch_dynamic(&mut dyn_outside, elf::DT_GNU_HASH, 0x07ff_f000_0000);
     let mut null_entry = memdb.clone();
     patch_symbol_to_abs_zero(&mut null_entry, "damocles_plugin_module");
     let libm = ["/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/x86_64-linux-gnu/libm.so.6"]
