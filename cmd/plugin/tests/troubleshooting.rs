@@ -1,6 +1,6 @@
 //! `docs/plugin-guide.md`'s troubleshooting section lists exactly the user-facing error messages of the loader,
-//! `plugin build`, `plugin check-dep` and `plugin new`: a message added to the code without an entry, or an entry
-//! whose message the code no longer prints, fails this test.
+//! `plugin build`, `plugin check-dep`, `plugin new` and `plugin inspect`: a message added to the code without an
+//! entry, or an entry whose message the code no longer prints, fails this test.
 //!
 //! Messages are read from the sources: the format strings of `#[error("…")]` attributes and of `write!`/`format!`
 //! calls in the listed places. Only each message's first line is compared, with every `{placeholder}` written as
@@ -36,6 +36,11 @@ const SOURCES: &[Source] = &[
         containing: None,
     },
     Source { file: "manager/src/filestore/error.rs", block: None, openers: ERROR_ATTR, containing: Some("plugin") },
+    // Why a file's bytes are refused before anything is mapped: the loader prints `{file}: {refusal}`, `plugin
+    // inspect` prints `incompatible: {refusal}`.
+    Source { file: "plugin-image/src/refusal.rs", block: None, openers: ERROR_ATTR, containing: None },
+    // A malformed `.damocles_plugin` section, printed after `bad plugin section: `.
+    Source { file: "manager-plugin/src/abi/section.rs", block: None, openers: ERROR_ATTR, containing: None },
     Source { file: "manager-plugin/src/manifest.rs", block: None, openers: ERROR_ATTR, containing: None },
     Source { file: "cmd/plugin/src/build/mod.rs", block: None, openers: ERROR_ATTR, containing: None },
     Source {
@@ -56,6 +61,12 @@ const SOURCES: &[Source] = &[
         block: Some("impl fmt::Display for FixOutcome"),
         openers: &["write!(", "writeln!("],
         containing: Some("check-dep --fix:"),
+    },
+    Source {
+        file: "cmd/plugin/src/inspect.rs",
+        block: Some("pub fn inspect("),
+        openers: &["with_context(|| ", "anyhow::anyhow!("],
+        containing: None,
     },
     Source {
         file: "cmd/plugin/src/new/mod.rs",
