@@ -33,7 +33,13 @@ fn target_dir() -> std::path::PathBuf {
 
 /// Runs `plugin build --debug` (the quicker profile; the release default has its own test).
 fn build(src: &Path, out: &Path) -> (bool, String, String) {
+    build_with_env(src, out, &[])
+}
+
+/// [`build`] with extra environment variables, as an author's shell or CI would set them.
+fn build_with_env(src: &Path, out: &Path, env: &[(&str, &str)]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_plugin"))
+        .envs(env.iter().copied())
         .args(["build", "--debug", "--src-dir"])
         .arg(src)
         .arg("--out-dir")
@@ -183,4 +189,28 @@ fn the_readmes_build_command_makes_a_plugin_a_release_manager_accepts() {
         &this_build.to_text().replace("debug-assertions=true", "debug-assertions=false"),
     );
     assert_eq!(release_manager.differences(&plugin), [], "a release manager accepts it (this build: {this_build:?})");
+}
+
+/// A plugin whose panics abort would take the daemon down with its first panic. Whatever asks for `abort` (the
+/// profile through the environment, or `-C panic=abort` in RUSTFLAGS), the result either is refused at build time
+/// naming the setting, or really unwinds: the `panic` item the host compares is read from `cfg!()` in the built
+/// SDK, so a plugin that aborts cannot carry `unwind`.
+#[test]
+fn a_panic_abort_build_is_refused_or_forced_back_to_unwind() {
+    let manifest =
+        "name = \"x\"\nkind = \"RegisterJsonRpc\"\nexport = [{ extPoint = \"Handler\", impl = \"handler\" }]\n";
+    for env in [
+        &[("CARGO_PROFILE_DEV_PANIC", "abort"), ("CARGO_PROFILE_RELEASE_PANIC", "abort")][..],
+        &[("RUSTFLAGS", "-C panic=abort")][..],
+    ] {
+        let src = plugin_crate(manifest, COUNTER_LIB);
+        let out = tempfile::tempdir().unwrap();
+        let (ok, _, stderr) = build_with_env(src.path(), out.path(), env);
+        if !ok {
+            assert!(stderr.contains("panic = \"unwind\""), "{env:?}: refused without naming the setting:\n{stderr}");
+            continue;
+        }
+        let library = std::fs::read_dir(out.path()).unwrap().next().expect("a built plugin").unwrap().path();
+        assert_eq!(embedded_fingerprint(&library).get("panic"), Some("unwind"), "{env:?}: {stderr}");
+    }
 }
