@@ -2,45 +2,31 @@
 //! recovers, drains 4k and 32k events with the same KV work per event. The work is counted (entries read from
 //! the KV store), not timed; the wall times are printed for `docs/reliability.md`.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::wrapped_db::WrappedDb;
 use manager::sectors::{Deliverer, DeliveryOptions, EventTarget, StateManager};
 use manager_plugin::kv::{Db, Entry, KvError, KvIter, KvStore, Meta, TxnFn};
 use manager_plugin::sector::{SectorId, SectorUpdate};
 use manager_plugin::sync::SectorEvent;
 
-/// A real KV database (memdb, or RocksDB with `DELIVERY_COST_DB=rocksdb`) whose collections count every entry
-/// read outside transactions.
-struct CountingDb {
-    inner: Box<dyn Db>,
-    reads: Arc<AtomicU64>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl CountingDb {
-    fn open(reads: Arc<AtomicU64>) -> CountingDb {
-        if std::env::var("DELIVERY_COST_DB").as_deref() == Ok("rocksdb") {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let db = manager::kvstore::RocksDb::open(dir.path()).expect("RocksDB");
-            db.run().expect("run");
-            return CountingDb { inner: Box::new(db), reads, _dir: Some(dir) };
-        }
-        CountingDb { inner: Box::new(memdb::open(&Meta::new()).expect("memdb")), reads, _dir: None }
+/// The database the delivery runs on (memdb, or RocksDB with `DELIVERY_COST_DB=rocksdb`), counting the entries
+/// read outside transactions; the temp dir, if any, must outlive it.
+fn counting_db(reads: Arc<AtomicU64>) -> (WrappedDb, Option<tempfile::TempDir>) {
+    let count = move |_: &dyn Db, _: &str, inner: Box<dyn KvStore>| -> Result<Box<dyn KvStore>, KvError> {
+        Ok(Box::new(CountingStore { inner, reads: Arc::clone(&reads) }))
+    };
+    if std::env::var("DELIVERY_COST_DB").as_deref() == Ok("rocksdb") {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = manager::kvstore::RocksDb::open(dir.path()).expect("RocksDB");
+        db.run().expect("run");
+        return (WrappedDb::new(Box::new(db), count), Some(dir));
     }
-}
-
-impl Db for CountingDb {
-    fn run(&self) -> Result<(), KvError> {
-        self.inner.run()
-    }
-    fn close(&self) -> Result<(), KvError> {
-        self.inner.close()
-    }
-    fn open_collection(&self, name: &str) -> Result<Box<dyn KvStore>, KvError> {
-        Ok(Box::new(CountingStore { inner: self.inner.open_collection(name)?, reads: Arc::clone(&self.reads) }))
-    }
+    (WrappedDb::new(Box::new(memdb::open(&Meta::new()).expect("memdb")), count), None)
 }
 
 struct CountingStore {
@@ -118,7 +104,8 @@ impl EventTarget for Flaky {
 /// event while failing and draining, and the drain's wall time.
 fn drain(events: usize) -> (f64, Duration) {
     let reads = Arc::new(AtomicU64::new(0));
-    let db: Arc<dyn Db> = Arc::new(CountingDb::open(Arc::clone(&reads)));
+    let (db, _dir) = counting_db(Arc::clone(&reads));
+    let db: Arc<dyn Db> = Arc::new(db);
     let sectors = Arc::new(StateManager::open(Arc::clone(&db)).expect("state manager"));
     let target = Arc::new(Flaky { failing: AtomicBool::new(true), accepted: AtomicUsize::new(0) });
     let options = DeliveryOptions {

@@ -2,6 +2,8 @@
 //! the sector lifecycle, numbering across restarts, import, not-found errors, and delivery to targets that fail,
 //! block, panic, or come back after a restart.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::wrapped_db::WrappedDb;
 use manager::kvstore::RocksDb;
 use manager::sectors::{COLLECTION, Deliverer, DeliveryOptions, EventTarget, JobFilter, StateManager};
 use manager_plugin::kv::{Db, KvError, KvIter, KvStore, Txn, TxnFn};
@@ -646,24 +649,6 @@ impl CommitGate {
     }
 }
 
-/// RocksDB whose transactions pass through a [`CommitGate`] after their body ran, before they commit.
-struct GatedDb {
-    inner: RocksDb,
-    gate: Arc<CommitGate>,
-}
-
-impl Db for GatedDb {
-    fn run(&self) -> Result<(), KvError> {
-        self.inner.run()
-    }
-    fn close(&self) -> Result<(), KvError> {
-        self.inner.close()
-    }
-    fn open_collection(&self, name: &str) -> Result<Box<dyn KvStore>, KvError> {
-        Ok(Box::new(GatedStore { inner: self.inner.open_collection(name)?, gate: Arc::clone(&self.gate) }))
-    }
-}
-
 struct GatedStore {
     inner: Box<dyn KvStore>,
     gate: Arc<CommitGate>,
@@ -735,7 +720,11 @@ impl Txn for WatchedTxn<'_> {
 fn an_event_that_commits_late_is_still_delivered_before_later_seqs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gate = Arc::new(CommitGate { key: b"online/m-1000-n-1".to_vec(), armed: Mutex::default() });
-    let db = GatedDb { inner: RocksDb::open(dir.path()).expect("open RocksDB"), gate: Arc::clone(&gate) };
+    let gate_for_db = Arc::clone(&gate);
+    // RocksDB whose transactions pass through the gate after their body ran, before they commit.
+    let db = WrappedDb::new(Box::new(RocksDb::open(dir.path()).expect("open RocksDB")), move |_, _, inner| {
+        Ok(Box::new(GatedStore { inner, gate: Arc::clone(&gate_for_db) }) as Box<dyn KvStore>)
+    });
     db.run().expect("run");
     let sectors = Arc::new(StateManager::open(Arc::new(db)).expect("open"));
     sectors.allocate(MINER, 8, 2).expect("allocate");
@@ -763,22 +752,14 @@ fn an_event_that_commits_late_is_still_delivered_before_later_seqs() {
     deliverer.stop();
 }
 
-/// When a [`LateCommitDb`] transaction writing its key is armed, what happens to it.
+/// When a [`late_commit_db`] transaction writing its key is armed, what happens to it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Late {
-    /// The caller gets an error; the writes wait for [`LateCommitDb::land`] (an EXEC that times out
+    /// The caller gets an error; the writes wait for [`LateState::land`] (an EXEC that times out
     /// client-side and runs later).
     Defer,
     /// The writes are applied, then the caller gets an error (the EXEC ran, its reply was lost).
     ApplyThenFail,
-}
-
-/// RocksDB behind a Redis-like commit that can answer an error and still be applied, now or later. A deferred
-/// commit lands only if no key it read was written since (Redis's `WATCH` rule: any write, even of the same
-/// value, or a delete), tracked by a per-key write counter over every write through this wrapper.
-struct LateCommitDb {
-    inner: RocksDb,
-    late: Arc<LateState>,
 }
 
 struct LateState {
@@ -829,17 +810,15 @@ fn apply(store: &dyn KvStore, writes: &[(Vec<u8>, Option<Vec<u8>>)]) {
         .expect("apply the deferred writes");
 }
 
-impl Db for LateCommitDb {
-    fn run(&self) -> Result<(), KvError> {
-        self.inner.run()
-    }
-    fn close(&self) -> Result<(), KvError> {
-        self.inner.close()
-    }
-    fn open_collection(&self, name: &str) -> Result<Box<dyn KvStore>, KvError> {
-        *self.late.landing.lock().expect("landing") = Some(self.inner.open_collection(name)?);
-        Ok(Box::new(LateCommitStore { inner: self.inner.open_collection(name)?, late: Arc::clone(&self.late) }))
-    }
+/// RocksDB behind a Redis-like commit that can answer an error and still be applied, now or later. A deferred
+/// commit lands only if no key it read was written since (Redis's `WATCH` rule: any write, even of the same
+/// value, or a delete), tracked by a per-key write counter over every write through this wrapper.
+fn late_commit_db(dir: &std::path::Path, late: &Arc<LateState>) -> WrappedDb {
+    let late = Arc::clone(late);
+    WrappedDb::new(Box::new(RocksDb::open(dir).expect("open RocksDB")), move |db, name, inner| {
+        *late.landing.lock().expect("landing") = Some(db.open_collection(name)?);
+        Ok(Box::new(LateCommitStore { inner, late: Arc::clone(&late) }) as Box<dyn KvStore>)
+    })
 }
 
 struct LateCommitStore {
@@ -945,7 +924,7 @@ impl Txn for RecordingTxn<'_> {
     }
 }
 
-/// A state manager on a [`LateCommitDb`] whose armed key is sector 1's online record, with a delivering target.
+/// A state manager on a [`late_commit_db`] whose armed key is sector 1's online record, with a delivering target.
 fn late_commit_setup() -> (tempfile::TempDir, Arc<LateState>, Arc<StateManager>, Arc<Recorder>, Deliverer) {
     let dir = tempfile::tempdir().expect("tempdir");
     let late = Arc::new(LateState {
@@ -955,7 +934,7 @@ fn late_commit_setup() -> (tempfile::TempDir, Arc<LateState>, Arc<StateManager>,
         pending: Mutex::default(),
         landing: Mutex::default(),
     });
-    let db = LateCommitDb { inner: RocksDb::open(dir.path()).expect("open RocksDB"), late: Arc::clone(&late) };
+    let db = late_commit_db(dir.path(), &late);
     db.run().expect("run");
     let sectors = Arc::new(StateManager::open(Arc::new(db)).expect("open"));
     sectors.allocate(MINER, 8, 2).expect("allocate");

@@ -6,3 +6,4 @@ pub mod hostile;
 pub mod kv_conformance;
 pub mod plugins;
 pub mod private_redis;
+pub mod wrapped_db;
