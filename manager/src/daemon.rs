@@ -20,6 +20,9 @@ use crate::db_identity::DbDescription;
 use crate::filestore::{StoreManager, StoreSpec};
 use crate::home::Home;
 use crate::kvstore::{LeasedRedisDb, RedisDb, RocksDb};
+use crate::metrics::MetricsExporter;
+use crate::metrics::http::MetricsServer;
+use crate::metrics::plugin_calls::SyncCallTimers;
 use crate::plugins::{PluginRecord, PluginRegistry, SyncLag};
 use crate::rpc::{self, AppState, RpcServer, ServerLimits};
 use crate::sectors::{Deliverer, DeliveryOptions, DeliveryWatch, EventTarget, StateManager};
@@ -32,6 +35,7 @@ pub struct Daemon {
     delivery: crate::sectors::DeliveryControl,
     stores: Arc<StoreManager>,
     server: RpcServer,
+    metrics_server: Option<MetricsServer>,
     step: shutdown::Step,
 }
 
@@ -69,9 +73,16 @@ impl Daemon {
             Deliverer::start_with(Arc::clone(&sectors), sync_targets(&registry), DeliveryOptions::default(), watch);
         let delivery = deliverer.control();
         match serve(&config, listen, token, sectors, delivery.clone(), &registry).await {
-            Ok((server, stores)) => {
-                Ok(Daemon { registry, db, deliverer, delivery, stores, server, step: shutdown::Step::default() })
-            }
+            Ok((server, stores, metrics_server)) => Ok(Daemon {
+                registry,
+                db,
+                deliverer,
+                delivery,
+                stores,
+                server,
+                metrics_server,
+                step: shutdown::Step::default(),
+            }),
             Err(e) => {
                 shutdown::close(Some(deliverer), None, db, registry, &shutdown::Step::default()).await;
                 Err(e)
@@ -84,9 +95,17 @@ impl Daemon {
         self.server.local_addr
     }
 
+    /// Where `[API] MetricsListen` serves `/metrics`, when set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(|server| server.local_addr)
+    }
+
     /// Orderly shutdown, every step bounded (see [`shutdown`]): stop accepting and finish in-flight requests,
     /// stop delivery, close the database, then `onShutdown` every initialized plugin in reverse load order.
     pub async fn shutdown(self) {
+        if let Some(metrics) = self.metrics_server {
+            metrics.stop().await;
+        }
         self.step.begin("finishing in-flight requests");
         let drain = shutdown::DRAIN_TIMEOUT;
         if tokio::time::timeout(drain, self.server.stop()).await.is_err() {
@@ -112,7 +131,7 @@ async fn open_sectors(home: &Home, config: &Config, db: &Arc<dyn Db>) -> anyhow:
 }
 
 /// Opens the stores and builds the RPC module (both call plugin code, so off the async workers), then binds and
-/// starts the server.
+/// starts the server, and the `[API] MetricsListen` listener when set.
 async fn serve(
     config: &Config,
     listen: Option<&str>,
@@ -120,7 +139,7 @@ async fn serve(
     sectors: Arc<StateManager>,
     delivery: crate::sectors::DeliveryControl,
     registry: &Arc<PluginRegistry>,
-) -> anyhow::Result<(RpcServer, Arc<StoreManager>)> {
+) -> anyhow::Result<(RpcServer, Arc<StoreManager>, Option<MetricsServer>)> {
     let (blocking_config, blocking_registry) = (config.clone(), Arc::clone(registry));
     let (stores, module) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let stores = Arc::new(open_stores(&blocking_config, &blocking_registry)?);
@@ -139,9 +158,19 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let limits = ServerLimits::from_config(&config.api);
     let auth = rpc::auth::AuthPolicy::new(token, config.api.trusted_networks.clone());
-    let server = rpc::start(listener, module.into(), Arc::clone(&stores), auth, limits)?;
+    let exporter = MetricsExporter::new(Arc::clone(registry), Arc::clone(&stores));
+    let metrics_server = match config.api.metrics_listen.as_str() {
+        "" => None,
+        addr => {
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("binding [API] MetricsListen = {addr:?} (set it to \"\" to serve /metrics only on Listen)")
+            })?;
+            Some(MetricsServer::start(listener, exporter.clone())?)
+        }
+    };
+    let server = rpc::start(listener, module.into(), Arc::clone(&stores), auth, limits, exporter)?;
     tracing::info!(listen = %server.local_addr, db = config.common.db.driver.as_str(), "damocles-manager is running");
-    Ok((server, stores))
+    Ok((server, stores, metrics_server))
 }
 
 /// Runs the daemon until SIGINT or SIGTERM, then shuts it down. A second signal during shutdown logs what is
@@ -260,6 +289,7 @@ fn open_stores(config: &Config, registry: &PluginRegistry) -> anyhow::Result<Sto
 struct PluginTarget {
     record: Arc<PluginRecord>,
     hooks: SyncHooks,
+    timers: SyncCallTimers,
 }
 
 impl EventTarget for PluginTarget {
@@ -268,7 +298,7 @@ impl EventTarget for PluginTarget {
     }
 
     fn deliver(&self, event: &SectorEvent) -> Result<(), String> {
-        self.hooks.deliver(event).map_err(|e| e.to_string())
+        self.timers.time(event.ext_point(), || self.hooks.deliver(event)).map_err(|e| e.to_string())
     }
 
     fn report_lag(&self, pending: u64, last_error: Option<String>) {
@@ -301,7 +331,10 @@ fn sync_targets(registry: &PluginRegistry) -> Vec<Arc<dyn EventTarget>> {
     registry
         .ready(Kind::SyncSectorState)
         .filter_map(|record| match record.sync_hooks() {
-            Ok(hooks) => Some(Arc::new(PluginTarget { record: Arc::clone(record), hooks }) as Arc<dyn EventTarget>),
+            Ok(hooks) => {
+                let timers = SyncCallTimers::new(&record.manifest().name);
+                Some(Arc::new(PluginTarget { record: Arc::clone(record), hooks, timers }) as Arc<dyn EventTarget>)
+            }
             Err(e) => {
                 record.disable(e.to_string());
                 None

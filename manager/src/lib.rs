@@ -9,6 +9,7 @@
 //! - [`sectors`]: the sector state manager and the durable event outbox for SyncSectorState plugins.
 //! - [`filestore`]: piece and persist stores (built-in local or plugin) and space reservations.
 //! - [`rpc`]: the JSON-RPC server (`Venus`, `Plugins`, plugin namespaces) and piece HTTP.
+//! - [`metrics`]: Prometheus metrics at `/metrics`.
 //! - [`daemon`]: start-up and shutdown.
 
 pub mod config;
@@ -17,6 +18,7 @@ pub mod db_identity;
 pub mod filestore;
 pub mod home;
 pub mod kvstore;
+pub mod metrics;
 pub mod plugins;
 pub mod rpc;
 pub mod sectors;

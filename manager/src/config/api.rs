@@ -35,6 +35,9 @@ pub struct ApiConfig {
     /// `PieceTransferIdleSecs`: a piece transfer whose client sends or takes no data for this many seconds is
     /// aborted, freeing its slot; default 60.
     pub piece_transfer_idle_secs: u64,
+    /// `MetricsListen`: a second socket address serving only `GET /metrics`, without the token (for a private
+    /// scrape network); default empty (off: `/metrics` is served on `Listen`, behind the token).
+    pub metrics_listen: String,
 }
 
 impl Default for ApiConfig {
@@ -49,6 +52,7 @@ impl Default for ApiConfig {
             max_batch_requests: 100,
             max_piece_transfers: 64,
             piece_transfer_idle_secs: 60,
+            metrics_listen: String::new(),
         }
     }
 }

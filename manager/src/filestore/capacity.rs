@@ -157,6 +157,60 @@ impl CapacityCache {
     pub(super) fn timeout(&self) -> Duration {
         self.options.timeout
     }
+
+    /// The current figure without waiting (for metrics scrapes): `Failed` until the first answer.
+    pub(super) fn peek(&self) -> Capacity {
+        let slot = self.lock();
+        if let Some((began, wall)) = slot.asking_since
+            && began.elapsed() >= self.options.timeout
+        {
+            let since = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            return Capacity::Unanswered { running: began.elapsed(), since };
+        }
+        slot.latest.clone().unwrap_or_else(|| Capacity::Failed("not read yet".into()))
+    }
+}
+
+/// A store's cached capacity figures, as metrics show them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreFigures {
+    /// The store's name.
+    pub name: String,
+    /// Piece or persist.
+    pub kind: super::StoreKind,
+    /// Bytes on the volume (0 while unknown).
+    pub total: u64,
+    /// Bytes free (0 while unknown).
+    pub free: u64,
+    /// Bytes reserved by sectors.
+    pub reserved: u64,
+    /// Whether the figures are the store's last answer (else it failed, hangs or has not answered yet).
+    pub known: bool,
+}
+
+impl super::StoreManager {
+    /// The cached figures of every store, piece stores first; never calls a store nor waits for one.
+    pub fn capacity_figures(&self) -> Vec<StoreFigures> {
+        let reserved: Vec<u64> = {
+            let state = self.lock_state();
+            (0..self.persist.len())
+                .map(|index| state.reservations.items_on(index).iter().fold(0u64, |sum, r| sum.saturating_add(r.size)))
+                .collect()
+        };
+        let reserved_on = |index: usize| reserved.get(index).copied().unwrap_or(0);
+        let pieces = self.piece.iter().map(|store| (store, 0));
+        let persists = self.persist.iter().enumerate().map(|(index, store)| (store, reserved_on(index)));
+        pieces
+            .chain(persists)
+            .map(|(store, reserved)| {
+                let (total, free, known) = match store.capacity.peek() {
+                    Capacity::Known { total, free, .. } => (total, free, true),
+                    _ => (0, 0, false),
+                };
+                StoreFigures { name: store.config.name.clone(), kind: store.kind, total, free, reserved, known }
+            })
+            .collect()
+    }
 }
 
 fn refresh_loop(name: &str, store: &Arc<dyn Store>, cache: &Weak<CapacityCache>) {

@@ -44,7 +44,7 @@ mod info;
 mod manager;
 mod reserve;
 
-pub use capacity::CapacityOptions;
+pub use capacity::{CapacityOptions, StoreFigures};
 pub use error::FileStoreError;
 pub use info::{ReservedItem, StoreBasicInfo, StoreDetailedInfo, StoreKind, StoreSpec};
 pub use manager::StoreManager;

@@ -6,7 +6,8 @@
 //!   readers) runs under [`host_callback::catch`], so a host panic never unwinds into plugin frames;
 //! - a KVStore plugin that panics in a write (`put`, `del`, `update`) may have applied part of it: the adapter
 //!   raises the plugin's [`WriteFence`], after which every write through it is refused (reads go on) and the
-//!   registry shows the plugin `Disabled` with the reason. Restarting the daemon lifts the fence.
+//!   registry shows the plugin `Disabled` with the reason. Restarting the daemon lifts the fence;
+//! - every call into the plugin object is timed ([`crate::metrics::plugin_calls`]).
 
 use std::io::{self, Read};
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use manager_plugin::kv::{Db, KvIter, KvStore, Txn, TxnFn};
 use manager_plugin::{KvError, StoreError};
 
 use super::host_callback::catch;
+use crate::metrics::plugin_calls::{KvCallTimers, StoreCallTimers};
 
 /// Raised when a KVStore plugin panicked in a write: from then on writes through it are refused.
 #[derive(Debug, Default)]
@@ -55,12 +57,13 @@ pub struct HostDb {
     inner: Box<dyn Db>,
     plugin: Arc<str>,
     fence: Arc<WriteFence>,
+    timers: Arc<KvCallTimers>,
 }
 
 impl HostDb {
     /// Wraps `inner`, a database of the KVStore plugin `plugin`, fenced by `fence`.
     pub fn new(inner: Box<dyn Db>, plugin: &str, fence: Arc<WriteFence>) -> HostDb {
-        HostDb { inner, plugin: plugin.into(), fence }
+        HostDb { inner, plugin: plugin.into(), fence, timers: Arc::new(KvCallTimers::new(plugin)) }
     }
 }
 
@@ -73,7 +76,12 @@ impl Db for HostDb {
     }
     fn open_collection(&self, name: &str) -> Result<Box<dyn KvStore>, KvError> {
         let inner = self.inner.open_collection(name)?;
-        Ok(Box::new(HostKvStore { inner, plugin: Arc::clone(&self.plugin), fence: Arc::clone(&self.fence) }))
+        Ok(Box::new(HostKvStore {
+            inner,
+            plugin: Arc::clone(&self.plugin),
+            fence: Arc::clone(&self.fence),
+            timers: Arc::clone(&self.timers),
+        }))
     }
 }
 
@@ -81,6 +89,7 @@ struct HostKvStore {
     inner: Box<dyn KvStore>,
     plugin: Arc<str>,
     fence: Arc<WriteFence>,
+    timers: Arc<KvCallTimers>,
 }
 
 impl HostKvStore {
@@ -120,27 +129,29 @@ fn caught_peek(
 
 impl KvStore for HostKvStore {
     fn get(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
-        self.inner.get(key)
+        self.timers.get.time(|| self.inner.get(key))
     }
     fn peek(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<(), KvError> {
-        caught_peek(f, |cb| self.inner.peek(key, cb))
+        self.timers.get.time(|| caught_peek(f, |cb| self.inner.peek(key, cb)))
     }
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
-        self.write("put", || self.inner.put(key, value))
+        self.write("put", || self.timers.put.time(|| self.inner.put(key, value)))
     }
     fn del(&self, key: &[u8]) -> Result<(), KvError> {
-        self.write("del", || self.inner.del(key))
+        self.write("del", || self.timers.del.time(|| self.inner.del(key)))
     }
     fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
-        self.inner.scan(prefix)
+        self.timers.scan.time(|| self.inner.scan(prefix))
     }
     fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
         let mut body = caught_body(f);
-        self.inner.view(&mut |txn: &dyn Txn| body(&HostTxn(txn)))
+        self.timers.view.time(|| self.inner.view(&mut |txn: &dyn Txn| body(&HostTxn(txn))))
     }
     fn update(&self, f: TxnFn<'_>) -> Result<(), KvError> {
         let mut body = caught_body(f);
-        self.write("a write transaction", || self.inner.update(&mut |txn: &dyn Txn| body(&HostTxn(txn))))
+        self.write("a write transaction", || {
+            self.timers.update.time(|| self.inner.update(&mut |txn: &dyn Txn| body(&HostTxn(txn))))
+        })
     }
     fn need_retry_transactions(&self) -> bool {
         self.inner.need_retry_transactions()
@@ -168,39 +179,49 @@ impl Txn for HostTxn<'_> {
     }
 }
 
-/// Wraps a plugin's store: readers the host hands to `put` run under [`catch`].
-pub struct HostStore(pub Box<dyn Store>);
+/// Wraps a plugin's store: readers the host hands to `put` run under [`catch`]; calls are timed.
+pub struct HostStore {
+    inner: Box<dyn Store>,
+    timers: StoreCallTimers,
+}
+
+impl HostStore {
+    /// Wraps `inner`, a store of the FileStore plugin `plugin`.
+    pub fn new(inner: Box<dyn Store>, plugin: &str) -> HostStore {
+        HostStore { inner, timers: StoreCallTimers::new(plugin) }
+    }
+}
 
 impl Store for HostStore {
     fn type_name(&self) -> String {
-        self.0.type_name()
+        self.inner.type_name()
     }
     fn version(&self) -> String {
-        self.0.version()
+        self.inner.version()
     }
     fn instance(&self) -> String {
-        self.0.instance()
+        self.inner.instance()
     }
     fn instance_config(&self) -> StoreConfig {
-        self.0.instance_config()
+        self.inner.instance_config()
     }
     fn instance_info(&self) -> Result<InstanceInfo, StoreError> {
-        self.0.instance_info()
+        self.timers.instance_info.time(|| self.inner.instance_info())
     }
     fn get(&self, path: &str) -> Result<ObjectReader, StoreError> {
-        self.0.get(path)
+        self.timers.get.time(|| self.inner.get(path))
     }
     fn del(&self, path: &str) -> Result<(), StoreError> {
-        self.0.del(path)
+        self.timers.del.time(|| self.inner.del(path))
     }
     fn stat(&self, path: &str) -> Result<ObjectStat, StoreError> {
-        self.0.stat(path)
+        self.timers.stat.time(|| self.inner.stat(path))
     }
     fn put(&self, path: &str, reader: &mut dyn Read) -> Result<u64, StoreError> {
-        self.0.put(path, &mut CaughtReader(reader))
+        self.timers.put.time(|| self.inner.put(path, &mut CaughtReader(reader)))
     }
     fn full_path(&self, path: &str) -> Result<PathBuf, StoreError> {
-        self.0.full_path(path)
+        self.inner.full_path(path)
     }
 }
 
@@ -269,7 +290,12 @@ mod tests {
     }
 
     fn store(fence: &Arc<WriteFence>) -> HostKvStore {
-        HostKvStore { inner: Box::new(Flaky), plugin: "flaky".into(), fence: Arc::clone(fence) }
+        HostKvStore {
+            inner: Box::new(Flaky),
+            plugin: "flaky".into(),
+            fence: Arc::clone(fence),
+            timers: Arc::new(KvCallTimers::new("flaky")),
+        }
     }
 
     #[test]

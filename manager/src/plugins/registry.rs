@@ -124,7 +124,9 @@ impl PluginRecord {
     /// Builds a store instance (FileStore plugins).
     pub fn open_store(&self, config: StoreConfig) -> Result<Box<dyn Store>, PluginError> {
         match &self.module.exports {
-            Exports::FileStore { constructor } => constructor(config).map(|s| Box::new(HostStore(s)) as Box<dyn Store>),
+            Exports::FileStore { constructor } => {
+                constructor(config).map(|s| Box::new(HostStore::new(s, &self.manifest.name)) as Box<dyn Store>)
+            }
             _ => Err(self.wrong_kind(Kind::FileStore)),
         }
     }

@@ -193,8 +193,9 @@ async fn get(name: String, stores: Arc<StoreManager>, slot: OwnedSemaphorePermit
             let failed = item.is_err();
             // A client that stops reading holds the slot for at most the idle limit.
             // The timer must be created inside the runtime's context: this is a plain thread.
+            let sent = item.as_ref().map_or(0, |chunk| chunk.len() as u64);
             match runtime.block_on(async { tokio::time::timeout(idle, tx.send(item)).await }) {
-                Ok(Ok(())) if !failed => {}
+                Ok(Ok(())) if !failed => crate::metrics::global().piece_sent_bytes.inc_by(sent),
                 Ok(_) => break,
                 Err(_) => {
                     tracing::warn!(piece = %name, "aborted a piece download: the client read nothing for {} s", idle.as_secs());
@@ -271,6 +272,7 @@ impl ChannelReader {
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current.split_to(n));
         self.received += n as u64;
+        crate::metrics::global().piece_received_bytes.inc_by(n as u64);
         Ok(n)
     }
 

@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use super::AppState;
 use super::params::{SERVER_ERROR, error};
 use super::venus::add;
+use crate::metrics::PluginCallTimer;
 use crate::plugins::PluginRegistry;
 
 /// Namespaces plugins may not take.
@@ -67,7 +68,8 @@ pub fn mount_plugins(module: &mut RpcModule<AppState>, registry: &PluginRegistry
         }
         let methods = handler.methods();
         let handler: Arc<dyn JsonRpcHandler> = Arc::from(handler);
-        match mount(module, &namespace, &methods, &handler) {
+        let timer = PluginCallTimer::new(&record.manifest().name, Kind::RegisterJsonRpc, "Handler");
+        match mount(module, &namespace, &methods, &handler, &timer) {
             Ok(()) => {
                 tracing::info!(plugin = %record.label(), "mounted JSON-RPC namespace {namespace} ({})", methods.join(", "));
                 taken.insert(namespace);
@@ -94,6 +96,7 @@ fn mount(
     namespace: &str,
     methods: &[String],
     handler: &Arc<dyn JsonRpcHandler>,
+    timer: &PluginCallTimer,
 ) -> Result<(), String> {
     let mut plugin_module = RpcModule::new(());
     for method in methods {
@@ -102,10 +105,10 @@ fn mount(
         }
         // jsonrpsee wants 'static names; mounting happens once per process, so the leak is bounded.
         let full: &'static str = Box::leak(format!("{namespace}.{method}").into_boxed_str());
-        let (handler, method) = (Arc::clone(handler), method.clone());
+        let (handler, method, timer) = (Arc::clone(handler), method.clone(), timer.clone());
         plugin_module
             .register_blocking_method(full, move |params, _, _| {
-                let result = handler.call(&method, params.as_str().unwrap_or("[]"));
+                let result = timer.time(|| handler.call(&method, params.as_str().unwrap_or("[]")));
                 result.map_err(|e| error(e.code, e.message)).and_then(|json| {
                     RawValue::from_string(json)
                         .map_err(|e| error(SERVER_ERROR, format!("{full}: the plugin returned invalid JSON: {e}")))

@@ -1,5 +1,5 @@
 //! The HTTP server: one listener for JSON-RPC over HTTP and WebSocket (`/rpc/v0`) and piece HTTP
-//! (`/piecestore/`), every request authorized by [`super::auth`] (token, or trusted network for worker calls)
+//! (`/piecestore/`) and Prometheus metrics (`/metrics`, see [`crate::metrics`]), every request authorized by [`super::auth`] (token, or trusted network for worker calls)
 //! before anything runs.
 //!
 //! Every resource a client can hold is bounded by [`ServerLimits`] (the `[API]` keys): open connections (one
@@ -15,6 +15,7 @@ use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use jsonrpsee::Methods;
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{
     BatchRequestConfig, HttpResponse, Server, ServerConfig, ServerHandle, StopHandle, TowerServiceBuilder, stop_channel,
 };
@@ -28,6 +29,9 @@ use super::auth::{self, AuthPolicy};
 use super::piece::{self, PieceTransfers};
 use crate::config::ApiConfig;
 use crate::filestore::StoreManager;
+use crate::metrics::http::METRICS_PATH;
+use crate::metrics::rpc::MethodTable;
+use crate::metrics::{MetricsExporter, RpcMetricsLayer};
 
 /// The JSON-RPC path.
 pub const RPC_PATH: &str = "/rpc/v0";
@@ -95,20 +99,25 @@ struct Shared {
     auth: AuthPolicy,
     methods: Methods,
     stores: Arc<StoreManager>,
-    builder: TowerServiceBuilder<tower::layer::util::Identity, tower::layer::util::Identity>,
+    builder: TowerServiceBuilder<
+        tower::layer::util::Stack<RpcMetricsLayer, tower::layer::util::Identity>,
+        tower::layer::util::Identity,
+    >,
+    metrics: MetricsExporter,
     stop: StopHandle,
     limits: ServerLimits,
     connections: Arc<Semaphore>,
     pieces: PieceTransfers,
 }
 
-/// Serves `methods` and the piece stores on `listener`, within `limits`.
+/// Serves `methods`, the piece stores and `metrics` on `listener`, within `limits`.
 pub fn start(
     listener: TcpListener,
     methods: Methods,
     stores: Arc<StoreManager>,
     auth: AuthPolicy,
     limits: ServerLimits,
+    metrics: MetricsExporter,
 ) -> std::io::Result<RpcServer> {
     let local_addr = listener.local_addr()?;
     auth.log_startup();
@@ -121,12 +130,18 @@ pub fn start(
         .max_connections(limits.max_connections.saturating_mul(2))
         .set_batch_request_config(BatchRequestConfig::Limit(limits.max_batch_requests))
         .build();
-    let builder = Server::builder().set_config(config).to_service_builder();
+    let table = MethodTable::new(crate::metrics::global(), methods.method_names());
+    let rpc_metrics = RpcMetricsLayer::new(table, limits.max_response_body_bytes as usize);
+    let builder = Server::builder()
+        .set_config(config)
+        .set_rpc_middleware(RpcServiceBuilder::new().layer(rpc_metrics))
+        .to_service_builder();
     let shared = Arc::new(Shared {
         auth,
         methods,
         stores,
         builder,
+        metrics,
         stop,
         limits,
         connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
@@ -223,5 +238,11 @@ async fn route(req: Request<Incoming>, peer: IpAddr, shared: &Shared) -> HttpRes
     if let Some(name) = path.strip_prefix(PIECE_PREFIX) {
         return shared.pieces.handle(req, name, Arc::clone(&shared.stores)).await;
     }
-    piece::text(StatusCode::NOT_FOUND, format!("no such endpoint {path}; use {RPC_PATH} or {PIECE_PREFIX}<name>"))
+    if path == METRICS_PATH {
+        return crate::metrics::http::answer(&shared.metrics, req.method());
+    }
+    piece::text(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint {path}; use {RPC_PATH}, {PIECE_PREFIX}<name> or {METRICS_PATH}"),
+    )
 }

@@ -156,8 +156,14 @@ impl StateManager {
                 committing = true;
                 Ok(())
             });
+            if matches!(attempt, Err(KvError::Conflict)) {
+                crate::metrics::global().kv_conflicts.inc();
+            }
             match attempt {
-                Err(KvError::Conflict) if self.store.need_retry_transactions() && tries < TXN_ATTEMPTS => continue,
+                Err(KvError::Conflict) if self.store.need_retry_transactions() && tries < TXN_ATTEMPTS => {
+                    crate::metrics::global().kv_retries.inc();
+                    continue;
+                }
                 other => break other,
             }
         };
