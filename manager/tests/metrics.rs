@@ -322,3 +322,35 @@ fn kv_conflicts_and_retries_count_each_lost_race() {
     assert_eq!(metrics.kv_conflicts.get() - conflicts, 3);
     assert_eq!(metrics.kv_retries.get() - retries, 3, "each conflict was retried; the fourth attempt committed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_store_shows_unavailable_and_never_holds_up_a_scrape() {
+    let home = TestHome::init();
+    home.install_plugins(&["hung-store"]);
+    let path = home.path().join("hung").display().to_string();
+    home.edit_config(|doc| {
+        let common = doc.get_mut("Common").and_then(|c| c.as_table_mut()).expect("[Common]");
+        let stores = common.get_mut("PersistStores").and_then(|s| s.as_array_mut()).expect("PersistStores");
+        let mut store = toml::Table::new();
+        store.insert("Name".into(), "hung".into());
+        store.insert("Path".into(), path.into());
+        store.insert("PluginName".into(), "hung-store".into());
+        stores.push(toml::Value::Table(store));
+    });
+    let daemon = home.start();
+    // Its first instance_info call is running and will never return: a scrape that waited for it would take
+    // the rest of the 5 s capacity timeout.
+    let started = Instant::now();
+    let first = Metrics::of(&daemon);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "the scrape waited {took:?} for the hung store");
+    let hung = [("store", "hung"), ("kind", "persist")];
+    assert_eq!(first.value("damocles_store_available", &hung), 0.0);
+    std::thread::sleep(Duration::from_secs(6));
+    let later = Metrics::of(&daemon);
+    assert_eq!(later.value("damocles_store_available", &hung), 0.0, "past the timeout it is unavailable");
+    assert_eq!(later.value("damocles_store_capacity_bytes", &hung), 0.0);
+    assert_eq!(later.value("damocles_store_available", &[("store", "persist"), ("kind", "persist")]), 1.0);
+    let timed = [("plugin", "hung-store"), ("ext_point", "Store.instance_info")];
+    assert_eq!(later.value("damocles_plugin_call_duration_seconds_count", &timed), 0.0, "the call never ended");
+}
