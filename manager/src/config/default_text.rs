@@ -86,6 +86,9 @@ Listen = "127.0.0.1:1789"
 # Networks (CIDR) whose clients may call the damocles-worker methods and GET pieces without the token
 # (damocles-worker sends none). Admin methods and piece PUT always need it. Default: none. A cluster:
 # TrustedNetworks = ["10.0.0.0/8"]
+# Prometheus metrics are at GET /metrics on Listen, with the token. To let a private scrape network read them
+# without it, serve them (only them) on a second address. Default: "" (off).
+# MetricsListen = "10.9.0.2:9789"
 "#
     )
 }

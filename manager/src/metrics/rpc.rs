@@ -56,7 +56,7 @@ pub struct MethodTable {
 
 impl MethodTable {
     /// Handles for `methods` (the server's registered names) in `metrics`.
-    pub fn new<'a>(metrics: &Metrics, methods: impl IntoIterator<Item = &'static str> + 'a) -> MethodTable {
+    pub fn new(metrics: &Metrics, methods: impl IntoIterator<Item = &'static str>) -> MethodTable {
         let known = methods.into_iter().map(|method| (method, MethodMetrics::new(metrics, method))).collect();
         MethodTable { known, other: MethodMetrics::new(metrics, OTHER) }
     }

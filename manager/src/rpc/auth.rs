@@ -2,7 +2,7 @@
 //! address lies in `[API] TrustedNetworks` may call the worker methods ([`WORKER_METHODS`], what an unmodified
 //! damocles-worker calls; it never sends a token) over HTTP `POST /rpc/v0`, and `GET` pieces. Everything else —
 //! `Plugins.*`, plugin namespaces, `Venus.ImportSector`, `Venus.RestoreSector`, the other operator methods,
-//! WebSocket upgrades and piece `PUT` — always needs the token, from anywhere.
+//! WebSocket upgrades, piece `PUT` and `/metrics` — always needs the token, from anywhere.
 //!
 //! JSON-RPC carries the method inside the body, so a tokenless call is buffered (at most
 //! [`MAX_TOKENLESS_BODY`]) and every call in it, batches included, must name a worker method; a body that cannot
