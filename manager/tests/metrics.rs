@@ -11,8 +11,13 @@ use std::time::{Duration, Instant};
 use common::daemon::{RunningDaemon, TestHome, raw_http};
 use common::wrapped_db::WrappedDb;
 use jsonrpsee::rpc_params;
+use manager::filestore::StoreManager;
 use manager::kvstore::RocksDb;
+use manager::metrics::MetricsExporter;
+use manager::plugins::PluginRegistry;
 use manager::sectors::StateManager;
+use manager_plugin::Kind;
+use manager_plugin::filestore::StoreConfig;
 use manager_plugin::kv::{Db, KvError, KvIter, KvStore, TxnFn};
 use manager_plugin::sector::{SectorId, SectorUpdate};
 use prometheus_parse::{Sample, Scrape, Value};
@@ -27,6 +32,10 @@ impl Metrics {
         let response = raw_http(port, "GET", "/metrics", token, b"").expect("GET /metrics");
         let text = String::from_utf8(response.body).expect("UTF-8 text");
         assert_eq!(response.status, 200, "{text}");
+        Metrics::parse(&text)
+    }
+
+    fn parse(text: &str) -> Metrics {
         let scrape = Scrape::parse(text.lines().map(|line| Ok(line.to_string()))).expect("Prometheus text");
         assert!(!scrape.samples.is_empty(), "no samples in:\n{text}");
         Metrics(scrape)
@@ -353,4 +362,28 @@ async fn a_hung_store_shows_unavailable_and_never_holds_up_a_scrape() {
     assert_eq!(later.value("damocles_store_available", &[("store", "persist"), ("kind", "persist")]), 1.0);
     let timed = [("plugin", "hung-store"), ("ext_point", "Store.instance_info")];
     assert_eq!(later.value("damocles_plugin_call_duration_seconds_count", &timed), 0.0, "the call never ended");
+}
+
+#[test]
+fn a_plugin_panic_counts_once_as_a_call_an_error_and_a_panic() {
+    let dir = common::plugins::plugins_dir(&["panicky-store"]);
+    let registry = Arc::new(PluginRegistry::load(dir.path()).unwrap());
+    let stores = Arc::new(StoreManager::open(Vec::new(), Vec::new(), &registry).unwrap());
+    let exporter = MetricsExporter::new(Arc::clone(&registry), stores);
+    let store_dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig { name: "p".into(), path: store_dir.path().display().to_string(), ..Default::default() };
+    let store = registry.get(Kind::FileStore, "panicky-store").unwrap().open_store(config).unwrap();
+
+    let before = Metrics::parse(&exporter.render().unwrap());
+    store.put("x", &mut &b"data"[..]).unwrap_err();
+    let after = Metrics::parse(&exporter.render().unwrap());
+    let delta = |metric: &str, labels: &[(&str, &str)]| after.value(metric, labels) - before.value(metric, labels);
+    let plugin = [("plugin", "panicky-store"), ("kind", "FileStore")];
+    assert_eq!(delta("damocles_plugin_calls_total", &plugin), 1.0);
+    assert_eq!(delta("damocles_plugin_errors_total", &plugin), 1.0);
+    assert_eq!(delta("damocles_plugin_panics_total", &plugin), 1.0);
+    assert_eq!(after.value("damocles_plugin_ready", &plugin), 1.0, "a caught panic leaves a FileStore plugin ready");
+    let put = [("plugin", "panicky-store"), ("kind", "FileStore"), ("ext_point", "Store.put")];
+    assert_eq!(delta("damocles_plugin_call_duration_seconds_count", &put), 1.0);
+    registry.shutdown();
 }
