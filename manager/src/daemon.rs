@@ -45,6 +45,7 @@ impl Daemon {
         let config = home.load_config().context("loading the config")?;
         config.log_warnings();
         let token = home.read_token().context("reading the API token")?;
+        crate::plugins::probe::remember_passes_in(Some(home.dir.join("plugin-probes")));
         let registry = Arc::new(load_plugins(&config.common.plugins.dir).await?);
         let db = match open_db(&config, &registry).await {
             Ok(db) => db,

@@ -20,6 +20,7 @@ use manager_plugin::abi::{self, Fingerprint};
 use manager_plugin::glue::{Exports, ModuleFn, PluginModule};
 use manager_plugin::manifest::{Kind, Manifest};
 use plugin_image::{Image, Refusal};
+use sha2::Digest as _;
 
 /// Why a file was refused. Every message names the file.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +151,8 @@ pub struct SealedFile {
     pub manifest: Manifest,
     /// When `plugin build` built it.
     pub build_time: String,
+    /// SHA-256 of the sealed bytes.
+    pub digest: [u8; 32],
     memfd: File,
 }
 
@@ -185,13 +188,14 @@ pub fn seal(checked: CheckedFile) -> Result<SealedFile, LoadError> {
     if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
         return Err(fail("seal", std::io::Error::last_os_error()));
     }
-    Ok(SealedFile { file, manifest, build_time, memfd })
+    let digest = sha2::Sha256::digest(&bytes).into();
+    Ok(SealedFile { file, manifest, build_time, digest, memfd })
 }
 
 /// Maps the sealed bytes and resolves the module; the library stays mapped for the life of the process.
 pub fn map(sealed: SealedFile) -> Result<OpenedPlugin, LoadError> {
     let library = dlopen(&sealed.file, &sealed.own_path())?;
-    let SealedFile { file, manifest, build_time, memfd } = sealed;
+    let SealedFile { file, manifest, build_time, memfd, .. } = sealed;
     // Keep the descriptor open for the life of the process, like the library: the dynamic loader knows this
     // library by the name `/proc/self/fd/N`, and a later memfd reusing the number N would be taken for it.
     std::mem::forget(memfd);
