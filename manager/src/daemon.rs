@@ -122,6 +122,7 @@ async fn serve(
     registry: &Arc<PluginRegistry>,
 ) -> anyhow::Result<(RpcServer, Arc<StoreManager>)> {
     let (blocking_config, blocking_registry) = (config.clone(), Arc::clone(registry));
+    let listed_sectors = Arc::clone(&sectors);
     let (stores, module) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let stores = Arc::new(open_stores(&blocking_config, &blocking_registry)?);
         let module = rpc::build_module(AppState {
@@ -139,7 +140,7 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let limits = ServerLimits::from_config(&config.api);
     let auth = rpc::auth::AuthPolicy::new(token, config.api.trusted_networks.clone());
-    let server = rpc::start(listener, module.into(), Arc::clone(&stores), auth, limits)?;
+    let server = rpc::start(listener, module.into(), Arc::clone(&stores), listed_sectors, auth, limits)?;
     tracing::info!(listen = %server.local_addr, db = config.common.db.driver.as_str(), "damocles-manager is running");
     Ok((server, stores))
 }
