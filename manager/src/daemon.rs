@@ -214,7 +214,7 @@ async fn open_db(config: &Config, registry: &Arc<PluginRegistry>) -> anyhow::Res
                     .with_context(|| format!("opening RocksDB at {}", db.rocksdb.dir.display()))?,
             ),
             DbDriver::Redis => {
-                let redis = RedisDb::open(&db.redis.addr, &db.redis.prefix)
+                let redis = RedisDb::open_with(&db.redis.addr, &db.redis.prefix, db.redis.timeouts())
                     .with_context(|| "opening the Redis database".to_string())?;
                 redis.check_durability(db.redis.require_persistence).context("checking the Redis server")?;
                 Arc::new(LeasedRedisDb::acquire(redis, &db.redis.prefix).context("taking the writer lease")?)
@@ -254,7 +254,8 @@ fn store_spec(entry: &StoreEntry) -> StoreSpec {
 fn open_stores(config: &Config, registry: &PluginRegistry) -> anyhow::Result<StoreManager> {
     let piece = config.common.piece_stores.iter().map(store_spec).collect();
     let persist = config.common.persist_stores.iter().map(store_spec).collect();
-    StoreManager::open(piece, persist, registry).context("opening the file stores")
+    StoreManager::open_with(piece, persist, registry, config.common.capacity_options())
+        .context("opening the file stores")
 }
 
 /// A SyncSectorState plugin as a delivery target.

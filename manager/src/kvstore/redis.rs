@@ -25,7 +25,8 @@
 //! Durability is the server's (`appendonly`, `appendfsync`): [`RedisDb::check_durability`] (`redis_durability.rs`)
 //! refuses a server that would lose or evict acknowledged writes.
 //!
-//! **Liveness.** Connecting and every command have short timeouts ([`CONNECT_TIMEOUT`], [`COMMAND_TIMEOUT`]), so
+//! **Liveness.** Connecting and every command have short timeouts ([`RedisTimeouts`], `[Common.DB.Redis]
+//! ConnectTimeout` and `CommandTimeout`), so
 //! while Redis is down or stalled a call fails within a few seconds with an error naming Redis and its address,
 //! and the next call after it is back simply opens a new connection: no restart needed. A pooled connection the
 //! server or network dropped (`CLIENT KILL`, `timeout`, a restart) is replaced: plain commands are re-sent on a
@@ -45,10 +46,25 @@ use manager_plugin::kv::{self, Db, Entry, KvError, KvIter, KvStore, Txn, TxnFn};
 
 use super::{PagedIter, backend_error, read_only_error};
 
-/// How long connecting may take.
+/// How long connecting may take by default (`[Common.DB.Redis] ConnectTimeout`).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
-/// How long each command may take before the operation fails.
+/// How long each command may take by default before the operation fails (`[Common.DB.Redis] CommandTimeout`).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The driver's timeouts: while Redis is down or stalled, every call fails within about these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisTimeouts {
+    /// Opening a connection (default [`CONNECT_TIMEOUT`]).
+    pub connect: Duration,
+    /// Sending one command and reading its answer, each (default [`COMMAND_TIMEOUT`]).
+    pub command: Duration,
+}
+
+impl Default for RedisTimeouts {
+    fn default() -> Self {
+        RedisTimeouts { connect: CONNECT_TIMEOUT, command: COMMAND_TIMEOUT }
+    }
+}
 /// A pooled connection idle longer than this is checked with `PING` before a transaction uses it.
 const CHECK_IDLE_AFTER: Duration = Duration::from_secs(2);
 /// Idle connections kept for reuse; more are opened under load and closed when returned.
@@ -70,12 +86,18 @@ struct Shared {
     /// Idle connections with the time they were returned.
     idle: Mutex<Vec<(Connection, Instant)>>,
     closed: AtomicBool,
+    timeouts: RedisTimeouts,
 }
 
 impl RedisDb {
     /// Connects to the server at `addr` (e.g. `redis://127.0.0.1:6379`) and checks it answers; every key is
-    /// stored under `namespace_prefix`.
+    /// stored under `namespace_prefix`. Default timeouts.
     pub fn open(addr: &str, namespace_prefix: &str) -> Result<RedisDb, KvError> {
+        RedisDb::open_with(addr, namespace_prefix, RedisTimeouts::default())
+    }
+
+    /// [`open`](Self::open) with explicit timeouts.
+    pub fn open_with(addr: &str, namespace_prefix: &str, timeouts: RedisTimeouts) -> Result<RedisDb, KvError> {
         // The URL may carry a password: errors name the server by host and port only.
         let client = Client::open(addr)
             .map_err(|err| KvError::Backend(format!("invalid Redis address (expected redis://host:port): {err}")))?;
@@ -85,6 +107,7 @@ impl RedisDb {
             prefix: namespace_prefix.to_string(),
             idle: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
+            timeouts,
         };
         let mut conn = shared.connect()?;
         ::redis::cmd("PING")
@@ -118,15 +141,16 @@ impl RedisDb {
 impl Shared {
     fn connect(&self) -> Result<Connection, KvError> {
         let connect = || -> RedisResult<Connection> {
-            let conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-            conn.set_read_timeout(Some(COMMAND_TIMEOUT))?;
-            conn.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+            let conn = self.client.get_connection_with_timeout(self.timeouts.connect)?;
+            conn.set_read_timeout(Some(self.timeouts.command))?;
+            conn.set_write_timeout(Some(self.timeouts.command))?;
             Ok(conn)
         };
         connect().map_err(|err| {
             KvError::Backend(format!(
-                "connect to Redis at {} (timeout {CONNECT_TIMEOUT:?}): {err} (is redis-server running there?)",
-                self.addr
+                "connect to Redis at {} (timeout {:?}, [Common.DB.Redis] ConnectTimeout): {err} (is redis-server \
+                 running there?)",
+                self.addr, self.timeouts.connect
             ))
         })
     }
@@ -256,7 +280,10 @@ impl RedisCollection {
     /// An error of a Redis command, naming the server, the operation and the collection.
     fn error(&self, op: &str, err: RedisError) -> KvError {
         let hint = if err.is_timeout() {
-            format!(" (no answer within {COMMAND_TIMEOUT:?}; is Redis overloaded or stopped?)")
+            format!(
+                " (no answer within {:?}, [Common.DB.Redis] CommandTimeout; is Redis overloaded or stopped?)",
+                self.shared.timeouts.command
+            )
         } else if err.is_connection_dropped() || err.is_connection_refusal() || err.is_io_error() {
             " (is redis-server running and reachable?)".to_string()
         } else {
