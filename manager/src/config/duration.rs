@@ -99,11 +99,11 @@ impl fmt::Display for ConfigDuration {
     /// The shortest of `"<n>s"`, `"<n>ms"`, `"<n>ns"` (with a fraction of seconds as `"1.5s"`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let nanos = self.0.as_nanos();
-        if nanos % 1_000_000 != 0 {
+        if !nanos.is_multiple_of(1_000_000) {
             write!(f, "{nanos}ns")
-        } else if nanos % 1_000_000_000 == 0 {
+        } else if nanos.is_multiple_of(1_000_000_000) {
             write!(f, "{}s", nanos / 1_000_000_000)
-        } else if (nanos / 1_000_000) % 100 == 0 {
+        } else if (nanos / 1_000_000).is_multiple_of(100) {
             write!(f, "{}.{}s", nanos / 1_000_000_000, (nanos / 100_000_000) % 10)
         } else {
             write!(f, "{}ms", nanos / 1_000_000)

@@ -106,9 +106,8 @@ pub fn list_sectors(
                 }
                 Ok(())
             })
-            .map_err(|e| {
+            .inspect_err(|e| {
                 let _ = failure_tx.send(Err(e.clone()));
-                e
             })
     });
     // serde_json reads byte by byte: buffer.
