@@ -8,10 +8,11 @@
 //!   it (or the params error) as before. Authorization has already run (`rpc::auth`).
 //! - **Bytes**: `{"jsonrpc":"2.0","id":<id>,"result":[` + each sector's JSON, comma-separated + `]}`: exactly
 //!   what jsonrpsee answers for the same call.
-//! - **Memory**: a blocking thread reads the sectors ([`StateManager::listing`]: short reads, never one long
+//! - **Memory and threads**: a thread of its own (never one of the blocking pool serving `Venus.*`) reads the sectors ([`StateManager::listing`]: short reads, never one long
 //!   transaction, never a `WATCH` on Redis) and sends chunks of about [`CHUNK_BYTES`] through a channel of
 //!   [`CHANNEL_CHUNKS`]; when the client reads slowly the thread waits, so the daemon never holds more than a few
-//!   chunks, plus 16 bytes per sector of the state for the sort.
+//!   chunks, plus 16 bytes per sector of the state for the sort. A client that takes nothing for [`CLIENT_IDLE`]
+//!   is given up on and the thread ends.
 //! - **Errors**: an error before the first chunk (e.g. the store is down) is an ordinary JSON-RPC error answer.
 //!   An error after it (a record that cannot be decoded, the store failing mid-way) cannot be one, since `200`
 //!   and part of the array are already sent: the connection is closed without the chunked body's terminating
@@ -21,6 +22,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request};
@@ -31,6 +33,7 @@ use jsonrpsee::server::{HttpBody, HttpResponse};
 use jsonrpsee::types::{Id, Params, ResponsePayload};
 use manager_plugin::sector::WorkerState;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use super::super::super::params::Args;
 use super::super::sector_error;
@@ -44,6 +47,9 @@ pub const PEEK_LIMIT: u64 = 64 * 1024;
 pub const CHUNK_BYTES: usize = 256 * 1024;
 /// Chunks waiting for a slow client at most.
 pub const CHANNEL_CHUNKS: usize = 4;
+/// A client that takes no chunk for this long is given up on: the listing thread ends (the connection closes
+/// once the client reads or goes away).
+pub const CLIENT_IDLE: Duration = Duration::from_secs(60);
 
 /// Answers `req` when it is a single `Venus.ListSectors` call (see the module docs), streaming the sectors of
 /// `sectors`; otherwise hands the request back, as it was, for jsonrpsee.
@@ -100,7 +106,14 @@ async fn stream(id: Id<'static>, ws: WorkerState, job: JobFilter, sectors: Arc<S
         Ok(id) => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":["#),
         Err(_) => return response::internal_error(),
     };
-    tokio::task::spawn_blocking(move || produce(&sectors, ws, job, head.into_bytes(), &tx));
+    let send = move |chunk| send_within(&tx, chunk, CLIENT_IDLE);
+    let spawned = std::thread::Builder::new()
+        .name("list-sectors".into())
+        .spawn(move || produce(&sectors, ws, job, head.into_bytes(), send));
+    if let Err(e) = spawned {
+        tracing::warn!("{METHOD}: cannot start a listing thread: {e}");
+        return response::internal_error();
+    }
     match rx.recv().await {
         Some(Chunk::Data(first)) => {
             response::ok_response(HttpBody::new(ListBody { first: Some(first), rx, done: false }))
@@ -121,12 +134,18 @@ async fn stream(id: Id<'static>, ws: WorkerState, job: JobFilter, sectors: Arc<S
 
 /// The listing thread: reads the sectors one at a time and sends the body in chunks, waiting while the client
 /// is behind; stops early when the client is gone.
-fn produce(sectors: &StateManager, ws: WorkerState, job: JobFilter, head: Vec<u8>, tx: &mpsc::Sender<Chunk>) {
-    let started = std::time::Instant::now();
+fn produce(
+    sectors: &StateManager,
+    ws: WorkerState,
+    job: JobFilter,
+    head: Vec<u8>,
+    mut send: impl FnMut(Chunk) -> Result<(), Gone>,
+) {
+    let started = Instant::now();
     let listing = match sectors.listing(ws, job) {
         Ok(listing) => listing,
         Err(err) => {
-            let _ = tx.blocking_send(Chunk::Failed(err));
+            let _ = send(Chunk::Failed(err));
             return;
         }
     };
@@ -148,23 +167,60 @@ fn produce(sectors: &StateManager, ws: WorkerState, job: JobFilter, head: Vec<u8
                     ws.collection()
                 );
             }
-            let _ = tx.blocking_send(Chunk::Failed(err));
+            let _ = send(Chunk::Failed(err));
             return;
         }
         listed += 1;
         if chunk.len() >= CHUNK_BYTES {
             sent += chunk.len() as u64;
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4));
-            if tx.blocking_send(Chunk::Data(full.into())).is_err() {
-                tracing::info!("{METHOD}: the client went away after {listed} sectors");
+            if let Err(gone) = send(Chunk::Data(full.into())) {
+                tracing::info!("{METHOD}: {gone} after {listed} sectors ({sent} bytes); the listing stops");
                 return;
             }
         }
     }
     chunk.extend_from_slice(b"]}");
     sent += chunk.len() as u64;
-    if tx.blocking_send(Chunk::Last(chunk.into())).is_ok() {
+    if send(Chunk::Last(chunk.into())).is_ok() {
         tracing::debug!("{METHOD}: {listed} {} sectors, {sent} bytes in {:?}", ws.collection(), started.elapsed());
+    }
+}
+
+/// Why a chunk could not be handed over.
+#[derive(Debug)]
+enum Gone {
+    /// The client went away (the body was dropped).
+    Closed,
+    /// The client took nothing for this long.
+    Idle(Duration),
+}
+
+impl std::fmt::Display for Gone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Gone::Closed => f.write_str("the client went away"),
+            Gone::Idle(idle) => write!(f, "the client read nothing for {idle:?}"),
+        }
+    }
+}
+
+/// Hands `chunk` to the body, waiting while the client is behind, at most `idle` (polling, with pauses from
+/// 1 ms up to 20 ms: the thread needs no runtime, also while the daemon shuts down).
+fn send_within(tx: &mpsc::Sender<Chunk>, mut chunk: Chunk, idle: Duration) -> Result<(), Gone> {
+    let deadline = Instant::now() + idle;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match tx.try_send(chunk) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(_)) => return Err(Gone::Closed),
+            Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                chunk = back;
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            Err(TrySendError::Full(_)) => return Err(Gone::Idle(idle)),
+        }
     }
 }
 
@@ -206,5 +262,65 @@ impl http_body::Body for ListBody {
 
     fn is_end_stream(&self) -> bool {
         self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use manager_plugin::kv::Meta;
+    use manager_plugin::sector::WorkerState;
+    use tokio::sync::mpsc;
+
+    use super::{CHANNEL_CHUNKS, Chunk, Gone, produce, send_within};
+    use crate::sectors::{JobFilter, StateManager};
+
+    fn sectors(count: u32) -> StateManager {
+        let db = Arc::new(memdb::open(&Meta::new()).unwrap());
+        let sectors = StateManager::open(db).unwrap();
+        for _ in 0..count.div_ceil(1000) {
+            sectors.allocate(1000, 8, count.min(1000)).unwrap();
+        }
+        sectors
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_frees_the_listing_thread_after_the_idle_time() {
+        let sectors = sectors(8_000); // a few MiB of JSON: more than the channel holds
+        let (tx, mut rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let idle = Duration::from_millis(300);
+        let mut outcome = None;
+        let started = Instant::now();
+        produce(&sectors, WorkerState::Online, JobFilter::All, b"[".to_vec(), |chunk| {
+            let sent = send_within(&tx, chunk, idle);
+            if let Err(gone) = &sent {
+                outcome = Some(gone.to_string());
+            }
+            sent
+        });
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert_eq!(outcome.as_deref(), Some(Gone::Idle(idle).to_string().as_str()));
+        // Only what the channel holds was produced: the thread waited for the reader, then gave up.
+        let mut queued = 0;
+        while let Ok(chunk) = rx.try_recv() {
+            assert!(matches!(chunk, Chunk::Data(_)));
+            queued += 1;
+        }
+        assert_eq!(queued, CHANNEL_CHUNKS);
+    }
+
+    #[test]
+    fn a_client_that_went_away_stops_the_listing_at_once() {
+        let sectors = sectors(8_000);
+        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        drop(rx);
+        let mut sends = 0;
+        produce(&sectors, WorkerState::Online, JobFilter::All, b"[".to_vec(), |chunk| {
+            sends += 1;
+            send_within(&tx, chunk, Duration::from_secs(60))
+        });
+        assert_eq!(sends, 1, "the first refused chunk ends the listing");
     }
 }
