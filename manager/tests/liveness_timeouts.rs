@@ -187,3 +187,48 @@ fn invalid_or_zero_timeouts_are_errors_naming_the_key() {
     assert_eq!(RedisTimeouts::default().connect, Duration::from_millis(1500));
     assert_eq!(RedisTimeouts::default().command, Duration::from_secs(3));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_uses_the_configured_redis_timeouts_and_a_stalled_redis_costs_one_timeout_not_one_per_connection() {
+    let redis = PrivateRedis::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let pid = redis.pid().expect("running");
+    let home = TestHome::init();
+    home.set_config("Common.DB.Driver", "redis");
+    home.set_config("Common.DB.Redis.Addr", redis.url());
+    home.set_config("Common.DB.Redis.Prefix", "liveness-timeouts");
+    home.set_config("Common.DB.Redis.CommandTimeout", "600ms");
+    home.set_config("Common.DB.Redis.ConnectTimeout", "300ms");
+    let daemon = home.start();
+    let sid = serde_json::json!({"Miner": 1000, "Number": 1});
+    let found: Option<Value> = daemon.call("Venus.FindSectorInAllStates", rpc_params![sid.clone()]).await.unwrap();
+    assert!(found.is_none());
+
+    signal(pid, "-STOP");
+    let started = Instant::now();
+    let call = daemon.call::<Option<Value>>("Venus.FindSectorInAllStates", rpc_params![sid.clone()]);
+    let err =
+        within("a call while Redis is stopped", Duration::from_secs(30), call).await.expect_err("Redis is stopped");
+    let waited = started.elapsed();
+    signal(pid, "-CONT");
+    let message = err.to_string();
+    eprintln!("FindSectorInAllStates with Redis stopped, timeouts 600ms / 300ms: failed in {waited:?}: {message}");
+    assert!(message.contains(&format!("Redis at 127.0.0.1:{}", redis.port)), "{message}");
+    // One command on a pooled connection (CommandTimeout), then a new connection, whose handshake has the
+    // ConnectTimeout per step: under 2 s here; at least 4.5 s with the defaults (and before the pool was dropped
+    // whole on a failed check, one CommandTimeout per pooled connection).
+    assert!(
+        message.contains("timeout 300ms, [Common.DB.Redis] ConnectTimeout") || message.contains("within 600ms"),
+        "{message}"
+    );
+    assert!(waited < Duration::from_secs(4), "well under the defaults' 4.5 s: {waited:?}");
+    // Back by itself once Redis runs again.
+    let found: Option<Value> = within(
+        "a call after Redis resumed",
+        Duration::from_secs(30),
+        daemon.call("Venus.FindSectorInAllStates", rpc_params![sid]),
+    )
+    .await
+    .unwrap();
+    assert!(found.is_none());
+    assert_eq!(stop_within(daemon, Duration::from_secs(40)), Some(0));
+}

@@ -174,12 +174,33 @@ impl Shared {
 
     /// A connection for a transaction: an idle one that answers (checked with `PING` when it was idle for a
     /// while), else a new one; `true` when reused.
+    ///
+    /// When the check fails, every other idle connection is dropped unchecked: they are older still, and whatever
+    /// broke this one (a restart, `CLIENT KILL`, a stalled server) broke them too. Checking each in turn would
+    /// cost one `CommandTimeout` per pooled connection while the server is stalled. A check that timed out (a
+    /// stalled server, not a dropped connection) is the caller's error at once: a new connection would only wait
+    /// again.
     fn checkout_checked(&self) -> Result<(Connection, bool), KvError> {
-        while let Some((mut conn, idle_for)) = self.checkout_idle()? {
-            if idle_for < CHECK_IDLE_AFTER || ::redis::cmd("PING").query::<String>(&mut conn).is_ok() {
+        if let Some((mut conn, idle_for)) = self.checkout_idle()? {
+            if idle_for < CHECK_IDLE_AFTER {
                 return Ok((conn, true));
             }
-            tracing::debug!(redis = %self.addr, "dropped a pooled Redis connection that no longer answers");
+            let ping = ::redis::cmd("PING").query::<String>(&mut conn);
+            let Err(err) = ping else {
+                return Ok((conn, true));
+            };
+            let others = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner)).len();
+            tracing::debug!(
+                redis = %self.addr,
+                "dropped a pooled Redis connection that no longer answers ({err}), and the {others} other idle ones"
+            );
+            if err.is_timeout() {
+                return Err(KvError::Backend(format!(
+                    "Redis at {}: no answer to PING within {:?} ([Common.DB.Redis] CommandTimeout); is Redis \
+                     overloaded or stopped?",
+                    self.addr, self.timeouts.command
+                )));
+            }
         }
         Ok((self.connect()?, false))
     }
@@ -292,6 +313,11 @@ impl RedisCollection {
         backend_error(op, &self.name, format!("Redis at {}: {err}{hint}", self.shared.addr))
     }
 
+    /// A backend error naming the server and the collection, for a failure that is not one command's error.
+    fn error_message(&self, message: &str) -> KvError {
+        backend_error("transaction", &self.name, format!("Redis at {}: {message}", self.shared.addr))
+    }
+
     /// Queues the commands applying `value` (`None`: delete) to `key` in `pipe`.
     fn queue_write(&self, pipe: &mut ::redis::Pipeline, key: &[u8], value: Option<&[u8]>) {
         match value {
@@ -384,10 +410,22 @@ impl RedisCollection {
             writes: RefCell::default(),
             writable,
             broken: Cell::new(None),
+            stalled: Cell::new(false),
         };
         let result = f(&txn);
         if let Some(err) = txn.broken.take() {
             return Attempt::BrokenBeforeCommit(err);
+        }
+        if txn.stalled.get() {
+            // The server did not answer within `CommandTimeout`: ending the transaction would only wait again.
+            // The connection, with a reply possibly still on its way, is dropped with `txn`.
+            let stalled = || {
+                self.error_message(&format!(
+                    "a read of the transaction got no answer within {:?} ([Common.DB.Redis] CommandTimeout)",
+                    self.shared.timeouts.command
+                ))
+            };
+            return Attempt::Done(Err(result.err().unwrap_or_else(stalled)));
         }
         Attempt::Done(match result {
             Ok(()) => txn.finish(true),
@@ -466,11 +504,17 @@ struct RedisTxn<'a> {
     writable: bool,
     /// Set when a read failed because the connection broke.
     broken: Cell<Option<KvError>>,
+    /// Set when a read timed out: the server is stalled.
+    stalled: Cell<bool>,
 }
 
 impl RedisTxn<'_> {
     fn backend(&self, op: &str, err: RedisError) -> KvError {
-        let broken = err.is_connection_dropped() || err.is_io_error();
+        // A timeout means a stalled server, not a dropped connection: retrying on a fresh connection would only
+        // wait another `CommandTimeout`.
+        let stalled = err.is_timeout();
+        self.stalled.set(self.stalled.get() || stalled);
+        let broken = !stalled && (err.is_connection_dropped() || err.is_io_error());
         let error = self.collection.error(op, err);
         if broken {
             self.broken.set(Some(error.clone()));
