@@ -33,7 +33,10 @@
 //! fresh one; a transaction on a connection idle for a while is checked with `PING` first, and a transaction
 //! whose connection breaks before its `EXEC` was sent is run again on a fresh connection (its reads are redone,
 //! nothing was written). A connection breaking during `EXEC` is reported, not retried: the commit may have
-//! happened. Conflicting views are retried with exponential back-off and jitter ([`retry_pause`]).
+//! happened. Conflicting views are retried with exponential back-off and jitter ([`retry_pause`]). A server that
+//! stops answering (stalled, not gone) costs one command timeout, not one per pooled connection: a failed
+//! `PING` check drops the whole idle pool, and a timed-out check or read fails the call at once (a fresh
+//! connection would only wait again).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
