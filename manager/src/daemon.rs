@@ -123,6 +123,7 @@ async fn serve(
     registry: &Arc<PluginRegistry>,
 ) -> anyhow::Result<(RpcServer, Arc<StoreManager>)> {
     let (blocking_config, blocking_registry) = (config.clone(), Arc::clone(registry));
+    let listed_sectors = Arc::clone(&sectors);
     let (stores, module) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let stores = Arc::new(open_stores(&blocking_config, &blocking_registry)?);
         let module = rpc::build_module(AppState {
@@ -140,7 +141,7 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let limits = ServerLimits::from_config(&config.api);
     let auth = rpc::auth::AuthPolicy::new(token, config.api.trusted_networks.clone());
-    let server = rpc::start(listener, module.into(), Arc::clone(&stores), auth, limits)?;
+    let server = rpc::start(listener, module.into(), Arc::clone(&stores), listed_sectors, auth, limits)?;
     tracing::info!(listen = %server.local_addr, db = config.common.db.driver.as_str(), "damocles-manager is running");
     Ok((server, stores))
 }
@@ -214,7 +215,7 @@ async fn open_db(config: &Config, registry: &Arc<PluginRegistry>) -> anyhow::Res
                     .with_context(|| format!("opening RocksDB at {}", db.rocksdb.dir.display()))?,
             ),
             DbDriver::Redis => {
-                let redis = RedisDb::open(&db.redis.addr, &db.redis.prefix)
+                let redis = RedisDb::open_with(&db.redis.addr, &db.redis.prefix, db.redis.timeouts())
                     .with_context(|| "opening the Redis database".to_string())?;
                 redis.check_durability(db.redis.require_persistence).context("checking the Redis server")?;
                 Arc::new(LeasedRedisDb::acquire(redis, &db.redis.prefix).context("taking the writer lease")?)
@@ -254,7 +255,8 @@ fn store_spec(entry: &StoreEntry) -> StoreSpec {
 fn open_stores(config: &Config, registry: &PluginRegistry) -> anyhow::Result<StoreManager> {
     let piece = config.common.piece_stores.iter().map(store_spec).collect();
     let persist = config.common.persist_stores.iter().map(store_spec).collect();
-    StoreManager::open(piece, persist, registry).context("opening the file stores")
+    StoreManager::open_with(piece, persist, registry, config.common.capacity_options())
+        .context("opening the file stores")
 }
 
 /// A SyncSectorState plugin as a delivery target.

@@ -220,9 +220,8 @@ async fn util(home: &Home, command: UtilCommand) -> anyhow::Result<()> {
         }
         UtilCommand::Sectors(SectorsCommand::List { offline }) => {
             let ws = if offline { "offline" } else { "online" };
-            let sectors: serde_json::Value =
-                client.request("Venus.ListSectors", rpc_params![ws, 0]).await.context("Venus.ListSectors")?;
-            println!("{}", serde_json::to_string_pretty(&sectors)?);
+            let (addr, token) = (home.load_config()?.api.listen, home.read_token()?);
+            tokio::task::spawn_blocking(move || print_sectors(&addr, &token, ws)).await??;
         }
         UtilCommand::Sectors(SectorsCommand::Find { miner, number }) => {
             let sid = SectorId { miner, number };
@@ -241,6 +240,16 @@ async fn util(home: &Home, command: UtilCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&stores)?);
         }
     }
+    Ok(())
+}
+
+/// Prints the sectors of state `ws` as one pretty JSON array, each sector as it arrives (never the whole list
+/// in memory).
+fn print_sectors(addr: &str, token: &str, ws: &str) -> anyhow::Result<()> {
+    use manager::rpc::venus::listing::client::{PrettyArrayWriter, list_sectors};
+    let mut out = PrettyArrayWriter::new(std::io::BufWriter::new(std::io::stdout().lock()));
+    list_sectors(addr, token, ws, &mut |sector| out.push(&sector))?;
+    out.finish()?;
     Ok(())
 }
 

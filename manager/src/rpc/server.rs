@@ -28,6 +28,7 @@ use super::auth::{self, AuthPolicy};
 use super::piece::{self, PieceTransfers};
 use crate::config::ApiConfig;
 use crate::filestore::StoreManager;
+use crate::sectors::StateManager;
 
 /// The JSON-RPC path.
 pub const RPC_PATH: &str = "/rpc/v0";
@@ -95,6 +96,7 @@ struct Shared {
     auth: AuthPolicy,
     methods: Methods,
     stores: Arc<StoreManager>,
+    sectors: Arc<StateManager>,
     builder: TowerServiceBuilder<tower::layer::util::Identity, tower::layer::util::Identity>,
     stop: StopHandle,
     limits: ServerLimits,
@@ -102,11 +104,13 @@ struct Shared {
     pieces: PieceTransfers,
 }
 
-/// Serves `methods` and the piece stores on `listener`, within `limits`.
+/// Serves `methods` and the piece stores on `listener`, within `limits`; `Venus.ListSectors` is streamed from
+/// `sectors`.
 pub fn start(
     listener: TcpListener,
     methods: Methods,
     stores: Arc<StoreManager>,
+    sectors: Arc<StateManager>,
     auth: AuthPolicy,
     limits: ServerLimits,
 ) -> std::io::Result<RpcServer> {
@@ -126,6 +130,7 @@ pub fn start(
         auth,
         methods,
         stores,
+        sectors,
         builder,
         stop,
         limits,
@@ -214,6 +219,11 @@ async fn route(req: Request<Incoming>, peer: IpAddr, shared: &Shared) -> HttpRes
     };
     let path = req.uri().path().to_string();
     if path == RPC_PATH {
+        // A single `Venus.ListSectors` call is streamed; everything else comes back unchanged.
+        let req = match super::venus::listing::stream::answer_or_pass(req, &shared.sectors).await {
+            Ok(streamed) => return streamed,
+            Err(req) => req,
+        };
         let mut service = shared.builder.clone().build(shared.methods.clone(), shared.stop.clone());
         return match service.call(req).await {
             Ok(response) => response,
