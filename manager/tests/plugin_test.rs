@@ -106,6 +106,27 @@ fn a_panicking_kv_plugin_fails_the_named_behaviours_with_the_panic_message_and_t
 }
 
 #[test]
+fn a_kv_plugin_with_unordered_scans_and_a_failing_delete_fails_exactly_those_behaviours() {
+    let output = plugin_test(&built("sloppy-kv"), false, &[]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    for line in [
+        "FAIL delete-missing: del of a missing key: sloppy-kv: cannot delete a missing key",
+        // What sloppy-kv leaves to memdb is still right: transactions, their own scans, conflicts.
+        "pass missing-key",
+        "pass atomic-update-rolls-back",
+        "pass txn-reads-own-writes",
+        "pass conflict-reporting",
+    ] {
+        assert!(lines.contains(&line), "no `{line}`:\n{text}");
+    }
+    let order =
+        r#"FAIL ordered-scans-with-prefixes: keys of a scan of prefix b"": got [b"\xff\xff", b"\xff\x00", b"\xff","#;
+    assert!(lines.iter().any(|l| l.starts_with(order)), "no `{order}…`:\n{text}");
+}
+
+#[test]
 fn a_store_whose_put_panics_fails_each_behaviour_that_writes() {
     let output = plugin_test(&built("panicky-store"), false, &[]);
     let text = stdout(&output);

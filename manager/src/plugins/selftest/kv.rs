@@ -86,11 +86,34 @@ pub fn scan_all(store: &dyn KvStore, prefix: &[u8]) -> Result<Vec<Entry>, KvErro
 }
 
 fn scan(store: &dyn KvStore, prefix: &[u8]) -> Result<Vec<Entry>, String> {
-    scan_all(store, prefix).ctx(&format!("scan of prefix {prefix:x?}"))
+    scan_all(store, prefix).ctx(&format!("scan of prefix {:?}", esc(prefix)))
 }
 
-fn keys(entries: &[Entry]) -> Vec<Vec<u8>> {
-    entries.iter().map(|(key, _)| key.clone()).collect()
+/// Bytes as failure messages show them, `b"a\xff"`: ASCII as is, other bytes escaped.
+#[derive(PartialEq, Eq)]
+struct Shown(String);
+
+impl std::fmt::Debug for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "b\"{}\"", self.0)
+    }
+}
+
+fn esc(bytes: &[u8]) -> Shown {
+    Shown(bytes.escape_ascii().to_string())
+}
+
+/// A get's result as failure messages show it.
+fn text(result: Result<Vec<u8>, KvError>) -> Result<Shown, KvError> {
+    result.map(|value| esc(&value))
+}
+
+fn keys(entries: &[Entry]) -> Vec<Shown> {
+    entries.iter().map(|(key, _)| esc(key)).collect()
+}
+
+fn entries(entries: &[Entry]) -> Vec<(Shown, Shown)> {
+    entries.iter().map(|(key, value)| (esc(key), esc(value))).collect()
 }
 
 /// Runs a check inside a transaction closure: its failure aborts the transaction with the reason.
@@ -151,18 +174,18 @@ pub fn put_get_and_peek_round_trip(db: &dyn Db) -> Result<(), String> {
         (&[0xff; 40], &[0x5a; 70_000]),
     ];
     for (key, value) in pairs {
-        store.put(key, value).ctx(&format!("put {key:x?}"))?;
+        store.put(key, value).ctx(&format!("put {:?}", esc(key)))?;
     }
     for (key, value) in pairs {
-        ensure_eq!(store.get(key).as_deref(), Ok(value), "get {key:x?}");
-        ensure_eq!(peek_value(&*store, key).as_deref(), Ok(value), "peek {key:x?}");
+        ensure_eq!(text(store.get(key)), Ok(esc(value)), "get {:?}", esc(key));
+        ensure_eq!(text(peek_value(&*store, key)), Ok(esc(value)), "peek {:?}", esc(key));
     }
     store
         .view(&mut |txn| {
             in_txn(|| {
                 for (key, value) in pairs {
-                    ensure_eq!(txn.get(key).as_deref(), Ok(value), "Txn::get {key:x?}");
-                    ensure_eq!(txn_peek_value(txn, key).as_deref(), Ok(value), "Txn::peek {key:x?}");
+                    ensure_eq!(text(txn.get(key)), Ok(esc(value)), "Txn::get {:?}", esc(key));
+                    ensure_eq!(text(txn_peek_value(txn, key)), Ok(esc(value)), "Txn::peek {:?}", esc(key));
                 }
                 Ok(())
             })
@@ -175,9 +198,9 @@ pub fn put_overwrites(db: &dyn Db) -> Result<(), String> {
     let store = open(db, "overwrite")?;
     store.put(b"k", b"first").ctx("put")?;
     store.put(b"k", b"second, longer").ctx("put again")?;
-    ensure_eq!(store.get(b"k").as_deref(), Ok(&b"second, longer"[..]), "get after an overwrite");
+    ensure_eq!(text(store.get(b"k")), Ok(esc(b"second, longer")), "get after an overwrite");
     store.update(&mut |txn| txn.put(b"k", b"3")).ctx("update")?;
-    ensure_eq!(store.get(b"k").as_deref(), Ok(&b"3"[..]), "get after an overwrite in a transaction");
+    ensure_eq!(text(store.get(b"k")), Ok(esc(b"3")), "get after an overwrite in a transaction");
     ensure_eq!(scan(&*store, b"")?.len(), 1, "entries after overwrites (an overwrite adds no entry)");
     Ok(())
 }
@@ -215,18 +238,18 @@ pub fn scan_yields_keys_with_the_prefix_in_byte_order(db: &dyn Db) -> Result<(),
     let mut model = BTreeMap::new();
     for (i, key) in ORDER_KEYS.iter().enumerate() {
         let value = format!("v{i}").into_bytes();
-        store.put(key, &value).ctx(&format!("put {key:x?}"))?;
+        store.put(key, &value).ctx(&format!("put {:?}", esc(key)))?;
         model.insert(key.to_vec(), value);
     }
     for prefix in ORDER_PREFIXES {
         let expected = expected_scan(&model, prefix);
         let seen = scan(&*store, prefix)?;
-        ensure_eq!(keys(&seen), keys(&expected), "keys of a scan of prefix {prefix:x?}");
-        ensure_eq!(seen, expected, "entries of a scan of prefix {prefix:x?}");
+        ensure_eq!(keys(&seen), keys(&expected), "keys of a scan of prefix {:?}", esc(prefix));
+        ensure_eq!(entries(&seen), entries(&expected), "entries of a scan of prefix {:?}", esc(prefix));
         let check = &mut |txn: &dyn Txn| {
             let seen = txn.scan(prefix)?;
             in_txn(|| {
-                ensure_eq!(seen, expected, "Txn::scan of prefix {prefix:x?}");
+                ensure_eq!(entries(&seen), entries(&expected), "Txn::scan of prefix {:?}", esc(prefix));
                 Ok(())
             })
         };
@@ -241,9 +264,13 @@ pub fn scan_with_an_empty_prefix_yields_every_key(db: &dyn Db) -> Result<(), Str
     let store = open(db, "empty-prefix")?;
     let all: Vec<Vec<u8>> = vec![vec![0x00], b"m".to_vec(), vec![0xff, 0xff, 0xff]];
     for key in all.iter().rev() {
-        store.put(key, b"x").ctx(&format!("put {key:x?}"))?;
+        store.put(key, b"x").ctx(&format!("put {:?}", esc(key)))?;
     }
-    ensure_eq!(keys(&scan(&*store, b"")?), all, "keys of a scan with an empty prefix");
+    ensure_eq!(
+        keys(&scan(&*store, b"")?),
+        all.iter().map(|k| esc(k)).collect::<Vec<_>>(),
+        "keys of a scan with an empty prefix"
+    );
     Ok(())
 }
 
@@ -261,7 +288,7 @@ pub fn scan_pages_through_many_keys(db: &dyn Db) -> Result<(), String> {
         .ctx("an update putting 1300 keys")?;
     store.put(b"other", b"not in the prefix").ctx("put")?;
     let entries = scan(&*store, b"key-")?;
-    ensure_eq!(keys(&entries), expected, "keys of a scan through 1300 keys");
+    ensure_eq!(keys(&entries), expected.iter().map(|k| esc(k)).collect::<Vec<_>>(), "keys of a scan through 1300 keys");
     ensure!(entries.iter().all(|(key, value)| key == value), "a scan yielded values that do not follow their keys");
     ensure_eq!(scan(&*store, b"")?.len(), expected.len() + 1, "entries of a scan with an empty prefix");
     Ok(())
@@ -278,16 +305,16 @@ pub fn collections_are_isolated(db: &dyn Db) -> Result<(), String> {
     one.put(b"shared", b"one").ctx("put")?;
     two.put(b"x", b"in two").ctx("put")?;
     two.put(b"shared", b"two").ctx("put")?;
-    ensure_eq!(one.get(b"shared").as_deref(), Ok(&b"one"[..]), "get of a key both collections hold");
-    ensure_eq!(two.get(b"shared").as_deref(), Ok(&b"two"[..]), "get of a key both collections hold");
+    ensure_eq!(text(one.get(b"shared")), Ok(esc(b"one")), "get of a key both collections hold");
+    ensure_eq!(text(two.get(b"shared")), Ok(esc(b"two")), "get of a key both collections hold");
     ensure_eq!(one.get(b"x"), Err(KvError::KeyNotFound), "get of a key only the other collection holds");
     ensure_eq!(two.get(b"k:x"), Err(KvError::KeyNotFound), "get of a key only the other collection holds");
-    ensure_eq!(keys(&scan(&*one, b"")?), vec![b"k:x".to_vec(), b"shared".to_vec()], "scan of one collection");
-    ensure_eq!(keys(&scan(&*two, b"")?), vec![b"shared".to_vec(), b"x".to_vec()], "scan of the other collection");
+    ensure_eq!(keys(&scan(&*one, b"")?), [esc(b"k:x"), esc(b"shared")], "scan of one collection");
+    ensure_eq!(keys(&scan(&*two, b"")?), [esc(b"shared"), esc(b"x")], "scan of the other collection");
     one.del(b"shared").ctx("del")?;
-    ensure_eq!(two.get(b"shared").as_deref(), Ok(&b"two"[..]), "a delete in another collection");
+    ensure_eq!(text(two.get(b"shared")), Ok(esc(b"two")), "a delete in another collection");
     two.update(&mut |txn| txn.put(b"k:x", b"two's")).ctx("update")?;
-    ensure_eq!(one.get(b"k:x").as_deref(), Ok(&b"in one"[..]), "a transaction in another collection");
+    ensure_eq!(text(one.get(b"k:x")), Ok(esc(b"in one")), "a transaction in another collection");
     Ok(())
 }
 
@@ -314,7 +341,7 @@ pub fn update_commits_every_write_when_the_closure_succeeds(db: &dyn Db) -> Resu
         .iter()
         .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
         .collect();
-    ensure_eq!(scan(&*store, b"")?, expected, "the collection after a committed update");
+    ensure_eq!(entries(&scan(&*store, b"")?), entries(&expected), "the collection after a committed update");
     Ok(())
 }
 
@@ -330,13 +357,13 @@ pub fn update_rolls_back_every_write_when_the_closure_fails(db: &dyn Db) -> Resu
         txn.del(b"keep")?;
         let own = txn.get(b"added");
         in_txn(|| {
-            ensure_eq!(own.as_deref(), Ok(&b"1"[..]), "Txn::get of the transaction's own put");
+            ensure_eq!(text(own), Ok(esc(b"1")), "Txn::get of the transaction's own put");
             Ok(())
         })?;
         Err(KvError::Aborted("the closure gave up".to_string()))
     });
     ensure_eq!(result, Err(KvError::Aborted("the closure gave up".to_string())), "an update whose closure failed");
-    ensure_eq!(scan(&*store, b"")?, before, "the collection after a failed update");
+    ensure_eq!(entries(&scan(&*store, b"")?), entries(&before), "the collection after a failed update");
     let result = store.update(&mut |txn| {
         txn.put(b"added", b"1")?;
         txn.get(b"absent").map(drop)
@@ -365,20 +392,24 @@ pub fn txn_reads_its_own_writes_and_deletes(db: &dyn Db) -> Result<(), String> {
             txn.put(b"keep", b"back")?;
             let (all, ke) = (txn.scan(b"")?, txn.scan(b"ke")?);
             in_txn(|| {
-                ensure_eq!(new.as_deref(), Ok(&b"fresh"[..]), "Txn::get of its own put");
-                ensure_eq!(new_peeked.as_deref(), Ok(&b"fresh"[..]), "Txn::peek of its own put");
-                ensure_eq!(changed.as_deref(), Ok(&b"changed"[..]), "Txn::get of its own overwrite");
+                ensure_eq!(text(new), Ok(esc(b"fresh")), "Txn::get of its own put");
+                ensure_eq!(text(new_peeked), Ok(esc(b"fresh")), "Txn::peek of its own put");
+                ensure_eq!(text(changed), Ok(esc(b"changed")), "Txn::get of its own overwrite");
                 ensure_eq!(dropped, Err(KvError::KeyNotFound), "Txn::get of its own delete");
                 ensure_eq!(dropped_peeked, Err(KvError::KeyNotFound), "Txn::peek of its own delete");
                 ensure_eq!(flickered, Err(KvError::KeyNotFound), "Txn::get after its own put and delete");
-                let expected: Vec<Vec<u8>> = ["change", "keep", "new"].iter().map(|k| k.as_bytes().to_vec()).collect();
-                ensure_eq!(keys(&all), expected, "Txn::scan merging the transaction's writes in byte order");
-                ensure_eq!(ke, vec![(b"keep".to_vec(), b"back".to_vec())], "Txn::scan of prefix \"ke\"");
+                ensure_eq!(
+                    keys(&all),
+                    [esc(b"change"), esc(b"keep"), esc(b"new")],
+                    "Txn::scan merging the transaction's writes in byte order"
+                );
+                let expected = entries(&[(b"keep".to_vec(), b"back".to_vec())]);
+                ensure_eq!(entries(&ke), expected, "Txn::scan of prefix \"ke\"");
                 Ok(())
             })
         })
         .ctx("update")?;
-    ensure_eq!(store.get(b"keep").as_deref(), Ok(&b"back"[..]), "get after the update");
+    ensure_eq!(text(store.get(b"keep")), Ok(esc(b"back")), "get after the update");
     ensure_eq!(store.get(b"flicker"), Err(KvError::KeyNotFound), "get after the update");
     Ok(())
 }
@@ -390,7 +421,7 @@ fn read_u64(txn: &dyn Txn, key: &[u8]) -> Result<u64, KvError> {
     let array: [u8; 8] = bytes
         .as_slice()
         .try_into()
-        .map_err(|_| KvError::Aborted(format!("{key:x?} holds {} bytes, not an 8-byte counter", bytes.len())))?;
+        .map_err(|_| KvError::Aborted(format!("{:?} holds {} bytes, not an 8-byte counter", esc(key), bytes.len())))?;
     Ok(u64::from_be_bytes(array))
 }
 
@@ -472,8 +503,8 @@ pub fn update_conflicts_when_a_key_it_read_changed(db: &dyn Db) -> Result<(), St
     });
     ensure_eq!(result, Err(KvError::Conflict), "an update whose written key changed before its commit (lost update)");
     ensure_eq!(
-        store.get(b"k").as_deref(),
-        Ok(&b"changed behind the transaction's back"[..]),
+        text(store.get(b"k")),
+        Ok(esc(b"changed behind the transaction's back")),
         "the key after a conflicting update"
     );
     let result = store.update(&mut |txn| {
@@ -525,11 +556,11 @@ pub fn reopened_collection_sees_its_data(db: &dyn Db) -> Result<(), String> {
     let first = db.open_collection(&name).ctx("open")?;
     first.put(b"k", b"v").ctx("put")?;
     let second = db.open_collection(&name).ctx("open again")?;
-    ensure_eq!(second.get(b"k").as_deref(), Ok(&b"v"[..]), "get through a second handle");
+    ensure_eq!(text(second.get(b"k")), Ok(esc(b"v")), "get through a second handle");
     second.put(b"k2", b"v2").ctx("put through the second handle")?;
-    ensure_eq!(first.get(b"k2").as_deref(), Ok(&b"v2"[..]), "get through the first handle");
+    ensure_eq!(text(first.get(b"k2")), Ok(esc(b"v2")), "get through the first handle");
     drop((first, second));
     let third = db.open_collection(&name).ctx("open a third time")?;
-    ensure_eq!(keys(&scan(&*third, b"")?), vec![b"k".to_vec(), b"k2".to_vec()], "scan after reopening");
+    ensure_eq!(keys(&scan(&*third, b"")?), [esc(b"k"), esc(b"k2")], "scan after reopening");
     Ok(())
 }
