@@ -53,6 +53,9 @@ enum Command {
         /// KEY=VALUE for a KVStore plugin's Meta (repeatable); `$SCRATCH` in a value is a scratch directory.
         #[arg(long = "meta", value_parser = parse_meta_entry)]
         meta: Vec<(String, String)>,
+        /// How long one behaviour may run before the plugin is reported hung.
+        #[arg(long, default_value_t = manager::plugins::selftest::deadline::DEFAULT_LIMIT.as_secs())]
+        timeout_secs: u64,
     },
 }
 
@@ -136,8 +139,9 @@ fn main() -> ExitCode {
     if let Ok(exe) = std::env::current_exe() {
         manager::plugins::probe::enable(Some(exe));
     }
-    if let Command::TestPlugin { file, json, meta } = &cli.command {
-        return test_plugin(file, *json, meta.iter().cloned().collect());
+    if let Command::TestPlugin { file, json, meta, timeout_secs } = &cli.command {
+        let limit = std::time::Duration::from_secs(*timeout_secs);
+        return test_plugin(file, *json, meta.iter().cloned().collect(), limit);
     }
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -161,13 +165,18 @@ fn main() -> ExitCode {
 
 /// `__test-plugin`: the report on stdout (text or JSON), the daemon's and the plugin's warnings on stderr;
 /// success only when every behaviour passed.
-fn test_plugin(file: &std::path::Path, json: bool, meta: manager_plugin::kv::Meta) -> ExitCode {
+fn test_plugin(
+    file: &std::path::Path,
+    json: bool,
+    meta: manager_plugin::kv::Meta,
+    limit: std::time::Duration,
+) -> ExitCode {
     // The report already carries every refusal; the registry logging it again would only repeat it.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "warn,manager::plugins::registry=off".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
-    let report = manager::plugins::selftest::run(file, &meta);
+    let report = manager::plugins::selftest::deadline::run(file, &meta, limit);
     if json {
         match serde_json::to_string_pretty(&report) {
             Ok(text) => println!("{text}"),

@@ -16,7 +16,7 @@ fn manager_bin() -> &'static Path {
 /// `plugin test FILE --manager <this build's manager> [--json] [--meta …]`, as `plugin test` runs it.
 fn plugin_test(file: &Path, json: bool, meta: &[&str]) -> Output {
     let meta: Vec<String> = meta.iter().map(|m| m.to_string()).collect();
-    let mut command = plugin::test_plugin::command(file, Some(manager_bin()), json, &meta).expect("command");
+    let mut command = plugin::test_plugin::command(file, Some(manager_bin()), json, &meta, None).expect("command");
     command.output().expect("run damocles-manager __test-plugin")
 }
 
@@ -100,8 +100,13 @@ fn a_panicking_kv_plugin_fails_the_named_behaviours_with_the_panic_message_and_t
         "{text}"
     );
     assert!(lines.contains(&"pass close"), "every behaviour ran although the plugin panicked: {text}");
-    let in_process =
-        plugin::test_plugin::run_cli(&built("panicky-kv"), Some(manager_bin()), false, &["panic_in=get".to_string()]);
+    let in_process = plugin::test_plugin::run_cli(
+        &built("panicky-kv"),
+        Some(manager_bin()),
+        false,
+        &["panic_in=get".to_string()],
+        None,
+    );
     assert!(matches!(in_process, Ok(false)), "`plugin test` reports the failure: {in_process:?}");
 }
 
@@ -124,6 +129,23 @@ fn a_kv_plugin_with_unordered_scans_and_a_failing_delete_fails_exactly_those_beh
     let order =
         r#"FAIL ordered-scans-with-prefixes: keys of a scan of prefix b"": got [b"\xff\xff", b"\xff\x00", b"\xff","#;
     assert!(lines.iter().any(|l| l.starts_with(order)), "no `{order}…`:\n{text}");
+}
+
+#[test]
+fn a_store_whose_instance_info_never_returns_is_reported_hung_naming_the_behaviour_within_the_limit() {
+    let started = std::time::Instant::now();
+    let mut command =
+        plugin::test_plugin::command(&built("hung-store"), Some(manager_bin()), false, &[], Some(2)).expect("command");
+    let output = command.output().expect("run");
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "bounded: {:?}", started.elapsed());
+    let last = text.lines().rev().nth(1).unwrap_or_default();
+    assert!(
+        last.starts_with("FAIL instance-info: did not return within 2 s: a plugin call hangs"),
+        "the hung behaviour is the last one reported:\n{text}"
+    );
+    assert!(text.lines().any(|l| l == "pass open"), "{text}");
 }
 
 #[test]
@@ -189,11 +211,17 @@ fn json_output_is_one_document_with_a_result_per_behaviour() {
 
 #[test]
 fn a_missing_manager_or_plugin_file_is_an_error_naming_the_fix() {
-    let err =
-        plugin::test_plugin::command(&built("memdb"), Some(Path::new("/nonexistent/damocles-manager")), false, &[])
-            .expect_err("error");
+    let err = plugin::test_plugin::command(
+        &built("memdb"),
+        Some(Path::new("/nonexistent/damocles-manager")),
+        false,
+        &[],
+        None,
+    )
+    .expect_err("error");
     assert!(err.to_string().contains("pass the path of a built damocles-manager to `--manager`"), "{err}");
-    let err = plugin::test_plugin::command(Path::new("/nonexistent/plugin-x.so"), Some(manager_bin()), false, &[])
-        .expect_err("error");
+    let err =
+        plugin::test_plugin::command(Path::new("/nonexistent/plugin-x.so"), Some(manager_bin()), false, &[], None)
+            .expect_err("error");
     assert!(err.to_string().contains("build it with `plugin build` first"), "{err}");
 }

@@ -91,6 +91,9 @@ pub enum Command {
         /// value is replaced by a directory inside the scratch directory, e.g. --meta 'Path=$SCRATCH/db'.
         #[arg(long = "meta", value_name = "KEY=VALUE")]
         meta: Vec<String>,
+        /// How long one behaviour may run before the plugin is reported hung (default 60).
+        #[arg(long, value_name = "SECS")]
+        timeout_secs: Option<u64>,
     },
 }
 
@@ -140,8 +143,8 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::CheckDep { fix, path } => crate::check_dep::run_cli(&path, fix),
         Command::Inspect { file, manager, json } => crate::inspect::run_cli(&file, manager.as_deref(), json),
-        Command::Test { file, manager, json, meta } => {
-            Ok(crate::test_plugin::run_cli(&file, manager.as_deref(), json, &meta)?)
+        Command::Test { file, manager, json, meta, timeout_secs } => {
+            Ok(crate::test_plugin::run_cli(&file, manager.as_deref(), json, &meta, timeout_secs)?)
         }
     }
 }

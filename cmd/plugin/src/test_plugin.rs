@@ -73,9 +73,15 @@ pub fn find_manager(explicit: Option<&Path>) -> Result<PathBuf, TestError> {
 }
 
 /// The manager command line that runs the suite on `file` (see [`find_manager`] for `manager`), `meta`
-/// (`KEY=VALUE`) for a KVStore plugin's constructor. Exit status: 0 all passed, 1 a behaviour failed or the file
+/// (`KEY=VALUE`) for a KVStore plugin's constructor, `timeout_secs` the limit per behaviour (default 60 s). Exit status: 0 all passed, 1 a behaviour failed or the file
 /// was refused, anything else: no report.
-pub fn command(file: &Path, manager: Option<&Path>, json: bool, meta: &[String]) -> Result<Command, TestError> {
+pub fn command(
+    file: &Path,
+    manager: Option<&Path>,
+    json: bool,
+    meta: &[String],
+    timeout_secs: Option<u64>,
+) -> Result<Command, TestError> {
     if !file.is_file() {
         return Err(TestError::PluginMissing(file.to_path_buf()));
     }
@@ -88,13 +94,22 @@ pub fn command(file: &Path, manager: Option<&Path>, json: bool, meta: &[String])
     for entry in meta {
         command.arg("--meta").arg(entry);
     }
+    if let Some(secs) = timeout_secs {
+        command.arg("--timeout-secs").arg(secs.to_string());
+    }
     Ok(command)
 }
 
 /// Runs [`command`] with the report on this process's stdout. `Ok(true)` when every behaviour passed,
 /// `Ok(false)` when one failed or the file was refused.
-pub fn run_cli(file: &Path, manager: Option<&Path>, json: bool, meta: &[String]) -> Result<bool, TestError> {
-    let mut command = command(file, manager, json, meta)?;
+pub fn run_cli(
+    file: &Path,
+    manager: Option<&Path>,
+    json: bool,
+    meta: &[String],
+    timeout_secs: Option<u64>,
+) -> Result<bool, TestError> {
+    let mut command = command(file, manager, json, meta, timeout_secs)?;
     let manager = PathBuf::from(command.get_program());
     let status = command.status().map_err(|source| TestError::Spawn { manager: manager.clone(), source })?;
     match status.code() {

@@ -7,6 +7,7 @@
 //! runs under `catch_unwind` as well, so neither a failing check nor a plugin panic (which the plugin's own guard
 //! already turns into an error) ends the run.
 
+pub mod deadline;
 pub mod filestore;
 pub mod jsonrpc;
 pub mod kv;
@@ -14,6 +15,7 @@ pub mod sync;
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use manager_plugin::PluginState;
@@ -113,6 +115,7 @@ pub fn run(file: &Path, meta: &Meta) -> Report {
         report.results.push(Outcome::new(LOAD, Err(reason)));
         return report;
     }
+    deadline::identified(&report);
     run_in(file, meta, &mut report);
     if let Err(e) = std::fs::remove_dir_all(&report.scratch) {
         tracing::warn!("cannot remove the scratch directory {}: {e}", report.scratch.display());
@@ -122,39 +125,41 @@ pub fn run(file: &Path, meta: &Meta) -> Report {
 }
 
 fn run_in(file: &Path, meta: &Meta, report: &mut Report) {
-    let plugins_dir = report.scratch.join("plugins");
-    let registry = PluginRegistry::load_file(file, &plugins_dir);
+    deadline::started(LOAD);
+    let registry = PluginRegistry::load_file(file, &report.scratch.join("plugins"));
+    let loaded = loaded_record(&registry, report);
+    deadline::identified(report);
+    let outcome = Outcome::new(LOAD, loaded.as_ref().map(drop).map_err(Clone::clone));
+    deadline::finished(&outcome);
+    report.results.push(outcome);
+    let Ok(record) = loaded else { return };
+    let scratch = report.scratch.clone();
+    report.results.extend(run_suite(&record, &scratch, meta));
+    registry.shutdown();
+}
+
+/// The one plugin `registry` loaded and initialized, or why not (the loader's refusal, `onInit`'s error); sets the
+/// report's kind and name as far as they are known.
+fn loaded_record(registry: &PluginRegistry, report: &mut Report) -> Result<Arc<PluginRecord>, String> {
     if let Some((_, err)) = registry.refused().next() {
         report.kind = err.plugin_kind().map(|k| k.to_string());
         report.name = err.plugin_name().map(str::to_string);
-        report.results.push(Outcome::new(LOAD, Err(err.to_string())));
-        return;
+        return Err(err.to_string());
     }
-    let Some(info) = registry.list().into_iter().next() else {
-        report.results.push(Outcome::new(LOAD, Err("the registry loaded nothing".into())));
-        return;
-    };
+    let info = registry.list().into_iter().next().ok_or("the registry loaded nothing")?;
     report.kind = info.kind.clone();
     report.name = info.name.clone();
-    let Some(record) = info
+    let record = info
         .kind
         .as_deref()
         .and_then(Kind::from_name)
         .zip(info.name.as_deref())
         .and_then(|(kind, name)| registry.find_any(kind, name))
-    else {
-        report.results.push(Outcome::new(LOAD, Err("the loaded plugin is not in the registry".into())));
-        return;
-    };
+        .ok_or("the loaded plugin is not in the registry")?;
     if record.state() != PluginState::Ready {
-        let reason = info.last_error.unwrap_or_else(|| format!("the plugin is {}", info.state));
-        report.results.push(Outcome::new(LOAD, Err(reason)));
-        return;
+        return Err(info.last_error.unwrap_or_else(|| format!("the plugin is {}", info.state)));
     }
-    report.results.push(Outcome::new(LOAD, Ok(())));
-    let scratch = report.scratch.clone();
-    report.results.extend(run_suite(&record, &scratch, meta));
-    registry.shutdown();
+    Ok(record)
 }
 
 fn run_suite(record: &PluginRecord, scratch: &Path, meta: &Meta) -> Vec<Outcome> {
@@ -168,9 +173,12 @@ fn run_suite(record: &PluginRecord, scratch: &Path, meta: &Meta) -> Vec<Outcome>
 
 /// Runs one check; a panic of the check itself (host code) becomes its failure instead of ending the run.
 pub(crate) fn check(behaviour: &str, f: impl FnOnce() -> Result<(), String>) -> Outcome {
+    deadline::started(behaviour);
     let result = std::panic::catch_unwind(AssertUnwindSafe(f))
         .unwrap_or_else(|payload| Err(format!("the check panicked: {}", panic_message(payload.as_ref()))));
-    Outcome::new(behaviour, result)
+    let outcome = Outcome::new(behaviour, result);
+    deadline::finished(&outcome);
+    outcome
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -181,7 +189,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn scratch_dir() -> PathBuf {
+pub(super) fn scratch_dir() -> PathBuf {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     std::env::temp_dir().join(format!("damocles-plugin-test-{}-{nanos:x}", std::process::id()))
 }
