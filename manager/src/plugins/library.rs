@@ -40,6 +40,8 @@ pub enum LoadError {
         file: PathBuf,
         /// Why.
         refusal: Refusal,
+        /// Kind and name from the embedded manifest, when it parses (e.g. a fingerprint mismatch), for listings.
+        identity: Option<(Kind, String)>,
     },
     /// The checked bytes could not be placed in a sealed memory file.
     #[error("{file}: cannot prepare the checked bytes for loading: {message}")]
@@ -99,11 +101,21 @@ pub enum LoadError {
 }
 
 impl LoadError {
-    /// The plugin's name, when the refusal tells it.
+    /// The plugin's name, when the refusal or the file's manifest tells it.
     pub fn plugin_name(&self) -> Option<&str> {
         match self {
             LoadError::Duplicate { name, .. } => Some(name),
+            LoadError::Refused { identity: Some((_, name)), .. } => Some(name),
             LoadError::Refused { refusal: Refusal::FingerprintMismatch { name, .. }, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The plugin's kind, when the refusal or the file's manifest tells it.
+    pub fn plugin_kind(&self) -> Option<Kind> {
+        match self {
+            LoadError::Duplicate { kind, .. } | LoadError::KindMismatch { kind, .. } => Some(*kind),
+            LoadError::Refused { identity, .. } => identity.as_ref().map(|(kind, _)| *kind),
             _ => None,
         }
     }
@@ -136,10 +148,15 @@ pub struct OpenedPlugin {
 /// Reads `file` once and checks its bytes against this manager's fingerprint; nothing of it is mapped.
 pub fn check(file: &Path) -> Result<CheckedFile, LoadError> {
     let bytes = std::fs::read(file).map_err(|source| LoadError::Read { file: file.to_path_buf(), source })?;
-    let refused = |refusal| LoadError::Refused { file: file.to_path_buf(), refusal };
-    let checked = Image::read_plugin(&bytes)
-        .and_then(|image| image.check(&Fingerprint::current(), &file.display().to_string()))
-        .map_err(refused)?;
+    let label = file.display().to_string();
+    let refused = |refusal| {
+        // Reading the manifest of a refused file is still only reading bytes: it names the plugin in listings.
+        let identity =
+            Image::read_plugin(&bytes).and_then(|image| image.manifest(&label)).ok().map(|m| (m.kind, m.name));
+        LoadError::Refused { file: file.to_path_buf(), refusal, identity }
+    };
+    let checked =
+        Image::read_plugin(&bytes).and_then(|image| image.check(&Fingerprint::current(), &label)).map_err(refused)?;
     Ok(CheckedFile { file: file.to_path_buf(), manifest: checked.manifest, build_time: checked.build_time, bytes })
 }
 
