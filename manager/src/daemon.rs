@@ -49,6 +49,7 @@ impl Daemon {
         let config = home.load_config().context("loading the config")?;
         config.log_warnings();
         let token = home.read_token().context("reading the API token")?;
+        crate::plugins::probe::remember_passes_in(Some(home.dir.join("plugin-probes")));
         let registry = Arc::new(load_plugins(&config.common.plugins.dir).await?);
         let db = match open_db(&config, &registry).await {
             Ok(db) => db,
@@ -141,6 +142,7 @@ async fn serve(
     registry: &Arc<PluginRegistry>,
 ) -> anyhow::Result<(RpcServer, Arc<StoreManager>, Option<MetricsServer>)> {
     let (blocking_config, blocking_registry) = (config.clone(), Arc::clone(registry));
+    let listed_sectors = Arc::clone(&sectors);
     let (stores, module) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let stores = Arc::new(open_stores(&blocking_config, &blocking_registry)?);
         let module = rpc::build_module(AppState {
@@ -168,7 +170,7 @@ async fn serve(
             Some(MetricsServer::start(listener, exporter.clone())?)
         }
     };
-    let server = rpc::start(listener, module.into(), Arc::clone(&stores), auth, limits, exporter)?;
+    let server = rpc::start(listener, module.into(), Arc::clone(&stores), listed_sectors, auth, limits, exporter)?;
     tracing::info!(listen = %server.local_addr, db = config.common.db.driver.as_str(), "damocles-manager is running");
     Ok((server, stores, metrics_server))
 }
@@ -242,7 +244,7 @@ async fn open_db(config: &Config, registry: &Arc<PluginRegistry>) -> anyhow::Res
                     .with_context(|| format!("opening RocksDB at {}", db.rocksdb.dir.display()))?,
             ),
             DbDriver::Redis => {
-                let redis = RedisDb::open(&db.redis.addr, &db.redis.prefix)
+                let redis = RedisDb::open_with(&db.redis.addr, &db.redis.prefix, db.redis.timeouts())
                     .with_context(|| "opening the Redis database".to_string())?;
                 redis.check_durability(db.redis.require_persistence).context("checking the Redis server")?;
                 Arc::new(LeasedRedisDb::acquire(redis, &db.redis.prefix).context("taking the writer lease")?)
@@ -282,7 +284,8 @@ fn store_spec(entry: &StoreEntry) -> StoreSpec {
 fn open_stores(config: &Config, registry: &PluginRegistry) -> anyhow::Result<StoreManager> {
     let piece = config.common.piece_stores.iter().map(store_spec).collect();
     let persist = config.common.persist_stores.iter().map(store_spec).collect();
-    StoreManager::open(piece, persist, registry).context("opening the file stores")
+    StoreManager::open_with(piece, persist, registry, config.common.capacity_options())
+        .context("opening the file stores")
 }
 
 /// A SyncSectorState plugin as a delivery target.

@@ -42,6 +42,21 @@ enum Command {
     /// Internal: trial-load one sealed plugin file in this child process (see `plugins::probe`).
     #[command(name = "__probe-plugin", hide = true)]
     ProbePlugin { file: PathBuf },
+    /// Internal: `plugin test FILE`: load one plugin as the daemon does and run its kind's conformance suite
+    /// against a scratch directory (see `plugins::selftest`).
+    #[command(name = "__test-plugin", hide = true)]
+    TestPlugin {
+        file: PathBuf,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// KEY=VALUE for a KVStore plugin's Meta (repeatable); `$SCRATCH` in a value is a scratch directory.
+        #[arg(long = "meta", value_parser = parse_meta_entry)]
+        meta: Vec<(String, String)>,
+        /// How long one behaviour may run before the plugin is reported hung.
+        #[arg(long, default_value_t = manager::plugins::selftest::deadline::DEFAULT_LIMIT.as_secs())]
+        timeout_secs: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -124,6 +139,10 @@ fn main() -> ExitCode {
     if let Ok(exe) = std::env::current_exe() {
         manager::plugins::probe::enable(Some(exe));
     }
+    if let Command::TestPlugin { file, json, meta, timeout_secs } = &cli.command {
+        let limit = std::time::Duration::from_secs(*timeout_secs);
+        return test_plugin(file, *json, meta.iter().cloned().collect(), limit);
+    }
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -142,6 +161,40 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `__test-plugin`: the report on stdout (text or JSON), the daemon's and the plugin's warnings on stderr;
+/// success only when every behaviour passed.
+fn test_plugin(
+    file: &std::path::Path,
+    json: bool,
+    meta: manager_plugin::kv::Meta,
+    limit: std::time::Duration,
+) -> ExitCode {
+    // The report already carries every refusal; the registry logging it again would only repeat it.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "warn,manager::plugins::registry=off".into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    let report = manager::plugins::selftest::deadline::run(file, &meta, limit);
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: cannot write the report as JSON: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        println!("{}", report.text());
+    }
+    if report.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn parse_meta_entry(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("--meta {text:?}: expected KEY=VALUE"))
 }
 
 fn init_logging(format: LogFormat) {
@@ -178,7 +231,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             manager::daemon::run(&home.adopting_db(adopt_db), listen.as_deref()).await
         }
         Command::Util(command) => util(&home, command).await,
-        Command::ProbePlugin { .. } => Ok(()),
+        Command::ProbePlugin { .. } | Command::TestPlugin { .. } => Ok(()),
     }
 }
 
@@ -220,9 +273,8 @@ async fn util(home: &Home, command: UtilCommand) -> anyhow::Result<()> {
         }
         UtilCommand::Sectors(SectorsCommand::List { offline }) => {
             let ws = if offline { "offline" } else { "online" };
-            let sectors: serde_json::Value =
-                client.request("Venus.ListSectors", rpc_params![ws, 0]).await.context("Venus.ListSectors")?;
-            println!("{}", serde_json::to_string_pretty(&sectors)?);
+            let (addr, token) = (home.load_config()?.api.listen, home.read_token()?);
+            tokio::task::spawn_blocking(move || print_sectors(&addr, &token, ws)).await??;
         }
         UtilCommand::Sectors(SectorsCommand::Find { miner, number }) => {
             let sid = SectorId { miner, number };
@@ -241,6 +293,16 @@ async fn util(home: &Home, command: UtilCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&stores)?);
         }
     }
+    Ok(())
+}
+
+/// Prints the sectors of state `ws` as one pretty JSON array, each sector as it arrives (never the whole list
+/// in memory).
+fn print_sectors(addr: &str, token: &str, ws: &str) -> anyhow::Result<()> {
+    use manager::rpc::venus::listing::client::{PrettyArrayWriter, list_sectors};
+    let mut out = PrettyArrayWriter::new(std::io::BufWriter::new(std::io::stdout().lock()));
+    list_sectors(addr, token, ws, &mut |sector| out.push(&sector))?;
+    out.finish()?;
     Ok(())
 }
 

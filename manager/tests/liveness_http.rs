@@ -197,7 +197,9 @@ async fn list_sectors_answers_beyond_10_mib() {
         let mut response = Vec::new();
         stream.read_to_end(&mut response).unwrap();
         let text = String::from_utf8(response).unwrap();
-        let (_, body) = text.split_once("\r\n\r\n").unwrap();
+        let (head, chunked) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "streamed: {head}");
+        let body = &dechunk(chunked);
         let answer: Value = serde_json::from_str(body).unwrap();
         let listed = answer["result"].as_array().map(Vec::len);
         assert_eq!(listed, Some(sectors as usize / 100 * 100), "{}", &body[..body.len().min(300)]);
@@ -213,6 +215,20 @@ async fn list_sectors_answers_beyond_10_mib() {
     );
     assert!(size > 10 << 20, "the answer ({size} bytes) must exceed the old 10 MiB limit");
     assert_eq!(stop_within(daemon, Duration::from_secs(40)), Some(0));
+}
+
+/// The body of a complete chunked HTTP answer.
+fn dechunk(mut chunked: &str) -> String {
+    let mut body = String::new();
+    loop {
+        let (size, rest) = chunked.split_once("\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
+        if size == 0 {
+            return body;
+        }
+        body.push_str(&rest[..size]);
+        chunked = rest[size..].strip_prefix("\r\n").expect("CRLF after a chunk");
+    }
 }
 
 /// Uploads `size` bytes of zeros as piece `name`.

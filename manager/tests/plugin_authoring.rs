@@ -258,6 +258,9 @@ fn merge_toml(doc: &mut toml::Value, patch: toml::Value) {
     }
 }
 
+/// The manager binary the guide tests plugins with: the one `scripts/run.sh` runs.
+const RELEASE_MANAGER: &str = "target/release/damocles-manager";
+
 /// Runs the guide's commands for one flow, in a scratch `~` (crates) and a test home (`~/.damocles-manager`).
 struct GuideRun {
     tilde: tempfile::TempDir,
@@ -310,7 +313,16 @@ impl GuideRun {
                 args.extend(profile_flag().iter().map(|s| s.to_string()));
                 args.extend(["--target-dir".to_string(), target_dir().display().to_string()]);
             }
+            if args.first().is_some_and(|a| a == "test") {
+                // The guide tests with the release manager scripts/run.sh runs; here, with the manager under test.
+                let at = args.iter().position(|a| a == "--manager").expect("the guide's `test` names --manager");
+                assert_eq!(args[at + 1], RELEASE_MANAGER, "{command}");
+                args[at + 1] = env!("CARGO_BIN_EXE_damocles-manager").to_string();
+            }
             plugin(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        } else if command == "cargo build --release -p manager" {
+            // What scripts/run.sh would build; the manager under test is already built.
+            assert!(Path::new(env!("CARGO_BIN_EXE_damocles-manager")).is_file());
         } else if let Some(dir) = command.strip_prefix("(cd ").and_then(|c| c.strip_suffix(" && cargo test)")) {
             cargo_test(Path::new(dir));
         } else if command == "scripts/run.sh" {
@@ -342,7 +354,7 @@ impl GuideRun {
 }
 
 /// docs/plugin-guide.md's KVStore walk-through, run as written: the plugin is created, tested, checked, built,
-/// selected in the config, loaded, and holds the sector `Venus.AllocateSector` creates.
+/// passes `plugin test`, is selected in the config, loaded, and holds the sector `Venus.AllocateSector` creates.
 #[test]
 fn the_guides_kvstore_walk_through_works_as_written() {
     let mut run = GuideRun::new();
@@ -352,8 +364,8 @@ fn the_guides_kvstore_walk_through_works_as_written() {
     assert_eq!(run.daemon.take().expect("daemon").stop(), Some(0));
 }
 
-/// docs/plugin-guide.md's SyncSectorState walk-through, run as written: the plugin receives the `OnInit` event of
-/// the sector the guide allocates.
+/// docs/plugin-guide.md's SyncSectorState walk-through, run as written: the plugin passes `plugin test` and
+/// receives the `OnInit` event of the sector the guide allocates.
 #[test]
 fn the_guides_syncsectorstate_walk_through_works_as_written() {
     let mut run = GuideRun::new();

@@ -1,4 +1,4 @@
-//! The `plugin` command line: `new`, `build` and `check-dep`. The binary is a thin `main` over [`run`], so tests
+//! The `plugin` command line: `new`, `build`, `check-dep`, `inspect` and `test`. The binary is a thin `main` over [`run`], so tests
 //! can run exactly the command lines the documentation shows.
 
 use std::ffi::OsString;
@@ -75,6 +75,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Load a built plugin exactly as the manager does and run its kind's conformance suite against a scratch
+    /// directory (never production data): one `pass`/`FAIL` line per behaviour; exit 0 only when all pass.
+    Test {
+        /// The plugin file (plugin-<name>.so).
+        file: PathBuf,
+        /// The damocles-manager binary that will load the plugin (default: the one next to this tool, else on
+        /// PATH). Its loader and fingerprint decide, so a plugin built for another profile is refused here too.
+        #[arg(long)]
+        manager: Option<PathBuf>,
+        /// Print one JSON document: {file, kind, name, scratch, passed, results: [{behaviour, passed, reason}]}.
+        #[arg(long)]
+        json: bool,
+        /// KEY=VALUE given to a KVStore plugin's constructor as Meta (repeatable; default: none). `$SCRATCH` in a
+        /// value is replaced by a directory inside the scratch directory, e.g. --meta 'Path=$SCRATCH/db'.
+        #[arg(long = "meta", value_name = "KEY=VALUE")]
+        meta: Vec<String>,
+        /// How long one behaviour may run before the plugin is reported hung (default 60).
+        #[arg(long, value_name = "SECS")]
+        timeout_secs: Option<u64>,
+    },
 }
 
 fn parse_kind(text: &str) -> Result<Kind, String> {
@@ -123,6 +143,9 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::CheckDep { fix, path } => crate::check_dep::run_cli(&path, fix),
         Command::Inspect { file, manager, json } => crate::inspect::run_cli(&file, manager.as_deref(), json),
+        Command::Test { file, manager, json, meta, timeout_secs } => {
+            Ok(crate::test_plugin::run_cli(&file, manager.as_deref(), json, &meta, timeout_secs)?)
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! `docs/plugin-guide.md`'s troubleshooting section lists exactly the user-facing error messages of the loader,
-//! `plugin build`, `plugin check-dep`, `plugin new` and `plugin inspect`: a message added to the code without an
+//! `plugin build`, `plugin check-dep`, `plugin new`, `plugin inspect` and `plugin test`: a message added to the code without an
 //! entry, or an entry whose message the code no longer prints, fails this test.
 //!
 //! Messages are read from the sources: the format strings of `#[error("…")]` attributes and of `write!`/`format!`
@@ -67,6 +67,13 @@ const SOURCES: &[Source] = &[
         block: Some("pub fn inspect("),
         openers: &["with_context(|| ", "anyhow::anyhow!("],
         containing: None,
+    },
+    Source { file: "cmd/plugin/src/test_plugin.rs", block: None, openers: ERROR_ATTR, containing: None },
+    Source {
+        file: "manager/src/plugins/selftest/mod.rs",
+        block: Some("pub fn run("),
+        openers: &["format!("],
+        containing: Some("cannot"),
     },
     Source {
         file: "cmd/plugin/src/new/mod.rs",

@@ -7,6 +7,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::ConfigDuration;
+use crate::kvstore::RedisTimeouts;
+
 /// `[Common.DB]`: the KV driver and its per-driver settings.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "PascalCase")]
@@ -144,6 +147,30 @@ pub struct RedisConfig {
     /// `RequirePersistence`: refuse a server with `appendonly no`; default true. `false` is for tests and
     /// throw-away setups only (warned about at every start).
     pub require_persistence: bool,
+    /// `ConnectTimeout`: how long opening a connection to Redis may take; default `"1.5s"`.
+    pub connect_timeout: ConfigDuration,
+    /// `CommandTimeout`: how long each Redis command (sending it, and its answer) may take; default `"3s"`.
+    pub command_timeout: ConfigDuration,
+}
+
+impl RedisConfig {
+    /// The timeouts as the Redis driver takes them.
+    pub fn timeouts(&self) -> RedisTimeouts {
+        RedisTimeouts { connect: self.connect_timeout.0, command: self.command_timeout.0 }
+    }
+
+    /// Refuses a zero timeout (it would mean "wait forever" to the socket); the error is `(key, reason)`.
+    pub(super) fn validate_timeouts(&self) -> Result<(), (String, String)> {
+        for (key, value) in [("ConnectTimeout", self.connect_timeout), ("CommandTimeout", self.command_timeout)] {
+            if value.0 == std::time::Duration::ZERO {
+                return Err((
+                    format!("Common.DB.Redis.{key}"),
+                    "must be more than 0, e.g. \"3s\" (or remove the key for the default)".to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for RedisConfig {
@@ -152,6 +179,8 @@ impl Default for RedisConfig {
             addr: "redis://127.0.0.1:6379".to_owned(),
             prefix: "damocles".to_owned(),
             require_persistence: true,
+            connect_timeout: ConfigDuration(RedisTimeouts::default().connect),
+            command_timeout: ConfigDuration(RedisTimeouts::default().command),
         }
     }
 }

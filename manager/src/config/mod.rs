@@ -21,6 +21,7 @@
 mod api;
 mod db;
 mod default_text;
+mod duration;
 mod ignored;
 mod miners;
 mod seal_proof;
@@ -38,6 +39,7 @@ use serde::{Deserialize, Serialize};
 pub use api::{ApiConfig, InvalidNetwork, IpNetwork};
 pub use db::{DbConfig, DbDriver, PluginDbConfig, RedisConfig, RocksDbConfig, UnsupportedDriver};
 pub use default_text::default_config_text;
+pub use duration::{ConfigDuration, InvalidDuration};
 pub use ignored::{Ignored, ignored_warning};
 pub use miners::{MinerConfig, MinerEntry, MinerSectorConfig};
 pub use seal_proof::{SEAL_PROOFS, seal_proof_for_size, sector_size_of};
@@ -83,6 +85,13 @@ pub struct CommonConfig {
     pub piece_stores: Vec<StoreEntry>,
     /// `[[Common.PersistStores]]`: stores for sealed sectors.
     pub persist_stores: Vec<StoreEntry>,
+    /// `StoreCapacityTimeout`: a store whose capacity call runs longer is unavailable; see
+    /// [`CommonConfig::capacity_options`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_capacity_timeout: Option<ConfigDuration>,
+    /// `StoreCapacityRefresh`: how often each store's capacity is re-read; see [`CommonConfig::capacity_options`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_capacity_refresh: Option<ConfigDuration>,
     /// `[Common.API]` (Go only: the chain, messager and market endpoints).
     #[serde(rename = "API")]
     pub chain_api: Ignored,
@@ -258,6 +267,7 @@ impl Config {
     fn validate(&self) -> Result<(), (String, String)> {
         self.validate_db()?;
         self.validate_stores()?;
+        stores::validate_capacity_timing(&self.common)?;
         self.validate_miners()?;
         self.validate_api()
     }
@@ -268,7 +278,7 @@ impl Config {
             let reason = "Driver = \"plugin\" needs the name of a KVStore plugin in [Common.DB.Plugin] PluginName";
             return Err(("Common.DB.Plugin.PluginName".to_owned(), reason.to_owned()));
         }
-        Ok(())
+        db.redis.validate_timeouts()
     }
 
     fn validate_stores(&self) -> Result<(), (String, String)> {

@@ -1,8 +1,44 @@
 //! `[[Common.PieceStores]]` and `[[Common.PersistStores]]` entries.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use super::{CommonConfig, ConfigDuration};
+use crate::filestore::CapacityOptions;
+
+/// `[Common] StoreCapacityTimeout` when not set: a store's capacity call running longer makes it unavailable.
+pub const DEFAULT_STORE_CAPACITY_TIMEOUT: ConfigDuration = ConfigDuration::from_secs(5);
+/// `[Common] StoreCapacityRefresh` when not set: how often each store's capacity is re-read.
+pub const DEFAULT_STORE_CAPACITY_REFRESH: ConfigDuration = ConfigDuration::from_secs(2);
+
+impl CommonConfig {
+    /// How store capacity is read: `StoreCapacityTimeout` (default 5 s) and `StoreCapacityRefresh` (default 2 s).
+    pub fn capacity_options(&self) -> CapacityOptions {
+        CapacityOptions {
+            timeout: self.store_capacity_timeout.unwrap_or(DEFAULT_STORE_CAPACITY_TIMEOUT).0,
+            refresh: self.store_capacity_refresh.unwrap_or(DEFAULT_STORE_CAPACITY_REFRESH).0,
+        }
+    }
+}
+
+/// Refuses a zero `StoreCapacityTimeout` or `StoreCapacityRefresh`; the error is `(key, reason)`.
+pub(super) fn validate_capacity_timing(common: &CommonConfig) -> Result<(), (String, String)> {
+    let keys = [
+        ("StoreCapacityTimeout", common.store_capacity_timeout),
+        ("StoreCapacityRefresh", common.store_capacity_refresh),
+    ];
+    for (key, value) in keys {
+        if value.is_some_and(|d| d.0 == Duration::ZERO) {
+            return Err((
+                format!("Common.{key}"),
+                "must be more than 0, e.g. \"5s\" (or remove the key for the default)".to_owned(),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// One `[[Common.PieceStores]]` or `[[Common.PersistStores]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -16,9 +16,10 @@ use manager_plugin::filestore::Store;
 /// How capacity figures are refreshed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapacityOptions {
-    /// How long one `instance_info` call may run before the store is shown unavailable (default 5 s).
+    /// How long one `instance_info` call may run before the store is shown unavailable (default 5 s,
+    /// `[Common] StoreCapacityTimeout`).
     pub timeout: Duration,
-    /// How often the figures are re-read (default 2 s).
+    /// How often the figures are re-read (default 2 s, `[Common] StoreCapacityRefresh`).
     pub refresh: Duration,
 }
 
@@ -58,8 +59,8 @@ impl Capacity {
             Capacity::Known { .. } => None,
             Capacity::Failed(err) => Some(format!("capacity unknown ({err})")),
             Capacity::Unanswered { running, since } => Some(format!(
-                "unavailable: instance_info has not answered for {:.1} s (called at Unix time {since}, timeout {:.1} s); \
-                 the store is skipped until it answers",
+                "unavailable: instance_info has not answered for {:.1} s (called at Unix time {since}, timeout {:.1} s, \
+                 [Common] StoreCapacityTimeout); the store is skipped until it answers",
                 running.as_secs_f64(),
                 timeout.as_secs_f64()
             )),

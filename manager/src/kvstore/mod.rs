@@ -35,7 +35,7 @@ mod rocksdb;
 
 use std::fmt::Display;
 
-pub use self::redis::RedisDb;
+pub use self::redis::{RedisDb, RedisTimeouts};
 pub use self::redis_durability::RedisPersistence;
 pub use self::redis_lease::{LEASE_TTL, LeaseHolder, LeasedRedisDb};
 pub use self::rocksdb::RocksDb;

@@ -25,14 +25,18 @@
 //! Durability is the server's (`appendonly`, `appendfsync`): [`RedisDb::check_durability`] (`redis_durability.rs`)
 //! refuses a server that would lose or evict acknowledged writes.
 //!
-//! **Liveness.** Connecting and every command have short timeouts ([`CONNECT_TIMEOUT`], [`COMMAND_TIMEOUT`]), so
+//! **Liveness.** Connecting and every command have short timeouts ([`RedisTimeouts`], `[Common.DB.Redis]
+//! ConnectTimeout` and `CommandTimeout`), so
 //! while Redis is down or stalled a call fails within a few seconds with an error naming Redis and its address,
 //! and the next call after it is back simply opens a new connection: no restart needed. A pooled connection the
 //! server or network dropped (`CLIENT KILL`, `timeout`, a restart) is replaced: plain commands are re-sent on a
 //! fresh one; a transaction on a connection idle for a while is checked with `PING` first, and a transaction
 //! whose connection breaks before its `EXEC` was sent is run again on a fresh connection (its reads are redone,
 //! nothing was written). A connection breaking during `EXEC` is reported, not retried: the commit may have
-//! happened. Conflicting views are retried with exponential back-off and jitter ([`retry_pause`]).
+//! happened. Conflicting views are retried with exponential back-off and jitter ([`retry_pause`]). A server that
+//! stops answering (stalled, not gone) costs one command timeout, not one per pooled connection: a failed
+//! `PING` check drops the whole idle pool, and a timed-out check or read fails the call at once (a fresh
+//! connection would only wait again).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -45,10 +49,25 @@ use manager_plugin::kv::{self, Db, Entry, KvError, KvIter, KvStore, Txn, TxnFn};
 
 use super::{PagedIter, backend_error, read_only_error};
 
-/// How long connecting may take.
+/// How long connecting may take by default (`[Common.DB.Redis] ConnectTimeout`).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
-/// How long each command may take before the operation fails.
+/// How long each command may take by default before the operation fails (`[Common.DB.Redis] CommandTimeout`).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The driver's timeouts: while Redis is down or stalled, every call fails within about these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisTimeouts {
+    /// Opening a connection (default [`CONNECT_TIMEOUT`]).
+    pub connect: Duration,
+    /// Sending one command and reading its answer, each (default [`COMMAND_TIMEOUT`]).
+    pub command: Duration,
+}
+
+impl Default for RedisTimeouts {
+    fn default() -> Self {
+        RedisTimeouts { connect: CONNECT_TIMEOUT, command: COMMAND_TIMEOUT }
+    }
+}
 /// A pooled connection idle longer than this is checked with `PING` before a transaction uses it.
 const CHECK_IDLE_AFTER: Duration = Duration::from_secs(2);
 /// Idle connections kept for reuse; more are opened under load and closed when returned.
@@ -70,12 +89,18 @@ struct Shared {
     /// Idle connections with the time they were returned.
     idle: Mutex<Vec<(Connection, Instant)>>,
     closed: AtomicBool,
+    timeouts: RedisTimeouts,
 }
 
 impl RedisDb {
     /// Connects to the server at `addr` (e.g. `redis://127.0.0.1:6379`) and checks it answers; every key is
-    /// stored under `namespace_prefix`.
+    /// stored under `namespace_prefix`. Default timeouts.
     pub fn open(addr: &str, namespace_prefix: &str) -> Result<RedisDb, KvError> {
+        RedisDb::open_with(addr, namespace_prefix, RedisTimeouts::default())
+    }
+
+    /// [`open`](Self::open) with explicit timeouts.
+    pub fn open_with(addr: &str, namespace_prefix: &str, timeouts: RedisTimeouts) -> Result<RedisDb, KvError> {
         // The URL may carry a password: errors name the server by host and port only.
         let client = Client::open(addr)
             .map_err(|err| KvError::Backend(format!("invalid Redis address (expected redis://host:port): {err}")))?;
@@ -85,6 +110,7 @@ impl RedisDb {
             prefix: namespace_prefix.to_string(),
             idle: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
+            timeouts,
         };
         let mut conn = shared.connect()?;
         ::redis::cmd("PING")
@@ -118,15 +144,16 @@ impl RedisDb {
 impl Shared {
     fn connect(&self) -> Result<Connection, KvError> {
         let connect = || -> RedisResult<Connection> {
-            let conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-            conn.set_read_timeout(Some(COMMAND_TIMEOUT))?;
-            conn.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+            let conn = self.client.get_connection_with_timeout(self.timeouts.connect)?;
+            conn.set_read_timeout(Some(self.timeouts.command))?;
+            conn.set_write_timeout(Some(self.timeouts.command))?;
             Ok(conn)
         };
         connect().map_err(|err| {
             KvError::Backend(format!(
-                "connect to Redis at {} (timeout {CONNECT_TIMEOUT:?}): {err} (is redis-server running there?)",
-                self.addr
+                "connect to Redis at {} (timeout {:?}, [Common.DB.Redis] ConnectTimeout): {err} (is redis-server \
+                 running there?)",
+                self.addr, self.timeouts.connect
             ))
         })
     }
@@ -150,12 +177,33 @@ impl Shared {
 
     /// A connection for a transaction: an idle one that answers (checked with `PING` when it was idle for a
     /// while), else a new one; `true` when reused.
+    ///
+    /// When the check fails, every other idle connection is dropped unchecked: they are older still, and whatever
+    /// broke this one (a restart, `CLIENT KILL`, a stalled server) broke them too. Checking each in turn would
+    /// cost one `CommandTimeout` per pooled connection while the server is stalled. A check that timed out (a
+    /// stalled server, not a dropped connection) is the caller's error at once: a new connection would only wait
+    /// again.
     fn checkout_checked(&self) -> Result<(Connection, bool), KvError> {
-        while let Some((mut conn, idle_for)) = self.checkout_idle()? {
-            if idle_for < CHECK_IDLE_AFTER || ::redis::cmd("PING").query::<String>(&mut conn).is_ok() {
+        if let Some((mut conn, idle_for)) = self.checkout_idle()? {
+            if idle_for < CHECK_IDLE_AFTER {
                 return Ok((conn, true));
             }
-            tracing::debug!(redis = %self.addr, "dropped a pooled Redis connection that no longer answers");
+            let ping = ::redis::cmd("PING").query::<String>(&mut conn);
+            let Err(err) = ping else {
+                return Ok((conn, true));
+            };
+            let others = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner)).len();
+            tracing::debug!(
+                redis = %self.addr,
+                "dropped a pooled Redis connection that no longer answers ({err}), and the {others} other idle ones"
+            );
+            if err.is_timeout() {
+                return Err(KvError::Backend(format!(
+                    "Redis at {}: no answer to PING within {:?} ([Common.DB.Redis] CommandTimeout); is Redis \
+                     overloaded or stopped?",
+                    self.addr, self.timeouts.command
+                )));
+            }
         }
         Ok((self.connect()?, false))
     }
@@ -256,13 +304,21 @@ impl RedisCollection {
     /// An error of a Redis command, naming the server, the operation and the collection.
     fn error(&self, op: &str, err: RedisError) -> KvError {
         let hint = if err.is_timeout() {
-            format!(" (no answer within {COMMAND_TIMEOUT:?}; is Redis overloaded or stopped?)")
+            format!(
+                " (no answer within {:?}, [Common.DB.Redis] CommandTimeout; is Redis overloaded or stopped?)",
+                self.shared.timeouts.command
+            )
         } else if err.is_connection_dropped() || err.is_connection_refusal() || err.is_io_error() {
             " (is redis-server running and reachable?)".to_string()
         } else {
             String::new()
         };
         backend_error(op, &self.name, format!("Redis at {}: {err}{hint}", self.shared.addr))
+    }
+
+    /// A backend error naming the server and the collection, for a failure that is not one command's error.
+    fn error_message(&self, message: &str) -> KvError {
+        backend_error("transaction", &self.name, format!("Redis at {}: {message}", self.shared.addr))
     }
 
     /// Queues the commands applying `value` (`None`: delete) to `key` in `pipe`.
@@ -357,10 +413,22 @@ impl RedisCollection {
             writes: RefCell::default(),
             writable,
             broken: Cell::new(None),
+            stalled: Cell::new(false),
         };
         let result = f(&txn);
         if let Some(err) = txn.broken.take() {
             return Attempt::BrokenBeforeCommit(err);
+        }
+        if txn.stalled.get() {
+            // The server did not answer within `CommandTimeout`: ending the transaction would only wait again.
+            // The connection, with a reply possibly still on its way, is dropped with `txn`.
+            let stalled = || {
+                self.error_message(&format!(
+                    "a read of the transaction got no answer within {:?} ([Common.DB.Redis] CommandTimeout)",
+                    self.shared.timeouts.command
+                ))
+            };
+            return Attempt::Done(Err(result.err().unwrap_or_else(stalled)));
         }
         Attempt::Done(match result {
             Ok(()) => txn.finish(true),
@@ -439,11 +507,17 @@ struct RedisTxn<'a> {
     writable: bool,
     /// Set when a read failed because the connection broke.
     broken: Cell<Option<KvError>>,
+    /// Set when a read timed out: the server is stalled.
+    stalled: Cell<bool>,
 }
 
 impl RedisTxn<'_> {
     fn backend(&self, op: &str, err: RedisError) -> KvError {
-        let broken = err.is_connection_dropped() || err.is_io_error();
+        // A timeout means a stalled server, not a dropped connection: retrying on a fresh connection would only
+        // wait another `CommandTimeout`.
+        let stalled = err.is_timeout();
+        self.stalled.set(self.stalled.get() || stalled);
+        let broken = !stalled && (err.is_connection_dropped() || err.is_io_error());
         let error = self.collection.error(op, err);
         if broken {
             self.broken.set(Some(error.clone()));

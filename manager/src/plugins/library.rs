@@ -20,6 +20,7 @@ use manager_plugin::abi::{self, Fingerprint};
 use manager_plugin::glue::{Exports, ModuleFn, PluginModule};
 use manager_plugin::manifest::{Kind, Manifest};
 use plugin_image::{Image, Refusal};
+use sha2::Digest as _;
 
 /// Why a file was refused. Every message names the file.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,8 @@ pub enum LoadError {
         file: PathBuf,
         /// Why.
         refusal: Refusal,
+        /// Kind and name from the embedded manifest, when it parses (e.g. a fingerprint mismatch), for listings.
+        identity: Option<(Kind, String)>,
     },
     /// The checked bytes could not be placed in a sealed memory file.
     #[error("{file}: cannot prepare the checked bytes for loading: {message}")]
@@ -98,11 +101,21 @@ pub enum LoadError {
 }
 
 impl LoadError {
-    /// The plugin's name, when the refusal tells it.
+    /// The plugin's name, when the refusal or the file's manifest tells it.
     pub fn plugin_name(&self) -> Option<&str> {
         match self {
             LoadError::Duplicate { name, .. } => Some(name),
+            LoadError::Refused { identity: Some((_, name)), .. } => Some(name),
             LoadError::Refused { refusal: Refusal::FingerprintMismatch { name, .. }, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The plugin's kind, when the refusal or the file's manifest tells it.
+    pub fn plugin_kind(&self) -> Option<Kind> {
+        match self {
+            LoadError::Duplicate { kind, .. } | LoadError::KindMismatch { kind, .. } => Some(*kind),
+            LoadError::Refused { identity, .. } => identity.as_ref().map(|(kind, _)| *kind),
             _ => None,
         }
     }
@@ -135,10 +148,15 @@ pub struct OpenedPlugin {
 /// Reads `file` once and checks its bytes against this manager's fingerprint; nothing of it is mapped.
 pub fn check(file: &Path) -> Result<CheckedFile, LoadError> {
     let bytes = std::fs::read(file).map_err(|source| LoadError::Read { file: file.to_path_buf(), source })?;
-    let refused = |refusal| LoadError::Refused { file: file.to_path_buf(), refusal };
-    let checked = Image::read_plugin(&bytes)
-        .and_then(|image| image.check(&Fingerprint::current(), &file.display().to_string()))
-        .map_err(refused)?;
+    let label = file.display().to_string();
+    let refused = |refusal| {
+        // Reading the manifest of a refused file is still only reading bytes: it names the plugin in listings.
+        let identity =
+            Image::read_plugin(&bytes).and_then(|image| image.manifest(&label)).ok().map(|m| (m.kind, m.name));
+        LoadError::Refused { file: file.to_path_buf(), refusal, identity }
+    };
+    let checked =
+        Image::read_plugin(&bytes).and_then(|image| image.check(&Fingerprint::current(), &label)).map_err(refused)?;
     Ok(CheckedFile { file: file.to_path_buf(), manifest: checked.manifest, build_time: checked.build_time, bytes })
 }
 
@@ -150,6 +168,8 @@ pub struct SealedFile {
     pub manifest: Manifest,
     /// When `plugin build` built it.
     pub build_time: String,
+    /// SHA-256 of the sealed bytes.
+    pub digest: [u8; 32],
     memfd: File,
 }
 
@@ -185,13 +205,14 @@ pub fn seal(checked: CheckedFile) -> Result<SealedFile, LoadError> {
     if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
         return Err(fail("seal", std::io::Error::last_os_error()));
     }
-    Ok(SealedFile { file, manifest, build_time, memfd })
+    let digest = sha2::Sha256::digest(&bytes).into();
+    Ok(SealedFile { file, manifest, build_time, digest, memfd })
 }
 
 /// Maps the sealed bytes and resolves the module; the library stays mapped for the life of the process.
 pub fn map(sealed: SealedFile) -> Result<OpenedPlugin, LoadError> {
     let library = dlopen(&sealed.file, &sealed.own_path())?;
-    let SealedFile { file, manifest, build_time, memfd } = sealed;
+    let SealedFile { file, manifest, build_time, memfd, .. } = sealed;
     // Keep the descriptor open for the life of the process, like the library: the dynamic loader knows this
     // library by the name `/proc/self/fd/N`, and a later memfd reusing the number N would be taken for it.
     std::mem::forget(memfd);

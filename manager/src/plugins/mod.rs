@@ -1,6 +1,6 @@
 //! Plugin loading: [`library`] opens and checks one `.so`, [`registry`] manages all of them, [`log_sink`]
 //! receives their forwarded logs, [`host_callback`] keeps host panics out of plugin frames and [`host_adapter`]
-//! applies it to every closure the host passes into a plugin object.
+//! applies it to every closure the host passes into a plugin object; [`selftest`] is `plugin test`'s conformance run.
 
 pub mod host_adapter;
 pub mod host_callback;
@@ -8,6 +8,7 @@ pub mod library;
 pub mod log_sink;
 pub mod probe;
 pub mod registry;
+pub mod selftest;
 
 pub use library::LoadError;
 pub use registry::{PluginInfo, PluginRecord, PluginRegistry, PluginsDirError, SyncLag};

@@ -6,12 +6,20 @@
 //!
 //! Probing is on when the binary called [`enable`] (the `damocles-manager` binary does, at start-up); a process
 //! that embeds the registry without the probe mode (unit and in-process tests) loads without it.
+//!
+//! A passed trial load is remembered ([`remember_passes_in`]; the daemon uses `<home>/plugin-probes/`) under the
+//! SHA-256 of the sealed bytes and the identity of the probing binary (device, inode, size, modification time),
+//! so a restart does not trial-load the same file with the same manager again: a changed byte or a rebuilt or
+//! replaced manager probes again. Only passes are remembered; a refused file is probed at every start.
 
 use std::io::Read as _;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
+
+use sha2::Digest as _;
 
 use super::library::{self, LoadError, SealedFile};
 
@@ -21,21 +29,46 @@ pub const SUBCOMMAND: &str = "__probe-plugin";
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 static PROGRAM: RwLock<Option<PathBuf>> = RwLock::new(None);
+static RECORDS: RwLock<Option<PathBuf>> = RwLock::new(None);
 
 /// Turns probing on, with `program` (a `damocles-manager` binary) as the child; `None` turns it off.
 pub fn enable(program: Option<PathBuf>) {
     *PROGRAM.write().unwrap_or_else(|p| p.into_inner()) = program;
 }
 
-/// A running trial load.
-pub struct Probe {
-    child: Child,
-    started: Instant,
+/// Remembers passed trial loads as files in `dir` (created when missing, records of other manager binaries
+/// removed); `None` forgets nothing and remembers nothing.
+pub fn remember_passes_in(dir: Option<PathBuf>) {
+    if let (Some(dir), Some(program)) = (&dir, PROGRAM.read().unwrap_or_else(|p| p.into_inner()).as_ref()) {
+        prune(dir, &program_identity(program));
+    }
+    *RECORDS.write().unwrap_or_else(|p| p.into_inner()) = dir;
+}
+
+/// A trial load: running, or remembered from an earlier start.
+pub enum Probe {
+    /// A child process trial-loading the file.
+    Running {
+        child: Child,
+        started: Instant,
+        /// Where to remember a pass.
+        record: Option<PathBuf>,
+    },
+    /// These bytes passed a trial load by this manager binary before.
+    Remembered,
 }
 
 /// Starts a trial load of `sealed`, or `None` when probing is off.
 pub fn start(sealed: &SealedFile) -> Option<Result<Probe, LoadError>> {
     let program = PROGRAM.read().unwrap_or_else(|p| p.into_inner()).clone()?;
+    let record = RECORDS
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|dir| dir.join(record_name(&sealed.digest, &program_identity(&program))));
+    if record.as_ref().is_some_and(|r| r.is_file()) {
+        return Some(Ok(Probe::Remembered));
+    }
     let spawned = Command::new(&program)
         .arg(SUBCOMMAND)
         .arg(sealed.path_for_child())
@@ -43,7 +76,7 @@ pub fn start(sealed: &SealedFile) -> Option<Result<Probe, LoadError>> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map(|child| Probe { child, started: Instant::now() })
+        .map(|child| Probe::Running { child, started: Instant::now(), record })
         .map_err(|e| LoadError::Probe {
             file: sealed.file.clone(),
             reason: format!("cannot start {} {SUBCOMMAND}: {e}", program.display()),
@@ -51,15 +84,29 @@ pub fn start(sealed: &SealedFile) -> Option<Result<Probe, LoadError>> {
     Some(spawned)
 }
 
-/// Waits for a trial load of `file`; `Ok` only when it exited successfully within [`TIMEOUT`].
-pub fn finish(mut probe: Probe, file: &Path) -> Result<(), LoadError> {
+/// Waits for a trial load of `file`; `Ok` only when it exited successfully within [`TIMEOUT`] (or passed
+/// before), and then remembered.
+pub fn finish(probe: Probe, file: &Path) -> Result<(), LoadError> {
+    match probe {
+        Probe::Remembered => Ok(()),
+        Probe::Running { child, started, record } => {
+            wait(child, started, file)?;
+            if let Some(record) = record {
+                remember(&record, file);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn wait(mut child: Child, started: Instant, file: &Path) -> Result<(), LoadError> {
     let refuse = |reason: String| LoadError::Probe { file: file.to_path_buf(), reason };
     let status = loop {
-        match probe.child.try_wait() {
+        match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if probe.started.elapsed() >= TIMEOUT => {
-                let _ = probe.child.kill();
-                let _ = probe.child.wait();
+            Ok(None) if started.elapsed() >= TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
                 return Err(refuse(format!("it did not finish within {} s (killed)", TIMEOUT.as_secs())));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(2)),
@@ -67,7 +114,7 @@ pub fn finish(mut probe: Probe, file: &Path) -> Result<(), LoadError> {
         }
     };
     let mut stderr = String::new();
-    if let Some(mut pipe) = probe.child.stderr.take() {
+    if let Some(mut pipe) = child.stderr.take() {
         let _ = pipe.by_ref().take(64 * 1024).read_to_string(&mut stderr);
     }
     if status.success() {
@@ -77,6 +124,52 @@ pub fn finish(mut probe: Probe, file: &Path) -> Result<(), LoadError> {
     match status.signal() {
         Some(signal) => Err(refuse(format!("it was killed by signal {signal} ({})", signal_name(signal)))),
         None => Err(refuse(format!("it failed ({status}): {}", stderr.trim()))),
+    }
+}
+
+/// The probing binary as it is on disk now: a rebuild or a replacement changes it.
+fn program_identity(program: &Path) -> String {
+    match std::fs::metadata(program) {
+        Ok(m) => {
+            let text = format!("{}:{}:{}:{}.{}", m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec());
+            hex(&sha2::Sha256::digest(text.as_bytes())[..8])
+        }
+        // Unknown: a name no record has, so nothing is reused.
+        Err(_) => "unknown".into(),
+    }
+}
+
+fn record_name(digest: &[u8; 32], program: &str) -> String {
+    format!("{}.{program}", hex(digest))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes a pass record (best effort: a failure only means probing again next time).
+fn remember(record: &Path, file: &Path) {
+    let write = || -> std::io::Result<()> {
+        let dir = record.parent().ok_or_else(|| std::io::Error::other("record has no directory"))?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        let temp = record.with_extension("partial");
+        std::fs::write(&temp, format!("{}\n", file.display()))?;
+        std::fs::rename(&temp, record)
+    };
+    if let Err(e) = write() {
+        tracing::warn!(record = %record.display(), error = %e, "cannot remember a passed plugin trial load; it will be probed again at the next start");
+    }
+}
+
+/// Removes records of other manager binaries (and unfinished ones) from `dir`.
+fn prune(dir: &Path, program: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let keep = name.to_str().and_then(|n| n.rsplit_once('.')).is_some_and(|(_, id)| id == program);
+        if !keep {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

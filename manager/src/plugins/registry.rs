@@ -18,14 +18,15 @@ use super::library::{self, LoadError};
 use super::log_sink::PluginLogSink;
 use super::probe;
 
-/// Why the plugins directory itself could not be read.
+/// Why the plugins directory itself could not be read. The message carries the OS error, so it is deliberately
+/// not a `source()` as well: an error chain would print it twice.
 #[derive(Debug, thiserror::Error)]
-#[error("plugins dir {dir}: {source} (set [Common.Plugins] Dir to an existing directory, or to \"\" for no plugins)")]
+#[error("plugins dir {dir}: {io_error} (set [Common.Plugins] Dir to an existing directory, or to \"\" for no plugins)")]
 pub struct PluginsDirError {
     /// The configured directory.
     pub dir: PathBuf,
     /// The I/O error.
-    pub source: std::io::Error,
+    pub io_error: std::io::Error,
 }
 
 /// Delivery lag of a SyncSectorState plugin, reported by the sector event deliverer.
@@ -220,10 +221,20 @@ impl PluginRegistry {
         if dir.as_os_str().is_empty() {
             return Ok(PluginRegistry::empty());
         }
+        Ok(PluginRegistry::load_files(dir, plugin_files(dir)?))
+    }
+
+    /// Loads exactly `file`, through the same steps as [`load`](Self::load), with `plugins_dir` as the directory
+    /// its `onInit` is told (`plugin test` uses a scratch directory). A refusal is in [`refused`](Self::refused).
+    pub fn load_file(file: &Path, plugins_dir: &Path) -> Self {
+        PluginRegistry::load_files(plugins_dir, vec![file.to_path_buf()])
+    }
+
+    fn load_files(dir: &Path, files: Vec<PathBuf>) -> Self {
         let mut registry = PluginRegistry::empty();
         // 1. Judge every file from its bytes and seal the accepted ones; nothing is mapped yet.
         let mut sealed: Vec<library::SealedFile> = Vec::new();
-        for file in plugin_files(dir)? {
+        for file in files {
             let checked = library::check(&file).and_then(|c| check_duplicate(&sealed, c)).and_then(library::seal);
             match checked {
                 Ok(s) => sealed.push(s),
@@ -257,7 +268,7 @@ impl PluginRegistry {
             }
         }
         registry.init_all(dir);
-        Ok(registry)
+        registry
     }
 
     fn refuse(&mut self, file: PathBuf, err: LoadError) {
@@ -380,10 +391,7 @@ fn check_duplicate(
 }
 
 fn refused_info(file: &Path, err: &LoadError) -> PluginInfo {
-    let kind = match err {
-        LoadError::Duplicate { kind, .. } => Some(kind.to_string()),
-        _ => None,
-    };
+    let kind = err.plugin_kind().map(|k| k.to_string());
     let name = err.plugin_name().map(str::to_string);
     PluginInfo {
         kind,
@@ -401,7 +409,7 @@ fn refused_info(file: &Path, err: &LoadError) -> PluginInfo {
 }
 
 fn plugin_files(dir: &Path) -> Result<Vec<PathBuf>, PluginsDirError> {
-    let err = |source| PluginsDirError { dir: dir.to_path_buf(), source };
+    let err = |io_error| PluginsDirError { dir: dir.to_path_buf(), io_error };
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(err)?
         .collect::<Result<Vec<_>, _>>()

@@ -32,6 +32,7 @@ use crate::filestore::StoreManager;
 use crate::metrics::http::METRICS_PATH;
 use crate::metrics::rpc::MethodTable;
 use crate::metrics::{MetricsExporter, RpcMetricsLayer};
+use crate::sectors::StateManager;
 
 /// The JSON-RPC path.
 pub const RPC_PATH: &str = "/rpc/v0";
@@ -99,6 +100,7 @@ struct Shared {
     auth: AuthPolicy,
     methods: Methods,
     stores: Arc<StoreManager>,
+    sectors: Arc<StateManager>,
     builder: TowerServiceBuilder<
         tower::layer::util::Stack<RpcMetricsLayer, tower::layer::util::Identity>,
         tower::layer::util::Identity,
@@ -110,11 +112,13 @@ struct Shared {
     pieces: PieceTransfers,
 }
 
-/// Serves `methods`, the piece stores and `metrics` on `listener`, within `limits`.
+/// Serves `methods`, the piece stores and `metrics` on `listener`, within `limits`; `Venus.ListSectors` is
+/// streamed from `sectors`.
 pub fn start(
     listener: TcpListener,
     methods: Methods,
     stores: Arc<StoreManager>,
+    sectors: Arc<StateManager>,
     auth: AuthPolicy,
     limits: ServerLimits,
     metrics: MetricsExporter,
@@ -140,6 +144,7 @@ pub fn start(
         auth,
         methods,
         stores,
+        sectors,
         builder,
         metrics,
         stop,
@@ -229,6 +234,11 @@ async fn route(req: Request<Incoming>, peer: IpAddr, shared: &Shared) -> HttpRes
     };
     let path = req.uri().path().to_string();
     if path == RPC_PATH {
+        // A single `Venus.ListSectors` call is streamed; everything else comes back unchanged.
+        let req = match super::venus::listing::stream::answer_or_pass(req, &shared.sectors).await {
+            Ok(streamed) => return streamed,
+            Err(req) => req,
+        };
         let mut service = shared.builder.clone().build(shared.methods.clone(), shared.stop.clone());
         return match service.call(req).await {
             Ok(response) => response,

@@ -39,6 +39,15 @@ pub(super) fn sector_key(ws: WorkerState, id: SectorId) -> Vec<u8> {
     format!("{}/m-{}-n-{}", ws.collection(), id.miner, id.number).into_bytes()
 }
 
+/// The sector id of `key`, a key in state `ws` written by [`sector_key`]; `None` for any other key (also one
+/// with leading zeros, which would not read back under the same key).
+pub(super) fn parse_sector_key(ws: WorkerState, key: &[u8]) -> Option<SectorId> {
+    let rest = key.strip_prefix(ws.collection().as_bytes())?.strip_prefix(b"/m-")?;
+    let split = rest.windows(3).position(|w| w == b"-n-")?;
+    let id = SectorId { miner: parse_decimal(&rest[..split])?, number: parse_decimal(&rest[split + 3..])? };
+    (sector_key(ws, id) == key).then_some(id)
+}
+
 /// The key of `miner`'s next-number counter.
 pub(super) fn next_key(miner: u64) -> Vec<u8> {
     format!("next/{miner}").into_bytes()
@@ -88,6 +97,20 @@ mod tests {
         let id = SectorId { miner: 1000, number: 7 };
         assert_eq!(sector_key(WorkerState::Online, id), b"online/m-1000-n-7");
         assert_eq!(sector_key(WorkerState::Offline, id), b"offline/m-1000-n-7");
+    }
+
+    #[test]
+    fn sector_keys_parse_back_and_anything_else_is_refused() {
+        let id = SectorId { miner: 1000, number: 7 };
+        assert_eq!(parse_sector_key(WorkerState::Online, &sector_key(WorkerState::Online, id)), Some(id));
+        let max = SectorId { miner: u64::MAX, number: u64::MAX };
+        assert_eq!(parse_sector_key(WorkerState::Offline, &sector_key(WorkerState::Offline, max)), Some(max));
+        for bad in
+            [&b"online/m-1000-n-07"[..], b"online/m-1000-n-", b"online/m--n-7", b"online/m-1000-x-7", b"online/x"]
+        {
+            assert_eq!(parse_sector_key(WorkerState::Online, bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(parse_sector_key(WorkerState::Offline, b"online/m-1000-n-7"), None);
     }
 
     #[test]

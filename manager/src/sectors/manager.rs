@@ -7,7 +7,6 @@ use manager_plugin::sector::{SectorId, SectorState, WorkerState};
 use manager_plugin::sync::SectorEvent;
 
 use super::error::SectorError;
-use super::job::JobFilter;
 use super::keys::{self, COLLECTION};
 use super::locks::LockTable;
 use super::outbox::{self, SeqTicket, Sequencer, TXN_ATTEMPTS};
@@ -59,26 +58,6 @@ impl StateManager {
         let seed = outbox::largest_known_seq(&*store)
             .map_err(|source| SectorError::kv(format!("read the outbox of collection {COLLECTION:?}"), source))?;
         Ok(StateManager { store, locks: LockTable::default(), sequencer: Sequencer::new(seed), _db: db })
-    }
-
-    /// The sectors in state `ws` that belong to `job`, sorted by (miner, number).
-    ///
-    /// Read with a plain scan, not a transaction: on Redis a transactional scan watches the whole index and
-    /// never validates under a steady trickle of writes. Each sector is some committed state of it; a sector
-    /// moving between online and offline during the listing may be missing from both lists.
-    pub fn list(&self, ws: WorkerState, job: JobFilter) -> Result<Vec<SectorState>, SectorError> {
-        let prefix = keys::sector_prefix(ws);
-        let op = || format!("list {} sectors", ws.collection());
-        let mut sectors = Vec::new();
-        let mut iter = self.store.scan(prefix.as_bytes()).map_err(|source| SectorError::kv(op(), source))?;
-        while let Some((key, value)) = iter.next_entry().map_err(|source| SectorError::kv(op(), source))? {
-            let state = decode(&key, &value)?;
-            if job.matches(&state) {
-                sectors.push(state);
-            }
-        }
-        sectors.sort_by_key(|s| s.id);
-        Ok(sectors)
     }
 
     /// Sector `id` in state `ws`, or `None` when it is not there.

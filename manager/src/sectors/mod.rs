@@ -35,6 +35,7 @@ mod deliver;
 mod error;
 mod job;
 mod keys;
+mod listing;
 mod locks;
 mod manager;
 mod numbers;
@@ -47,6 +48,7 @@ pub use deliver::{Deliverer, DeliveryControl, DeliveryOptions, DeliveryWatch, Ev
 pub use error::SectorError;
 pub use job::JobFilter;
 pub use keys::COLLECTION;
+pub use listing::SectorListing;
 pub use manager::StateManager;
 pub use numbers::NumberRange;
 pub use transitions::MinerCandidate;

@@ -15,7 +15,9 @@ pub fn workspace_root() -> PathBuf {
 pub fn plugin_src(name: &str) -> PathBuf {
     let root = workspace_root();
     match name {
-        "panicky-kv" | "panicky-store" | "hung-store" | "stuck-sync" => root.join("manager/tests/plugins").join(name),
+        "panicky-kv" | "panicky-store" | "hung-store" | "stuck-sync" | "sloppy-kv" => {
+            root.join("manager/tests/plugins").join(name)
+        }
         _ => root.join("examples").join(name),
     }
 }
@@ -49,6 +51,26 @@ pub fn build_plugin_at(src: &Path, out_name: &str) -> PathBuf {
         Err(e) => panic!("plugin build of {} failed: {e}", src.display()),
     })
     .clone()
+}
+
+/// Builds a known plugin (see [`plugin_src`]) with the profile this test's manager was NOT built with (release in
+/// a debug test run), once per process: a file the manager refuses for its fingerprint alone.
+pub fn build_other_profile(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().expect("lock");
+    built
+        .entry(name.to_string())
+        .or_insert_with(|| {
+            let options = BuildOptions {
+                src_dir: plugin_src(name),
+                out_dir: build_dir().join(format!("{name}-other-profile")),
+                release: cfg!(debug_assertions),
+                target_dir: None,
+                skip_check_dep: false,
+            };
+            build(&options).unwrap_or_else(|e| panic!("build {name} for the other profile: {e}")).library
+        })
+        .clone()
 }
 
 /// Builds a known plugin (see [`plugin_src`]) once per process.

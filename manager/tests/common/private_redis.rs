@@ -52,6 +52,11 @@ impl PrivateRedis {
         }
     }
 
+    /// The server's process id, e.g. to SIGSTOP it (SIGKILL on drop works on a stopped process too).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -9,11 +9,10 @@ use manager_plugin::sector::{SectorId, SectorState, WorkerState};
 
 use super::super::AppState;
 use super::super::params::{Args, INVALID_PARAMS, error};
-use super::{add, sector_error};
-use crate::sectors::JobFilter;
+use super::{add, listing, sector_error};
 
 /// Decodes a worker state as the Go manager writes it (`"online"`/`"offline"`, any case).
-fn worker_state(args: &mut Args, name: &str) -> Result<WorkerState, ErrorObjectOwned> {
+pub(super) fn worker_state(args: &mut Args, name: &str) -> Result<WorkerState, ErrorObjectOwned> {
     let text: String = args.next(name)?;
     match text.to_ascii_lowercase().as_str() {
         "online" => Ok(WorkerState::Online),
@@ -47,12 +46,9 @@ pub fn register(module: &mut RpcModule<AppState>) -> Result<(), RegisterMethodEr
         state.sectors.restore(sid, forced).map_err(sector_error)?;
         Ok(())
     })?;
-    add(module, "Venus.ListSectors", |state, mut args| {
-        let ws = worker_state(&mut args, "ws")?;
-        let job: Option<u8> = args.next("job")?;
-        args.finish()?;
-        let job = JobFilter::from_code(job.unwrap_or(0))
-            .ok_or_else(|| error(INVALID_PARAMS, "invalid `job`: use 0 (all) to 4 (unseal)"))?;
+    // Answered whole here only inside a batch or over WebSocket; a single HTTP call is streamed (`listing`).
+    add(module, listing::METHOD, |state, args| {
+        let (ws, job) = listing::params(args)?;
         state.sectors.list(ws, job).map_err(sector_error)
     })?;
     add(module, "Venus.FindSector", |state, mut args| {

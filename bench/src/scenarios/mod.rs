@@ -1,0 +1,150 @@
+//! The scenarios: what each measures, against which baseline, and its target.
+
+mod kv;
+mod piece;
+mod rpc;
+mod scale;
+mod startup;
+mod sync;
+
+use anyhow::bail;
+
+use crate::report::{Outcome, Target};
+use crate::toolchain::Toolchain;
+
+/// Full size (the documented figures) or a quick smoke run of the command.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scale {
+    Full,
+    Quick,
+}
+
+impl Scale {
+    /// `full` at full size, else `quick`.
+    pub fn pick<T>(self, full: T, quick: T) -> T {
+        match self {
+            Scale::Full => full,
+            Scale::Quick => quick,
+        }
+    }
+}
+
+/// One benchmark scenario.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scenario {
+    PluginKvOverhead,
+    RpcStateVsNoop,
+    RpcStateVsRedis,
+    PiecePutVsCopy,
+    PieceGetVsRead,
+    SyncFanout,
+    CatchupLinear,
+    StartupPlugins,
+    Scale1m,
+}
+
+impl Scenario {
+    /// Every scenario, in the order `all` runs them.
+    pub const ALL: [Scenario; 9] = [
+        Scenario::PluginKvOverhead,
+        Scenario::RpcStateVsNoop,
+        Scenario::RpcStateVsRedis,
+        Scenario::PiecePutVsCopy,
+        Scenario::PieceGetVsRead,
+        Scenario::SyncFanout,
+        Scenario::CatchupLinear,
+        Scenario::StartupPlugins,
+        Scenario::Scale1m,
+    ];
+
+    /// The scenario's name, which is also its main ratio's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::PluginKvOverhead => "plugin_kv_overhead",
+            Scenario::RpcStateVsNoop => "rpc_state_vs_noop",
+            Scenario::RpcStateVsRedis => "rpc_state_vs_redis",
+            Scenario::PiecePutVsCopy => "piece_put_vs_copy",
+            Scenario::PieceGetVsRead => "piece_get_vs_read",
+            Scenario::SyncFanout => "sync_fanout",
+            Scenario::CatchupLinear => "catchup_linear",
+            Scenario::StartupPlugins => "startup_plugins",
+            Scenario::Scale1m => "scale_1m",
+        }
+    }
+
+    /// What is measured, against what.
+    pub fn about(self) -> &'static str {
+        match self {
+            Scenario::PluginKvOverhead => "get/put/scan on memdb loaded as .so vs the same code linked statically",
+            Scenario::RpcStateVsNoop => {
+                "Venus.ReportState on RocksDB, 32 keep-alive clients vs Venus.Version on the same server"
+            }
+            Scenario::RpcStateVsRedis => "the same ReportState throughput vs redis-benchmark -t set -c 32",
+            Scenario::PiecePutVsCopy => "PUT /piecestore/x of a 2 GiB file vs cp + sync on the same disk",
+            Scenario::PieceGetVsRead => "GET /piecestore/x vs cat file > /dev/null",
+            Scenario::SyncFanout => {
+                "ReportState throughput with 8 SyncSectorState plugins (one sleeping 50 ms per event) vs none"
+            }
+            Scenario::CatchupLinear => "drain time of a 32k-event backlog vs a 4k backlog x 8",
+            Scenario::StartupPlugins => "exec to first RPC answered with 16 plugins vs none",
+            Scenario::Scale1m => "start-up and RSS with 1,000,000 sectors stored, and listing them, vs an empty store",
+        }
+    }
+
+    /// The main ratio's target.
+    pub fn target(self) -> Target {
+        match self {
+            Scenario::PluginKvOverhead => Target::at_most(1.10),
+            Scenario::RpcStateVsNoop => Target::at_least(0.70),
+            Scenario::RpcStateVsRedis => Target::at_least(0.50),
+            Scenario::PiecePutVsCopy | Scenario::PieceGetVsRead => Target::at_least(0.80),
+            Scenario::SyncFanout => Target::at_least(0.90),
+            Scenario::CatchupLinear => Target::at_most(1.5),
+            Scenario::StartupPlugins => Target::at_most(150.0),
+            Scenario::Scale1m => Target::at_most(1.5),
+        }
+    }
+
+    /// The scenario named `name`.
+    pub fn parse(name: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The scenarios named in `names`, or an error naming an unknown one.
+    pub fn parse_list(names: &[String]) -> anyhow::Result<Vec<Scenario>> {
+        names
+            .iter()
+            .map(|name| match Scenario::parse(name) {
+                Some(s) => Ok(s),
+                None => {
+                    bail!("unknown scenario {name:?}; known: all, {}", Scenario::ALL.map(Scenario::name).join(", "))
+                }
+            })
+            .collect()
+    }
+
+    /// Runs the scenario: its figures, main ratio first.
+    pub fn run(self, tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcome>> {
+        match self {
+            Scenario::PluginKvOverhead => kv::plugin_kv_overhead(tools, scale),
+            Scenario::RpcStateVsNoop => rpc::state_vs_noop(tools, scale),
+            Scenario::RpcStateVsRedis => rpc::state_vs_redis(tools, scale),
+            Scenario::PiecePutVsCopy => piece::put_vs_copy(tools, scale),
+            Scenario::PieceGetVsRead => piece::get_vs_read(tools, scale),
+            Scenario::SyncFanout => sync::fanout(tools, scale),
+            Scenario::CatchupLinear => sync::catchup_linear(tools, scale),
+            Scenario::StartupPlugins => startup::plugins(tools, scale),
+            Scenario::Scale1m => scale::one_million(tools, scale),
+        }
+    }
+
+    /// A Markdown table of every scenario.
+    pub fn table() -> String {
+        let mut table = String::from("| name | scenario | target |\n|---|---|---|\n");
+        for s in Scenario::ALL {
+            let t = s.target();
+            table.push_str(&format!("| `{}` | {} | {} {} |\n", s.name(), s.about(), t.op.symbol(), t.bound));
+        }
+        table
+    }
+}
