@@ -213,13 +213,21 @@ fn wrapper_cargo_toml(spec: &WrapperSpec<'_>) -> String {
     text
 }
 
-/// The `[profile.*]` tables of the manager's workspace, re-serialized.
+/// The `[profile.*]` tables of the manager's workspace, re-serialized. Overrides for one named package (e.g.
+/// the manager's RocksDB) are left out: cargo warns about a spec matching no package, and they never change how
+/// code shared with a plugin is compiled; `package."*"` stays.
 fn manager_profiles() -> String {
     let Ok(doc) = MANAGER_WORKSPACE_TOML.parse::<toml::Table>() else { return String::new() };
     match doc.get("profile") {
         Some(profile) => {
+            let mut profile = profile.clone();
+            for settings in profile.as_table_mut().into_iter().flat_map(|t| t.values_mut()) {
+                if let Some(packages) = settings.get_mut("package").and_then(|p| p.as_table_mut()) {
+                    packages.retain(|spec, _| spec == "*");
+                }
+            }
             let mut table = toml::Table::new();
-            table.insert("profile".into(), profile.clone());
+            table.insert("profile".into(), profile);
             toml::to_string(&table).unwrap_or_default()
         }
         None => String::new(),
@@ -382,5 +390,7 @@ mod tests {
     fn the_wrapper_inherits_the_manager_profiles() {
         let profiles = manager_profiles();
         assert!(profiles.contains("[profile.dev]"), "{profiles}");
+        assert!(profiles.contains("[profile.dev.package.\"*\"]"), "{profiles}");
+        assert!(!profiles.contains("librocksdb-sys"), "{profiles}");
     }
 }
