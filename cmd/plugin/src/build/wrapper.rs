@@ -221,7 +221,7 @@ fn manager_profiles() -> String {
     match doc.get("profile") {
         Some(profile) => {
             let mut profile = profile.clone();
-            for settings in profile.as_table_mut().into_iter().flat_map(|t| t.values_mut()) {
+            for settings in profile.as_table_mut().into_iter().flat_map(|t| t.iter_mut().map(|(_, v)| v)) {
                 if let Some(packages) = settings.get_mut("package").and_then(|p| p.as_table_mut()) {
                     packages.retain(|spec, _| spec == "*");
                 }
