@@ -14,6 +14,7 @@ use crate::toolchain::Toolchain;
 pub struct Home {
     dir: tempfile::TempDir,
     manager: PathBuf,
+    /// The loopback port of `[API] Listen`.
     pub port: u16,
 }
 
@@ -85,6 +86,7 @@ impl Home {
     pub fn start(&self) -> anyhow::Result<Daemon> {
         let log_path = self.path().join("daemon.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+        let token = self.token()?;
         let started = Instant::now();
         let child = Command::new(&self.manager)
             .arg("--home")
@@ -105,7 +107,9 @@ impl Home {
 /// A running daemon, killed when dropped.
 pub struct Daemon {
     child: Child,
+    /// Its loopback port.
     pub port: u16,
+    /// Its API token.
     pub token: String,
     log_path: PathBuf,
     /// From exec to the first answered `Venus.Version`.

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the chosen scenarios; `Ok(false)` when a figure missed its target.
+/// Runs the chosen scenarios; `Ok(false)` when a figure missed its target, an error when a scenario failed.
 fn run(cli: &Cli) -> anyhow::Result<bool> {
     if cli.scenarios == ["list"] {
         for scenario in Scenario::ALL {
@@ -67,6 +67,7 @@ fn run(cli: &Cli) -> anyhow::Result<bool> {
     let machine = machine::describe(&tools);
     println!("# {machine}");
     let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut failed: Vec<&str> = Vec::new();
     for scenario in &chosen {
         eprintln!("== {} ({})", scenario.name(), scenario.about());
         match scenario.run(&tools, scale) {
@@ -78,10 +79,11 @@ fn run(cli: &Cli) -> anyhow::Result<bool> {
                 outcomes.extend(found);
             }
             Err(e) => {
-                let failed = Outcome::failed(scenario.name(), format!("{e:#}"));
-                println!("{}", failed.line());
+                let outcome = Outcome::failed(scenario.name(), format!("{e:#}"));
+                println!("{}", outcome.line());
                 eprintln!("{}: {e:#}", scenario.name());
-                outcomes.push(failed);
+                outcomes.push(outcome);
+                failed.push(scenario.name());
             }
         }
     }
@@ -95,6 +97,9 @@ fn run(cli: &Cli) -> anyhow::Result<bool> {
         std::fs::write(&path, report::document(&outcomes, &machine, &tools))
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         eprintln!("wrote {}", path.display());
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("could not measure: {}", failed.join(", "));
     }
     let missed: Vec<&str> = outcomes.iter().filter(|o| !o.met()).map(|o| o.name.as_str()).collect();
     if !missed.is_empty() {

@@ -26,7 +26,9 @@ impl Op {
 /// A target: the comparison and the bound.
 #[derive(Clone, Copy, Debug)]
 pub struct Target {
+    /// The comparison.
     pub op: Op,
+    /// The bound.
     pub bound: f64,
 }
 
@@ -60,6 +62,7 @@ pub struct Outcome {
     pub baseline: String,
     /// The ratio (or the bounded quantity, for limits such as memory).
     pub value: f64,
+    /// What the value must meet.
     pub target: Target,
     /// Anything a reader needs to trust or reproduce the figure.
     pub note: String,

@@ -136,8 +136,12 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Ok(exe) = std::env::current_exe() {
-        manager::plugins::probe::enable(Some(exe));
+    match std::env::current_exe() {
+        Ok(exe) => manager::plugins::probe::enable(Some(exe)),
+        Err(e) => eprintln!(
+            "warning: cannot find this program's own file ({e}): plugins are loaded without a trial load in a child \
+             process"
+        ),
     }
     if let Command::TestPlugin { file, json, meta, timeout_secs } = &cli.command {
         let limit = std::time::Duration::from_secs(*timeout_secs);

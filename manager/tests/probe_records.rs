@@ -1,6 +1,6 @@
 //! Remembered trial loads (`<home>/plugin-probes/`): a restart with the same file and the same manager binary
-//! skips the child-process trial load; any other bytes under the same name, or a record of another manager
-//! binary, is probed again, so a crashing file is still refused.
+//! skips the child-process trial load; any other bytes under the same name, a record of another manager binary,
+//! or a record in a directory others can write, is probed again, so a crashing file is still refused.
 
 mod common;
 
@@ -74,4 +74,17 @@ async fn a_passed_trial_load_is_reused_only_for_the_same_bytes_and_the_same_mana
     assert!(!forged.exists(), "a record of another manager binary was kept");
     // Only the statelog pass remains: a refusal is never remembered.
     assert_eq!(records(&home), first);
+
+    // Adversary 3: the records dir is writable by others, and holds a record for the crashing bytes with this
+    // manager's identity: not trusted, the file is probed and refused.
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = home.path().join("plugin-probes");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let forged = dir.join(format!("{}.{manager_id}", digest_hex(&installed)));
+    std::fs::write(&forged, "forged\n").unwrap();
+    let daemon = home.start();
+    let plugins: Vec<Value> = daemon.call("Plugins.List", jsonrpsee::rpc_params![]).await.unwrap();
+    let error = plugins[0]["LastError"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains(crash.reason), "a record in a world-writable dir was trusted: {plugins:?}");
+    assert_eq!(daemon.stop(), Some(0));
 }

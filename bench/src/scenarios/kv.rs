@@ -13,6 +13,7 @@ use super::Scale;
 use crate::report::Outcome;
 use crate::toolchain::Toolchain;
 
+/// `plugin_kv_overhead`.
 pub fn plugin_kv_overhead(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcome>> {
     let (keys, rounds) = scale.pick((20_000, 16), (2_000, 2));
     let so = tools.example_plugin("memdb")?;

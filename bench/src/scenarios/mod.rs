@@ -15,7 +15,9 @@ use crate::toolchain::Toolchain;
 /// Full size (the documented figures) or a quick smoke run of the command.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Scale {
+    /// The sizes the figures are quoted at.
     Full,
+    /// Small sizes: a smoke run of the command.
     Quick,
 }
 
@@ -31,15 +33,25 @@ impl Scale {
 
 /// One benchmark scenario.
 #[derive(Clone, Copy, Debug, PartialEq)]
+/// (Each variant is the scenario of the same name; [`Scenario::about`] says what it measures.)
 pub enum Scenario {
+    /// `plugin_kv_overhead`.
     PluginKvOverhead,
+    /// `rpc_state_vs_noop`.
     RpcStateVsNoop,
+    /// `rpc_state_vs_redis`.
     RpcStateVsRedis,
+    /// `piece_put_vs_copy`.
     PiecePutVsCopy,
+    /// `piece_get_vs_read`.
     PieceGetVsRead,
+    /// `sync_fanout`.
     SyncFanout,
+    /// `catchup_linear`.
     CatchupLinear,
+    /// `startup_plugins`.
     StartupPlugins,
+    /// `scale_1m`.
     Scale1m,
 }
 

@@ -18,9 +18,12 @@ use crate::toolchain::Toolchain;
 const MIB: u64 = 1 << 20;
 const ROUNDS: usize = 2;
 
+/// `piece_put_vs_copy` and `piece_put_peak_rss_mib`.
 pub fn put_vs_copy(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcome>> {
     let size = scale.pick(2048 * MIB, 64 * MIB);
     let source = source_file(tools, size)?;
+    // Both sides read the source from the page cache.
+    timed_commands(&[&["sh", "-c", &format!("cat '{}' > /dev/null", source.display())]])?;
     let scratch = tools.scratch()?;
     let home = Home::init(tools)?;
     let daemon = home.start()?;
@@ -76,6 +79,7 @@ pub fn put_vs_copy(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcom
     ])
 }
 
+/// `piece_get_vs_read`.
 pub fn get_vs_read(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcome>> {
     let size = scale.pick(2048 * MIB, 64 * MIB);
     let source = source_file(tools, size)?;

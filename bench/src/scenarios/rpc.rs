@@ -56,6 +56,7 @@ pub fn noop_load(daemon: &Daemon, calls: usize) -> anyhow::Result<Load> {
     http::load(daemon.port, &daemon.token, CONNECTIONS, calls, move |_, _| body.clone())
 }
 
+/// `rpc_state_vs_noop`.
 pub fn state_vs_noop(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcome>> {
     let per_round = scale.pick(30_000, 1_500);
     let home = Home::init(tools)?;
@@ -93,25 +94,31 @@ pub fn state_vs_noop(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outc
         target: Scenario::RpcStateVsNoop.target(),
         note: format!(
             "{} ReportState and {} Version calls over {CONNECTIONS} keep-alive connections, 2 rounds alternating \
-             which goes first; each ReportState is one synced RocksDB commit",
-            state.calls, noop.calls
+             which goes first; each ReportState is one synced RocksDB commit{}",
+            state.calls,
+            noop.calls,
+            client_bound_warning(&noop)
         ),
     }])
 }
 
+/// `rpc_state_vs_redis`.
 pub fn state_vs_redis(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcome>> {
     let (per_round, redis_calls) = scale.pick((30_000, 100_000), (1_500, 5_000));
-    let scratch = tools.scratch()?;
-    let redis = RedisPeer::start(scratch.path())?;
+    let (plain_dir, durable_dir) = (tools.scratch()?, tools.scratch()?);
+    // The issue's baseline: a Redis as installed (no append-only file); and one as durable as ReportState.
+    let plain = RedisPeer::start(plain_dir.path(), false)?;
+    let durable = RedisPeer::start(durable_dir.path(), true)?;
     let home = Home::init(tools)?;
     let daemon = home.start()?;
     let ids = allocate(&daemon, CONNECTIONS)?;
     report_state_load(&daemon, &ids, per_round / 10)?;
     let mut state: Option<Load> = None;
-    let mut redis_rates = Vec::new();
+    let (mut plain_rates, mut durable_rates) = (Vec::new(), Vec::new());
     for round in 0..2 {
         if round == 1 {
-            redis_rates.push(redis.benchmark(redis_calls)?);
+            plain_rates.push(plain.benchmark(redis_calls)?);
+            durable_rates.push(durable.benchmark(redis_calls)?);
         }
         let s = report_state_load(&daemon, &ids, per_round)?;
         state = Some(match state.take() {
@@ -119,25 +126,43 @@ pub fn state_vs_redis(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Out
             None => s,
         });
         if round == 0 {
-            redis_rates.push(redis.benchmark(redis_calls)?);
+            plain_rates.push(plain.benchmark(redis_calls)?);
+            durable_rates.push(durable.benchmark(redis_calls)?);
         }
     }
     daemon.stop()?;
     let state = state.context("no rounds")?;
-    let redis_rate = redis_rates.iter().sum::<f64>() / redis_rates.len() as f64;
+    let mean = |rates: &[f64]| rates.iter().sum::<f64>() / rates.len() as f64;
+    let (plain_rate, durable_rate) = (mean(&plain_rates), mean(&durable_rates));
     Ok(vec![Outcome {
         name: Scenario::RpcStateVsRedis.name().into(),
         figure: format!("ReportState: {}", state.summary()),
-        baseline: format!("redis-benchmark -t set -c 32: {:.1}k calls/s", redis_rate / 1000.0),
-        value: state.rate() / redis_rate,
+        baseline: format!("redis-benchmark -t set -c 32: {:.1}k calls/s", plain_rate / 1000.0),
+        value: state.rate() / plain_rate,
         target: Scenario::RpcStateVsRedis.target(),
         note: format!(
-            "Redis {} run by the benchmark on a free port with `appendonly yes`, `appendfsync always` (the set-up \
-             of `scripts/setup.sh`: acknowledged writes are on disk, as ReportState's), {redis_calls} SETs per run, \
-             2 runs interleaved with the ReportState runs",
-            redis.version
+            "Redis {} run by the benchmark on a free port with its default persistence (no append-only file, as \
+             installed); {redis_calls} SETs per run, 2 runs interleaved with the ReportState runs. The same with \
+             `appendonly yes`, `appendfsync always` (acknowledged writes on disk, as ReportState's; the set-up of \
+             `scripts/setup.sh`): {:.1}k SETs/s, ratio {:.2}",
+            plain.version,
+            durable_rate / 1000.0,
+            state.rate() / durable_rate
         ),
     }])
+}
+
+/// A warning when the load generator used nearly a whole core during `load` (it may have capped the figure).
+pub fn client_bound_warning(load: &Load) -> String {
+    if load.client_share() > 0.9 {
+        format!(
+            "; WARNING: the load generator used {:.0}% of a core during the baseline, which may be client-bound \
+             (its figure too low, the ratio too high)",
+            load.client_share() * 100.0
+        )
+    } else {
+        String::new()
+    }
 }
 
 /// A redis-server of the benchmark's own.
@@ -148,7 +173,8 @@ struct RedisPeer {
 }
 
 impl RedisPeer {
-    fn start(dir: &Path) -> anyhow::Result<RedisPeer> {
+    /// A redis-server in `dir`; `durable`: append-only with an fsync per write.
+    fn start(dir: &Path, durable: bool) -> anyhow::Result<RedisPeer> {
         let version = Command::new("redis-benchmark")
             .arg("--version")
             .output()
@@ -157,10 +183,12 @@ impl RedisPeer {
                 "redis-benchmark is not installed (Debian package redis-tools; scripts/setup.sh --redis installs it)",
             )?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
-            .arg(dir)
+        let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--dir"]).arg(dir);
+        if durable {
+            command.args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -16,6 +16,7 @@ use crate::http;
 use crate::report::{Outcome, Target};
 use crate::toolchain::Toolchain;
 
+/// `scale_1m`.
 pub fn one_million(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcome>> {
     let (sectors, rounds) = scale.pick((1_000_000usize, 3), (20_000, 1));
     let empty = Home::init(tools)?;

@@ -36,7 +36,8 @@ fn pending(daemon: &Daemon) -> anyhow::Result<Vec<(String, u64)>> {
         .filter(|p| p["Kind"] == "SyncSectorState")
         .map(|p| {
             let name = p["Name"].as_str().unwrap_or("?").to_string();
-            (name, p["SyncLag"]["Pending"].as_u64().unwrap_or(0))
+            // No lag reported yet counts as not drained.
+            (name, p["SyncLag"]["Pending"].as_u64().unwrap_or(u64::MAX))
         })
         .collect())
 }
@@ -57,6 +58,7 @@ fn wait_drained(daemon: &Daemon, except: &[String], limit: Duration) -> anyhow::
     }
 }
 
+/// `sync_fanout`.
 pub fn fanout(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcome>> {
     let per_round = scale.pick(20_000, 1_000);
     let bare = Home::init(tools)?;
@@ -105,6 +107,7 @@ pub fn fanout(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcome>> {
     }])
 }
 
+/// `catchup_linear`.
 pub fn catchup_linear(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcome>> {
     let (small, factor) = scale.pick((4_000, 8), (500, 4));
     let home = home_with_plugins(tools, 1)?;
@@ -119,8 +122,9 @@ pub fn catchup_linear(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Out
         // The plugin reads its steering files every 100 ms.
         std::thread::sleep(Duration::from_millis(200));
         report_state_load(&daemon, &ids, events)?;
+        let backlog = wait_backlog(&daemon, &name, events as u64)?;
         std::fs::remove_file(&fail_file)?;
-        drains.push(drain_time(&daemon, &name, events as u64)?);
+        drains.push(drain_time(&daemon, &name, backlog)?);
     }
     daemon.stop()?;
     let (small_drain, big_drain) = (drains[0], drains[1]);
@@ -137,17 +141,34 @@ pub fn catchup_linear(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Out
     }])
 }
 
-/// Waits for the backlog of `name` (at least `events`) to start moving, then times it to empty.
-fn drain_time(daemon: &Daemon, name: &str, events: u64) -> anyhow::Result<Duration> {
-    let of = |list: Vec<(String, u64)>| list.into_iter().find(|(n, _)| n == name).map(|(_, p)| p);
-    let backlog = of(pending(daemon)?).with_context(|| format!("{name} is not in Plugins.List"))?;
-    if backlog < events {
-        bail!("{name} has {backlog} events pending, expected at least {events}");
+fn pending_of(daemon: &Daemon, name: &str) -> anyhow::Result<u64> {
+    let found = pending(daemon)?.into_iter().find(|(n, _)| n == name).map(|(_, p)| p);
+    found.with_context(|| format!("{name} is not in Plugins.List"))
+}
+
+/// Waits until `name` (still failing) shows a backlog of at least `events`; the backlog.
+fn wait_backlog(daemon: &Daemon, name: &str, events: u64) -> anyhow::Result<u64> {
+    // The count is refreshed at delivery attempts (the failing retries): wait for one that saw the whole backlog.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let backlog = pending_of(daemon, name)?;
+        if backlog >= events && backlog != u64::MAX {
+            return Ok(backlog);
+        }
+        if Instant::now() > deadline {
+            bail!("{name} shows {backlog} events pending after 90 s, expected at least {events}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Waits for the backlog of `name` (`backlog` events, its downstream now recovered) to start moving, then times
+/// it to empty.
+fn drain_time(daemon: &Daemon, name: &str, backlog: u64) -> anyhow::Result<Duration> {
     // The first retry comes after the worker's backoff (at most 60 s).
     let deadline = Instant::now() + Duration::from_secs(90);
     let started = loop {
-        if of(pending(daemon)?).unwrap_or(0) < backlog {
+        if pending_of(daemon, name)? < backlog {
             break Instant::now();
         }
         if Instant::now() > deadline {
@@ -156,7 +177,7 @@ fn drain_time(daemon: &Daemon, name: &str, events: u64) -> anyhow::Result<Durati
         std::thread::sleep(Duration::from_millis(1));
     };
     let deadline = Instant::now() + Duration::from_secs(600);
-    while of(pending(daemon)?).unwrap_or(0) > 0 {
+    while pending_of(daemon, name)? > 0 {
         if Instant::now() > deadline {
             bail!("{name}'s backlog did not drain within 600 s");
         }

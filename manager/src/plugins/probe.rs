@@ -12,7 +12,8 @@
 //! so a restart does not trial-load the same file with the same manager again: a changed byte or a rebuilt or
 //! replaced manager probes again. Only passes are remembered; a refused file is probed at every start.
 
-use std::io::Read as _;
+use std::io::{Read as _, Seek as _};
+use std::os::unix::process::CommandExt as _;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -39,8 +40,11 @@ pub fn enable(program: Option<PathBuf>) {
 /// Remembers passed trial loads as files in `dir` (created when missing, records of other manager binaries
 /// removed); `None` forgets nothing and remembers nothing.
 pub fn remember_passes_in(dir: Option<PathBuf>) {
-    if let (Some(dir), Some(program)) = (&dir, PROGRAM.read().unwrap_or_else(|p| p.into_inner()).as_ref()) {
-        prune(dir, &program_identity(program));
+    if let (Some(dir), Some(program)) = (&dir, PROGRAM.read().unwrap_or_else(|p| p.into_inner()).as_ref())
+        && let Some(identity) = program_identity(program)
+        && trusted_dir(dir)
+    {
+        prune(dir, &identity);
     }
     *RECORDS.write().unwrap_or_else(|p| p.into_inner()) = dir;
 }
@@ -49,10 +53,14 @@ pub fn remember_passes_in(dir: Option<PathBuf>) {
 pub enum Probe {
     /// A child process trial-loading the file.
     Running {
+        /// The `__probe-plugin` child.
         child: Child,
+        /// When it started.
         started: Instant,
         /// Where to remember a pass.
         record: Option<PathBuf>,
+        /// Its error output (a file, not a pipe: nothing the child leaves behind can block reading it).
+        stderr: std::fs::File,
     },
     /// These bytes passed a trial load by this manager binary before.
     Remembered,
@@ -61,22 +69,42 @@ pub enum Probe {
 /// Starts a trial load of `sealed`, or `None` when probing is off.
 pub fn start(sealed: &SealedFile) -> Option<Result<Probe, LoadError>> {
     let program = PROGRAM.read().unwrap_or_else(|p| p.into_inner()).clone()?;
-    let record = RECORDS
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-        .map(|dir| dir.join(record_name(&sealed.digest, &program_identity(&program))));
-    if record.as_ref().is_some_and(|r| r.is_file()) {
+    let record = RECORDS.read().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|dir| {
+        let identity = program_identity(&program)?;
+        Some(dir.join(record_name(&sealed.digest, &identity)))
+    });
+    let trusted = record.as_ref().and_then(|r| r.parent()).is_some_and(trusted_dir);
+    if trusted && record.as_ref().is_some_and(|r| r.is_file()) {
         return Some(Ok(Probe::Remembered));
     }
+    let stderr = match stderr_file() {
+        Ok(file) => file,
+        Err(e) => {
+            return Some(Err(LoadError::Probe {
+                file: sealed.file.clone(),
+                reason: format!("cannot create a file for its error output: {e}"),
+            }));
+        }
+    };
+    let child_stderr = match stderr.try_clone() {
+        Ok(clone) => Stdio::from(clone),
+        Err(e) => {
+            return Some(Err(LoadError::Probe {
+                file: sealed.file.clone(),
+                reason: format!("cannot share a file for its error output: {e}"),
+            }));
+        }
+    };
     let spawned = Command::new(&program)
         .arg(SUBCOMMAND)
         .arg(sealed.path_for_child())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(child_stderr)
+        // Its own process group: a timeout kills whatever its constructors started, too.
+        .process_group(0)
         .spawn()
-        .map(|child| Probe::Running { child, started: Instant::now(), record })
+        .map(|child| Probe::Running { child, started: Instant::now(), record, stderr })
         .map_err(|e| LoadError::Probe {
             file: sealed.file.clone(),
             reason: format!("cannot start {} {SUBCOMMAND}: {e}", program.display()),
@@ -89,8 +117,8 @@ pub fn start(sealed: &SealedFile) -> Option<Result<Probe, LoadError>> {
 pub fn finish(probe: Probe, file: &Path) -> Result<(), LoadError> {
     match probe {
         Probe::Remembered => Ok(()),
-        Probe::Running { child, started, record } => {
-            wait(child, started, file)?;
+        Probe::Running { child, started, record, stderr } => {
+            wait(child, started, stderr, file)?;
             if let Some(record) = record {
                 remember(&record, file);
             }
@@ -99,12 +127,14 @@ pub fn finish(probe: Probe, file: &Path) -> Result<(), LoadError> {
     }
 }
 
-fn wait(mut child: Child, started: Instant, file: &Path) -> Result<(), LoadError> {
+fn wait(mut child: Child, started: Instant, mut stderr_file: std::fs::File, file: &Path) -> Result<(), LoadError> {
     let refuse = |reason: String| LoadError::Probe { file: file.to_path_buf(), reason };
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if started.elapsed() >= TIMEOUT => {
+                // SAFETY: kill(2) of the child's own process group (it was started with process_group(0)).
+                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(refuse(format!("it did not finish within {} s (killed)", TIMEOUT.as_secs())));
@@ -114,8 +144,8 @@ fn wait(mut child: Child, started: Instant, file: &Path) -> Result<(), LoadError
         }
     };
     let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = pipe.by_ref().take(64 * 1024).read_to_string(&mut stderr);
+    if stderr_file.seek(std::io::SeekFrom::Start(0)).is_ok() {
+        let _ = stderr_file.by_ref().take(64 * 1024).read_to_string(&mut stderr);
     }
     if status.success() {
         return Ok(());
@@ -127,16 +157,42 @@ fn wait(mut child: Child, started: Instant, file: &Path) -> Result<(), LoadError
     }
 }
 
-/// The probing binary as it is on disk now: a rebuild or a replacement changes it.
-fn program_identity(program: &Path) -> String {
-    match std::fs::metadata(program) {
-        Ok(m) => {
-            let text = format!("{}:{}:{}:{}.{}", m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec());
-            hex(&sha2::Sha256::digest(text.as_bytes())[..8])
-        }
-        // Unknown: a name no record has, so nothing is reused.
-        Err(_) => "unknown".into(),
+/// The probing binary as it is on disk now (device, inode, size, modification and status-change times): a
+/// rebuild, a replacement or any write to it changes it (the status-change time cannot be set back). `None` when
+/// it cannot be read: then nothing is reused or remembered.
+fn program_identity(program: &Path) -> Option<String> {
+    let m = std::fs::metadata(program).ok()?;
+    let text = format!(
+        "{}:{}:{}:{}.{}:{}.{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    );
+    Some(hex(&sha2::Sha256::digest(text.as_bytes())[..8]))
+}
+
+/// Whether `dir` may hold records: owned by this user and writable by nobody else (a record is trusted by its
+/// existence alone).
+fn trusted_dir(dir: &Path) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    std::fs::metadata(dir).is_ok_and(|m| m.is_dir() && m.uid() == me && m.mode() & 0o022 == 0)
+}
+
+/// An anonymous file for a child's error output.
+fn stderr_file() -> std::io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: a valid C string and flags; the descriptor returned is owned by the `File` below.
+    let fd = unsafe { libc::memfd_create(c"damocles-probe-stderr".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
 fn record_name(digest: &[u8; 32], program: &str) -> String {
