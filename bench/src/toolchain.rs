@@ -102,7 +102,12 @@ impl Toolchain {
     fn build_plugin(&self, src: &Path, name: &str) -> anyhow::Result<PathBuf> {
         let options = BuildOptions {
             src_dir: src.to_path_buf(),
-            out_dir: self.target_dir.join("bench-plugin-out").join(name),
+            // Per profile: a debug and a release benchmark may build the same plugin at once.
+            out_dir: self
+                .target_dir
+                .join("bench-plugin-out")
+                .join(if self.release { "release" } else { "debug" })
+                .join(name),
             release: self.release,
             target_dir: Some(self.target_dir.join("bench-plugins")),
             skip_check_dep: false,

@@ -36,36 +36,39 @@ pub fn plugins(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcome>> 
     let (none, with) = (median(none), median(with));
     let extra_ms = (with.as_secs_f64() - none.as_secs_f64()) * 1e3;
     let first_extra_ms = (first[1].as_secs_f64() - first[0].as_secs_f64()) * 1e3;
-    Ok(vec![Outcome {
-        name: Scenario::StartupPlugins.name().into(),
-        figure: format!("{PLUGINS} plugins: {:.1} ms from exec to the first answer", with.as_secs_f64() * 1e3),
-        baseline: format!("no plugins: {:.1} ms", none.as_secs_f64() * 1e3),
-        value: extra_ms,
-        target: Scenario::StartupPlugins.target(),
-        note: format!(
-            "value = extra milliseconds; medians of {rounds} starts per side, alternating; the plugins are \
+    Ok(vec![
+        Outcome {
+            name: Scenario::StartupPlugins.name().into(),
+            figure: format!("{PLUGINS} plugins: {:.1} ms from exec to the first answer", with.as_secs_f64() * 1e3),
+            baseline: format!("no plugins: {:.1} ms", none.as_secs_f64() * 1e3),
+            value: extra_ms,
+            target: Scenario::StartupPlugins.target(),
+            note: format!(
+                "value = extra milliseconds; medians of {rounds} starts per side, alternating; the plugins are \
              {}..{} (SyncSectorState, built with `plugin build`), each read, checked, sealed and \
              initialized, its trial load in a child process remembered from the first start (which took {:.1} ms \
              with the plugins, trial loads included, against {:.1} ms without)",
-            plugin_name(0),
-            plugin_name(PLUGINS - 1),
-            first[1].as_secs_f64() * 1e3,
-            first[0].as_secs_f64() * 1e3
-        ),
-    },
-    Outcome {
-        name: "startup_plugins_first_start".into(),
-        figure: format!(
-            "first start with {PLUGINS} new plugin files (each trial-loaded in a child process): {:.1} ms",
-            first[1].as_secs_f64() * 1e3
-        ),
-        baseline: format!("first start without plugins: {:.1} ms", first[0].as_secs_f64() * 1e3),
-        value: first_extra_ms,
-        target: Scenario::StartupPlugins.target(),
-        note: "value = extra milliseconds of the one start that trial-loads every file (after a plugin file or the \
+                plugin_name(0),
+                plugin_name(PLUGINS - 1),
+                first[1].as_secs_f64() * 1e3,
+                first[0].as_secs_f64() * 1e3
+            ),
+        },
+        Outcome {
+            name: "startup_plugins_first_start".into(),
+            figure: format!(
+                "first start with {PLUGINS} new plugin files (each trial-loaded in a child process): {:.1} ms",
+                first[1].as_secs_f64() * 1e3
+            ),
+            baseline: format!("first start without plugins: {:.1} ms", first[0].as_secs_f64() * 1e3),
+            value: first_extra_ms,
+            target: Scenario::StartupPlugins.target(),
+            note:
+                "value = extra milliseconds of the one start that trial-loads every file (after a plugin file or the \
                manager binary changed); one sample per side"
-            .into(),
-    }])
+                    .into(),
+        },
+    ])
 }
 
 /// The median of at least one duration.

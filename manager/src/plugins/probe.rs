@@ -13,8 +13,8 @@
 //! replaced manager probes again. Only passes are remembered; a refused file is probed at every start.
 
 use std::io::{Read as _, Seek as _};
-use std::os::unix::process::CommandExt as _;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::RwLock;
