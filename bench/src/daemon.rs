@@ -98,7 +98,7 @@ impl Home {
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("cannot start {}", self.manager.display()))?;
-        let mut daemon = Daemon { child, port: self.port, token: self.token()?, log_path, startup: Duration::ZERO };
+        let mut daemon = Daemon { child, port: self.port, token, log_path, startup: Duration::ZERO };
         daemon.startup = daemon.wait_first_answer(started)?;
         Ok(daemon)
     }
