@@ -177,8 +177,18 @@ fn put_piece(daemon: &Daemon, name: &str, file: &Path) -> anyhow::Result<Duratio
         daemon.token
     );
     stream.write_all(head.as_bytes())?;
-    std::io::copy(&mut std::fs::File::open(file)?, &mut stream)?;
+    // A daemon that refuses the piece answers before the body is in and closes: report its answer, not the
+    // broken pipe.
+    let sent = std::io::copy(&mut std::fs::File::open(file)?, &mut stream);
     let mut reader = BufReader::new(stream);
+    if let Err(e) = sent {
+        let answer = http::read_head(&mut reader).map(|head| {
+            let mut body = String::new();
+            let _ = http::body_reader(&mut reader, &head).read_to_string(&mut body);
+            format!("HTTP {} {}", head.status, body.trim())
+        });
+        bail!("PUT /piecestore/{name}: sending the body failed ({e}); the daemon answered: {answer:?}");
+    }
     let answer = http::read_head(&mut reader)?;
     let mut body = String::new();
     http::body_reader(&mut reader, &answer).read_to_string(&mut body)?;
