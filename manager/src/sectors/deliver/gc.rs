@@ -1,7 +1,15 @@
 //! Outbox garbage collection: deletes the entries every target, running or not, has acknowledged.
 
+use std::time::Duration;
+
 use super::super::outbox;
 use super::Shared;
+
+/// The least time between two deleting passes. A pass scans the outbox from its start, over the deletion
+/// markers of earlier passes still in the KV store's memory (RocksDB keeps them until a flush): one pass per
+/// state change made that scan the largest CPU cost of `ReportState` (measured with `perf`: 13% of the daemon's
+/// CPU under 32 clients). Deleting less often only keeps delivered entries a little longer.
+const GC_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The smallest persisted cursor of a target that is not running now (`u64::MAX` when there is none).
 fn absent_targets_floor(shared: &Shared) -> u64 {
@@ -49,6 +57,9 @@ pub(super) fn collect_garbage(shared: &Shared) {
                     }
                 }
                 Err(err) => tracing::warn!(error = %err, "cannot delete delivered outbox entries; retrying later"),
+            }
+            if shared.pause(GC_INTERVAL) {
+                break;
             }
         }
         signal.wait_past(seen, shared.options.poll_interval);
