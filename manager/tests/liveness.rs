@@ -15,25 +15,11 @@ fn sid(number: u64) -> Value {
     json!({"Miner": 1000, "Number": number})
 }
 
-/// Adds a persist store backed by the FileStore plugin `plugin` before the default one.
-fn add_plugin_persist_store(home: &TestHome, name: &str, plugin: &str) {
-    let path = home.path().join(name).display().to_string();
-    home.edit_config(|doc| {
-        let common = doc.get_mut("Common").and_then(|c| c.as_table_mut()).expect("[Common]");
-        let stores = common.get_mut("PersistStores").and_then(|s| s.as_array_mut()).expect("PersistStores");
-        let mut store = toml::Table::new();
-        store.insert("Name".into(), name.into());
-        store.insert("Path".into(), path.into());
-        store.insert("PluginName".into(), plugin.into());
-        stores.insert(0, toml::Value::Table(store));
-    });
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_store_whose_instance_info_never_returns_does_not_freeze_reservations_or_listings() {
     let home = TestHome::init();
     home.install_plugins(&["hung-store"]);
-    add_plugin_persist_store(&home, "hung", "hung-store");
+    home.add_plugin_persist_store("hung", "hung-store");
     let daemon = home.start();
     let limit = Duration::from_secs(12); // the 5 s capacity timeout, with room for a loaded machine
     let started = Instant::now();

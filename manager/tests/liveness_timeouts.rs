@@ -18,20 +18,6 @@ use manager::kvstore::{RedisDb, RedisTimeouts};
 use manager_plugin::kv::{Db, KvError};
 use serde_json::Value;
 
-/// Adds a persist store backed by the FileStore plugin `plugin` before the default one.
-fn add_plugin_persist_store(home: &TestHome, name: &str, plugin: &str) {
-    let path = home.path().join(name).display().to_string();
-    home.edit_config(|doc| {
-        let common = doc.get_mut("Common").and_then(|c| c.as_table_mut()).expect("[Common]");
-        let stores = common.get_mut("PersistStores").and_then(|s| s.as_array_mut()).expect("PersistStores");
-        let mut store = toml::Table::new();
-        store.insert("Name".into(), name.into());
-        store.insert("Path".into(), path.into());
-        store.insert("PluginName".into(), plugin.into());
-        stores.insert(0, toml::Value::Table(store));
-    });
-}
-
 fn store<'a>(list: &'a [Value], name: &str, kind: &str) -> &'a Value {
     list.iter().find(|s| s["Name"] == name && s["Kind"] == kind).unwrap_or_else(|| panic!("{name} not listed"))
 }
@@ -40,7 +26,7 @@ fn store<'a>(list: &'a [Value], name: &str, kind: &str) -> &'a Value {
 async fn a_hung_store_is_unavailable_after_the_configured_capacity_timeout_not_the_default() {
     let home = TestHome::init();
     home.install_plugins(&["hung-store"]);
-    add_plugin_persist_store(&home, "hung", "hung-store");
+    home.add_plugin_persist_store("hung", "hung-store");
     home.set_config("Common.StoreCapacityTimeout", "1s");
     let daemon = home.start();
     let started = Instant::now();

@@ -70,6 +70,20 @@ impl TestHome {
         });
     }
 
+    /// Adds a persist store backed by the FileStore plugin `plugin` before the default one.
+    pub fn add_plugin_persist_store(&self, name: &str, plugin: &str) {
+        let path = self.path().join(name).display().to_string();
+        self.edit_config(|doc| {
+            let common = doc.get_mut("Common").and_then(|c| c.as_table_mut()).expect("[Common]");
+            let stores = common.get_mut("PersistStores").and_then(|s| s.as_array_mut()).expect("PersistStores");
+            let mut store = toml::Table::new();
+            store.insert("Name".into(), name.into());
+            store.insert("Path".into(), path.into());
+            store.insert("PluginName".into(), plugin.into());
+            stores.insert(0, toml::Value::Table(store));
+        });
+    }
+
     pub fn token(&self) -> String {
         std::fs::read_to_string(self.path().join("token")).expect("token").trim().to_string()
     }
