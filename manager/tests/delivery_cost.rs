@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::wrapped_db::WrappedDb;
+use common::wrapped_db::{Forwarded, Forwarding, WrappedDb};
 use manager::sectors::{Deliverer, DeliveryOptions, EventTarget, StateManager};
-use manager_plugin::kv::{Db, Entry, KvError, KvIter, KvStore, Meta, TxnFn};
+use manager_plugin::kv::{Db, Entry, KvError, KvIter, KvStore, Meta};
 use manager_plugin::sector::{SectorId, SectorUpdate};
 use manager_plugin::sync::SectorEvent;
 
@@ -18,7 +18,7 @@ use manager_plugin::sync::SectorEvent;
 /// read outside transactions; the temp dir, if any, must outlive it.
 fn counting_db(reads: Arc<AtomicU64>) -> (WrappedDb, Option<tempfile::TempDir>) {
     let count = move |_: &dyn Db, _: &str, inner: Box<dyn KvStore>| -> Result<Box<dyn KvStore>, KvError> {
-        Ok(Box::new(CountingStore { inner, reads: Arc::clone(&reads) }))
+        Ok(Box::new(Forwarded(CountingStore { inner, reads: Arc::clone(&reads) })))
     };
     if std::env::var("DELIVERY_COST_DB").as_deref() == Ok("rocksdb") {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -34,7 +34,10 @@ struct CountingStore {
     reads: Arc<AtomicU64>,
 }
 
-impl KvStore for CountingStore {
+impl Forwarding for CountingStore {
+    fn inner(&self) -> &dyn KvStore {
+        &*self.inner
+    }
     fn get(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.inner.get(key)
@@ -43,25 +46,10 @@ impl KvStore for CountingStore {
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.inner.peek(key, f)
     }
-    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
-        self.inner.put(key, value)
-    }
-    fn del(&self, key: &[u8]) -> Result<(), KvError> {
-        self.inner.del(key)
-    }
     fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
         // Opening an iterator is work too: count it as one read.
         self.reads.fetch_add(1, Ordering::Relaxed);
         Ok(Box::new(CountingIter { inner: self.inner.scan(prefix)?, reads: Arc::clone(&self.reads) }))
-    }
-    fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
-        self.inner.view(f)
-    }
-    fn update(&self, f: TxnFn<'_>) -> Result<(), KvError> {
-        self.inner.update(f)
-    }
-    fn need_retry_transactions(&self) -> bool {
-        self.inner.need_retry_transactions()
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::daemon::{RunningDaemon, TestHome, raw_http};
-use common::wrapped_db::WrappedDb;
+use common::wrapped_db::{Forwarded, Forwarding, WrappedDb};
 use jsonrpsee::rpc_params;
 use manager::filestore::StoreManager;
 use manager::kvstore::RocksDb;
@@ -18,7 +18,7 @@ use manager::plugins::PluginRegistry;
 use manager::sectors::StateManager;
 use manager_plugin::Kind;
 use manager_plugin::filestore::StoreConfig;
-use manager_plugin::kv::{Db, KvError, KvIter, KvStore, TxnFn};
+use manager_plugin::kv::{Db, KvError, KvStore, TxnFn};
 use manager_plugin::sector::{SectorId, SectorUpdate};
 use prometheus_parse::{Sample, Scrape, Value};
 use serde_json::{Value as Json, json};
@@ -275,24 +275,9 @@ struct RacedStore {
     races: Arc<AtomicUsize>,
 }
 
-impl KvStore for RacedStore {
-    fn get(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
-        self.inner.get(key)
-    }
-    fn peek(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<(), KvError> {
-        self.inner.peek(key, f)
-    }
-    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
-        self.inner.put(key, value)
-    }
-    fn del(&self, key: &[u8]) -> Result<(), KvError> {
-        self.inner.del(key)
-    }
-    fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
-        self.inner.scan(prefix)
-    }
-    fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
-        self.inner.view(f)
+impl Forwarding for RacedStore {
+    fn inner(&self) -> &dyn KvStore {
+        &*self.inner
     }
     fn update(&self, f: TxnFn<'_>) -> Result<(), KvError> {
         self.inner.update(&mut |txn| {
@@ -304,9 +289,6 @@ impl KvStore for RacedStore {
             Ok(())
         })
     }
-    fn need_retry_transactions(&self) -> bool {
-        self.inner.need_retry_transactions()
-    }
 }
 
 #[test]
@@ -316,8 +298,12 @@ fn kv_conflicts_and_retries_count_each_lost_race() {
     let raced = Arc::clone(&races);
     let db = WrappedDb::new(Box::new(RocksDb::open(dir.path()).unwrap()), move |db, name, inner| {
         let rival = db.open_collection(name)?;
-        Ok(Box::new(RacedStore { inner, rival, key: b"online/m-1000-n-1".to_vec(), races: Arc::clone(&raced) })
-            as Box<dyn KvStore>)
+        Ok(Box::new(Forwarded(RacedStore {
+            inner,
+            rival,
+            key: b"online/m-1000-n-1".to_vec(),
+            races: Arc::clone(&raced),
+        })) as Box<dyn KvStore>)
     });
     db.run().unwrap();
     let sectors = StateManager::open(Arc::new(db)).unwrap();

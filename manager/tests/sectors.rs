@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::wrapped_db::WrappedDb;
+use common::wrapped_db::{Forwarded, Forwarding, WrappedDb};
 use manager::kvstore::RocksDb;
 use manager::sectors::{COLLECTION, Deliverer, DeliveryOptions, EventTarget, JobFilter, StateManager};
 use manager_plugin::kv::{Db, KvError, KvIter, KvStore, Txn, TxnFn};
@@ -654,24 +654,9 @@ struct GatedStore {
     gate: Arc<CommitGate>,
 }
 
-impl KvStore for GatedStore {
-    fn get(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
-        self.inner.get(key)
-    }
-    fn peek(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<(), KvError> {
-        self.inner.peek(key, f)
-    }
-    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
-        self.inner.put(key, value)
-    }
-    fn del(&self, key: &[u8]) -> Result<(), KvError> {
-        self.inner.del(key)
-    }
-    fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
-        self.inner.scan(prefix)
-    }
-    fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
-        self.inner.view(f)
+impl Forwarding for GatedStore {
+    fn inner(&self) -> &dyn KvStore {
+        &*self.inner
     }
     fn update(&self, f: TxnFn<'_>) -> Result<(), KvError> {
         self.inner.update(&mut |txn| {
@@ -682,9 +667,6 @@ impl KvStore for GatedStore {
             }
             Ok(())
         })
-    }
-    fn need_retry_transactions(&self) -> bool {
-        self.inner.need_retry_transactions()
     }
 }
 
@@ -723,7 +705,7 @@ fn an_event_that_commits_late_is_still_delivered_before_later_seqs() {
     let gate_for_db = Arc::clone(&gate);
     // RocksDB whose transactions pass through the gate after their body ran, before they commit.
     let db = WrappedDb::new(Box::new(RocksDb::open(dir.path()).expect("open RocksDB")), move |_, _, inner| {
-        Ok(Box::new(GatedStore { inner, gate: Arc::clone(&gate_for_db) }) as Box<dyn KvStore>)
+        Ok(Box::new(Forwarded(GatedStore { inner, gate: Arc::clone(&gate_for_db) })) as Box<dyn KvStore>)
     });
     db.run().expect("run");
     let sectors = Arc::new(StateManager::open(Arc::new(db)).expect("open"));

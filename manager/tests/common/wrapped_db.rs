@@ -1,7 +1,8 @@
-//! A [`Db`] that hands out its inner database's collections through a wrapper: the delegation every
-//! instrumented test database (counting reads, gating commits, commits that land late) shares.
+//! A [`Db`] that hands out its inner database's collections through a wrapper, and [`Forwarding`], the
+//! collection wrapper that passes every call through except those it instruments: the delegation every
+//! instrumented test database (counting reads, gating commits, racing commits) shares.
 
-use manager_plugin::kv::{Db, KvError, KvStore};
+use manager_plugin::kv::{Db, KvError, KvIter, KvStore, TxnFn};
 
 /// How a [`WrappedDb`] wraps one collection: given the inner database, the collection's name and the inner
 /// collection, the collection to hand out.
@@ -32,5 +33,63 @@ impl Db for WrappedDb {
     }
     fn open_collection(&self, name: &str) -> Result<Box<dyn KvStore>, KvError> {
         (self.wrap)(&*self.inner, name, self.inner.open_collection(name)?)
+    }
+}
+
+/// A collection wrapper that forwards every call to [`inner`](Forwarding::inner); implementors override only the
+/// calls they instrument. Hand it out as a [`KvStore`] with [`Forwarded`].
+pub trait Forwarding: Send + Sync {
+    /// The wrapped collection.
+    fn inner(&self) -> &dyn KvStore;
+    fn get(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
+        self.inner().get(key)
+    }
+    fn peek(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<(), KvError> {
+        self.inner().peek(key, f)
+    }
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.inner().put(key, value)
+    }
+    fn del(&self, key: &[u8]) -> Result<(), KvError> {
+        self.inner().del(key)
+    }
+    fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
+        self.inner().scan(prefix)
+    }
+    fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
+        self.inner().view(f)
+    }
+    fn update(&self, f: TxnFn<'_>) -> Result<(), KvError> {
+        self.inner().update(f)
+    }
+}
+
+/// A [`Forwarding`] wrapper as a [`KvStore`].
+pub struct Forwarded<T>(pub T);
+
+impl<T: Forwarding> KvStore for Forwarded<T> {
+    fn get(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
+        self.0.get(key)
+    }
+    fn peek(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<(), KvError> {
+        self.0.peek(key, f)
+    }
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.0.put(key, value)
+    }
+    fn del(&self, key: &[u8]) -> Result<(), KvError> {
+        self.0.del(key)
+    }
+    fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
+        self.0.scan(prefix)
+    }
+    fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
+        self.0.view(f)
+    }
+    fn update(&self, f: TxnFn<'_>) -> Result<(), KvError> {
+        self.0.update(f)
+    }
+    fn need_retry_transactions(&self) -> bool {
+        self.0.inner().need_retry_transactions()
     }
 }
