@@ -186,8 +186,8 @@ async fn the_daemon_uses_the_configured_redis_timeouts_and_a_stalled_redis_costs
     home.set_config("Common.DB.Redis.ConnectTimeout", "300ms");
     let daemon = home.start();
     let sid = serde_json::json!({"Miner": 1000, "Number": 1});
-    let found: Option<Value> = daemon.call("Venus.FindSectorInAllStates", rpc_params![sid.clone()]).await.unwrap();
-    assert!(found.is_none());
+    let found = daemon.call::<Value>("Venus.FindSectorInAllStates", rpc_params![sid.clone()]).await;
+    assert!(matches!(&found, Err(jsonrpsee::core::ClientError::Call(e)) if e.code() == 11001), "{found:?}");
 
     signal(pid, "-STOP");
     let started = Instant::now();
