@@ -158,6 +158,10 @@ async fn seal_from_seed(thread: Thread, sector: AllocatedSector, ticket: Ticket)
     waits
 }
 
+fn thread_at(daemon: &RunningDaemon) -> Thread {
+    Thread { port: daemon.port, name: "worker-0".into() }
+}
+
 /// A home sealing against the mock chain: statelog installed, loopback trusted, `SeedDelay` set.
 fn mock_chain_home() -> TestHome {
     let home = TestHome::init();
@@ -302,7 +306,9 @@ async fn the_workers_cc_flow_survives_a_kill_between_pre_commit_and_seed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_mock_chain_refuses_out_of_order_calls_as_go_does() {
     let home = mock_chain_home();
-    let daemon = home.start();
+    // `daemon run --mock-chain` turns it on without the config.
+    home.set_config("MockChain.Enabled", false);
+    let daemon = home.start_with(&["--mock-chain"]);
     let thread = Thread { port: daemon.port, name: "worker-0".into() };
     let spec = AllocateSectorSpec { allowed_miners: None, allowed_proof_types: None };
     let sector: AllocatedSector =
@@ -344,6 +350,8 @@ async fn the_mock_chain_refuses_out_of_order_calls_as_go_does() {
     let _: bool = thread.call("Venus.SubmitPersistedEx", (&id, "persist", false)).await;
     assert_eq!(daemon.stop(), Some(0));
     let daemon = home.start();
+    // Without --mock-chain (and with Enabled = false) the chain methods answer 12001 again.
+    assert_eq!(thread_at(&daemon).call_err("Venus.AssignTicket", (&id,)).await.0, 12001);
     let found: Value = daemon
         .call("Venus.SectorIndexerFind", jsonrpsee::rpc_params!["normal", json!({"Miner": 1000, "Number": id.number})])
         .await

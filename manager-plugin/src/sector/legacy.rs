@@ -40,7 +40,7 @@ fn split(entries: Option<Vec<PieceEntry>>) -> (Option<Vec<SectorPiece>>, Vec<Leg
 }
 
 /// [`SectorState`] as stored, in any of its shapes (see the module doc).
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub(super) struct SectorStateWire {
     #[serde(rename = "ID", deserialize_with = "null_default")]
@@ -79,36 +79,6 @@ pub(super) struct SectorStateWire {
     #[serde(deserialize_with = "null_default")]
     unsealing: bool,
     mock_chain: Option<MockChainRecord>,
-}
-
-impl Default for SectorStateWire {
-    fn default() -> Self {
-        SectorStateWire {
-            id: SectorId::default(),
-            sector_type: 0,
-            ticket: None,
-            seed: None,
-            deals: None,
-            pieces: None,
-            pre: None,
-            proof: None,
-            message_info: MessageInfo::default(),
-            terminate_info: TerminateInfo::default(),
-            latest_state: None,
-            finalized: false,
-            removed: false,
-            abort_reason: String::new(),
-            upgraded: false,
-            upgrade_public: None,
-            upgraded_info: None,
-            upgrade_message_id: None,
-            upgrade_landed_epoch: None,
-            imported: false,
-            need_rebuild: false,
-            unsealing: false,
-            mock_chain: None,
-        }
-    }
 }
 
 impl From<SectorStateWire> for SectorState {
