@@ -197,8 +197,9 @@ fn announce_chain(mode: crate::chain::ChainMode, config: &crate::config::MockCha
     }
 }
 
-/// Runs the daemon until SIGINT or SIGTERM, then shuts it down (`mock_chain`: see [`Daemon::start`]). A second signal during shutdown logs what is
-/// still running and exits the process at once, with status 130 (SIGINT) or 143 (SIGTERM).
+/// Runs the daemon until SIGINT or SIGTERM, then shuts it down (`mock_chain`: see [`Daemon::start`]). A second
+/// signal during shutdown logs what is still running and exits the process at once, with status 130 (SIGINT) or
+/// 143 (SIGTERM).
 pub async fn run(home: &Home, listen: Option<&str>, mock_chain: bool) -> anyhow::Result<()> {
     // Listen before starting: a signal during start-up must not be lost.
     let mut signals = Signals::new()?;

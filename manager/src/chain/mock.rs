@@ -75,6 +75,20 @@ fn record_of(sector: &SectorState) -> MockChainRecord {
     sector.mock_chain.clone().unwrap_or_default()
 }
 
+/// Go `commitmgr.go:498-510` and `:626-634`: a submission after an earlier one, without `reset`, is answered and
+/// changes nothing: `Accepted` when it is the same, `MismatchedSubmission` when it differs. `None`: store it.
+fn resubmitted<T: PartialEq>(stored: Option<&T>, new: &T, reset: bool, what: &str) -> Option<Decision<Submitted>> {
+    let stored = stored.filter(|_| !reset)?;
+    let answer = if stored == new {
+        Submitted { res: SubmitResult::Accepted, desc: None }
+    } else {
+        let desc =
+            format!("a different {what} was submitted for this sector before; submit with reset = true to replace it");
+        Submitted { res: SubmitResult::MismatchedSubmission, desc: Some(desc) }
+    };
+    Some(Decision::unchanged(answer))
+}
+
 impl Chain for MockChain {
     fn mode(&self) -> ChainMode {
         ChainMode::Mock
@@ -100,14 +114,8 @@ impl Chain for MockChain {
         info: PreCommitInfo,
         reset: bool,
     ) -> Result<Decision<Submitted>, ChainError> {
-        // Go `commitmgr.go:498-510`: an earlier submission without reset is answered, not replaced.
-        if let Some(pre) = sector.pre.as_ref().filter(|_| !reset) {
-            let res = if *pre == info { SubmitResult::Accepted } else { SubmitResult::MismatchedSubmission };
-            let desc = (res != SubmitResult::Accepted).then(|| {
-                "a different pre-commit was submitted for this sector before; submit with reset = true to replace it"
-                    .to_string()
-            });
-            return Ok(Decision::unchanged(Submitted { res, desc }));
+        if let Some(answer) = resubmitted(sector.pre.as_ref(), &info, reset, "pre-commit") {
+            return Ok(answer);
         }
         let now = (self.clock)();
         let record = MockChainRecord { pre_commit_epoch: Self::head_at(now), pre_commit_at_ms: now };
@@ -171,13 +179,8 @@ impl Chain for MockChain {
         if sector.pre.is_none() {
             return Ok(rejected("pre-commit info not found"));
         }
-        if let Some(stored) = sector.proof.as_ref().filter(|_| !reset) {
-            let res = if *stored == proof { SubmitResult::Accepted } else { SubmitResult::MismatchedSubmission };
-            let desc = (res != SubmitResult::Accepted).then(|| {
-                "a different proof was submitted for this sector before; submit with reset = true to replace it"
-                    .to_string()
-            });
-            return Ok(Decision::unchanged(Submitted { res, desc }));
+        if let Some(answer) = resubmitted(sector.proof.as_ref(), &proof, reset, "proof") {
+            return Ok(answer);
         }
         if sector.seed.is_none() {
             return Ok(rejected("no seed was drawn for this sector (Venus.WaitSeed)"));

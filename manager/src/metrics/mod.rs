@@ -117,7 +117,7 @@ impl Metrics {
             chain_mode: {
                 let opts = Opts::new(
                     name("chain_mode"),
-                    "1 for the chain the sealing methods use: none, or mock ([MockChain]: nothing sealed goes on chain).",
+                    "1 for the chain the sealing methods use: none, or mock (nothing sealed goes on chain).",
                 );
                 let vec = IntGaugeVec::new(opts, &["mode"]).unwrap_or_else(|e| unreachable!("constant metric: {e}"));
                 register(&registry, Box::new(vec.clone()));

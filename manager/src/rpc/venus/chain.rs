@@ -260,7 +260,7 @@ fn submit_persisted(
 ) -> Result<bool, ErrorObjectOwned> {
     online(state, "Venus.SubmitPersistedEx", sid)?;
     if state.stores.basic_info(&instance).is_none() {
-        tracing::warn!(sector = %sid, instance = %instance, "SubmitPersisted: not a configured persist store; answering false");
+        tracing::warn!(sector = %sid, %instance, "SubmitPersisted: not a configured persist store; answering false");
         return Ok(false);
     }
     let kind = if upgrade { IndexKind::Upgrade } else { IndexKind::Normal };

@@ -1,10 +1,9 @@
 //! The `Venus` namespace: the API damocles-worker speaks, with the Go manager's method names, positional
 //! parameters and PascalCase JSON, plus the operator's sector methods. One file per method group:
 //! [`sealing`] (allocate, report), [`chain`] (tickets, seeds, pre-commit, proof, persisted, deals: the configured
-//! chain), [`stores`], [`workers`] (ping), [`admin`] (operator), [`listing`]
-//! (`ListSectors`, streamed over HTTP), [`unsupported`]
-//! (snap-up, rebuild, unseal and WindowPoSt methods, answered with deliberate errors). `docs/rpc.md` lists every method of
-//! the worker's trait and what damocles-rs does with it.
+//! chain), [`stores`], [`workers`] (ping), [`admin`] (operator), [`listing`] (`ListSectors`, streamed over HTTP),
+//! [`unsupported`] (snap-up, rebuild, unseal and WindowPoSt methods, answered with deliberate errors).
+//! `docs/rpc.md` lists every method of the worker's trait and what damocles-rs does with it.
 
 pub mod admin;
 pub mod chain;
