@@ -236,7 +236,23 @@ async fn find(daemon: &RunningDaemon, ws: &str, number: u64) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_workers_cc_flow_survives_a_kill_between_pre_commit_and_seed() {
+    cc_flow_through_a_kill(mock_chain_home()).await;
+}
+
+/// The same on Redis (the shared server, a prefix of this test's own): the chain's answers are written in the
+/// sector's Redis transaction.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_workers_cc_flow_survives_a_kill_on_redis() {
     let home = mock_chain_home();
+    home.set_config("Common.DB.Driver", "redis");
+    home.set_config("Common.DB.Redis.Addr", "redis://127.0.0.1:6379");
+    home.set_config("Common.DB.Redis.Prefix", format!("damocles-mock-chain-{}-{}", std::process::id(), home.port));
+    cc_flow_through_a_kill(home).await;
+}
+
+/// Seals [`SECTORS`] sectors at once through a SIGKILL between pre-commit and seed; checks the stored states and
+/// statelog's journal.
+async fn cc_flow_through_a_kill(home: TestHome) {
     let daemon = home.start();
     let log = daemon.log();
     assert!(log.contains("MOCK CHAIN") && log.contains("chain=\"mock\""), "loud at start-up:\n{log}");
