@@ -41,12 +41,13 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts the daemon from `home` (initializing it first if it has no config). `listen` overrides
-    /// `[API] Listen`.
-    pub async fn start(home: &Home, listen: Option<&str>) -> anyhow::Result<Daemon> {
+    /// `[API] Listen`; `mock_chain` turns `[MockChain] Enabled` on.
+    pub async fn start(home: &Home, listen: Option<&str>, mock_chain: bool) -> anyhow::Result<Daemon> {
         if home.ensure_initialized().context("initializing the home directory")? {
             tracing::info!(home = %home.dir.display(), "initialized a new home with the default config");
         }
-        let config = home.load_config().context("loading the config")?;
+        let mut config = home.load_config().context("loading the config")?;
+        config.mock_chain.enabled |= mock_chain;
         config.log_warnings();
         let token = home.read_token().context("reading the API token")?;
         crate::plugins::probe::remember_passes_in(Some(home.dir.join("plugin-probes")));
@@ -141,6 +142,9 @@ async fn serve(
     delivery: crate::sectors::DeliveryControl,
     registry: &Arc<PluginRegistry>,
 ) -> anyhow::Result<(RpcServer, Arc<StoreManager>, Option<MetricsServer>)> {
+    let chain = crate::chain::from_config(&config.mock_chain);
+    let mode = chain.mode();
+    announce_chain(mode, &config.mock_chain);
     let (blocking_config, blocking_registry) = (config.clone(), Arc::clone(registry));
     let listed_sectors = Arc::clone(&sectors);
     let (stores, module) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -152,6 +156,7 @@ async fn serve(
             miners: blocking_config.miners.clone(),
             workers: Default::default(),
             delivery,
+            chain,
         })?;
         Ok((stores, module))
     })
@@ -171,16 +176,34 @@ async fn serve(
         }
     };
     let server = rpc::start(listener, module.into(), Arc::clone(&stores), listed_sectors, auth, limits, exporter)?;
-    tracing::info!(listen = %server.local_addr, db = config.common.db.driver.as_str(), "damocles-manager is running");
+    tracing::info!(
+        listen = %server.local_addr,
+        db = config.common.db.driver.as_str(),
+        chain = mode.as_str(),
+        "damocles-manager is running"
+    );
     Ok((server, stores, metrics_server))
 }
 
-/// Runs the daemon until SIGINT or SIGTERM, then shuts it down. A second signal during shutdown logs what is
-/// still running and exits the process at once, with status 130 (SIGINT) or 143 (SIGTERM).
-pub async fn run(home: &Home, listen: Option<&str>) -> anyhow::Result<()> {
+/// Makes the chain mode loud: a warning for the mock chain, and `damocles_chain_mode{mode}` in `/metrics`.
+fn announce_chain(mode: crate::chain::ChainMode, config: &crate::config::MockChainConfig) {
+    crate::metrics::global().chain_mode.with_label_values(&[mode.as_str()]).set(1);
+    if mode == crate::chain::ChainMode::Mock {
+        tracing::warn!(
+            seed_delay = %config.seed_delay,
+            "MOCK CHAIN: tickets, seeds, pre-commits and proofs are faked ([MockChain] Enabled or --mock-chain); \
+             nothing sealed by this manager can ever go on a real chain"
+        );
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM, then shuts it down (`mock_chain`: see [`Daemon::start`]). A second
+/// signal during shutdown logs what is still running and exits the process at once, with status 130 (SIGINT) or
+/// 143 (SIGTERM).
+pub async fn run(home: &Home, listen: Option<&str>, mock_chain: bool) -> anyhow::Result<()> {
     // Listen before starting: a signal during start-up must not be lost.
     let mut signals = Signals::new()?;
-    let daemon = Daemon::start(home, listen).await?;
+    let daemon = Daemon::start(home, listen, mock_chain).await?;
     let first = signals.next().await;
     tracing::info!(
         "{first} received: shutting down within {:?} (send it again to exit at once)",

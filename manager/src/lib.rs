@@ -12,6 +12,7 @@
 //! - [`metrics`]: Prometheus metrics at `/metrics`.
 //! - [`daemon`]: start-up and shutdown.
 
+pub mod chain;
 pub mod config;
 pub mod daemon;
 pub mod db_identity;

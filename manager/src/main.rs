@@ -73,6 +73,10 @@ enum DaemonCommand {
         /// (by default start-up refuses, so sector numbers are never handed out twice).
         #[arg(long)]
         adopt_db: bool,
+        /// Seal against the mock chain for this run (as [MockChain] Enabled = true): for test clusters only,
+        /// nothing sealed with it can go on a real chain.
+        #[arg(long)]
+        mock_chain: bool,
     },
 }
 
@@ -228,11 +232,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Daemon(DaemonCommand::Run { listen, adopt_db }) => {
+        Command::Daemon(DaemonCommand::Run { listen, adopt_db, mock_chain }) => {
             if explicit_home {
                 home.require_initialized()?;
             }
-            manager::daemon::run(&home.adopting_db(adopt_db), listen.as_deref()).await
+            manager::daemon::run(&home.adopting_db(adopt_db), listen.as_deref(), mock_chain).await
         }
         Command::Util(command) => util(&home, command).await,
         Command::ProbePlugin { .. } | Command::TestPlugin { .. } => Ok(()),

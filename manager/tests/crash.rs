@@ -104,8 +104,12 @@ async fn lost_changes(daemon: &RunningDaemon, ledger: &Ledger) -> usize {
             eprintln!("sector {number} was handed out twice");
             lost += 1;
         }
-        let sector: Value =
-            client.request("Venus.FindSectorInAllStates", rpc_params![sid(number)]).await.expect("find");
+        // An unknown sector is error 11001, as in Go.
+        let sector: Value = match client.request("Venus.FindSectorInAllStates", rpc_params![sid(number)]).await {
+            Ok(sector) => sector,
+            Err(jsonrpsee::core::ClientError::Call(e)) if e.code() == 11001 => Value::Null,
+            Err(e) => panic!("find sector {number}: {e}"),
+        };
         if sector.is_null() {
             eprintln!("acknowledged allocation of sector {number} is gone");
             lost += 1;

@@ -47,8 +47,8 @@ async fn sector_lifecycle(daemon: &RunningDaemon) {
     let offline: Vec<Value> = daemon.call("Venus.ListSectors", rpc_params!["offline", 0]).await.unwrap();
     let finalized = offline.iter().find(|s| s["ID"]["Number"] == number).expect("listed offline");
     assert_eq!(finalized["Finalized"], true);
-    let gone: Option<Value> = daemon.call("Venus.FindSector", rpc_params!["online", sid(number)]).await.unwrap();
-    assert!(gone.is_none());
+    let gone = daemon.call::<Value>("Venus.FindSector", rpc_params!["online", sid(number)]).await.unwrap_err();
+    assert_eq!(error_code(gone).0, 11001, "Go answers an error for a sector not found (state_mgr.go Load)");
 
     // A sector that finished normally is restored only when forced.
     let err = daemon.call::<Value>("Venus.RestoreSector", rpc_params![sid(number), false]).await.unwrap_err();
@@ -65,8 +65,10 @@ async fn sector_lifecycle(daemon: &RunningDaemon) {
     assert!(!again, "an existing sector is not overwritten without override");
     let forced: bool = daemon.call("Venus.ImportSector", rpc_params!["offline", imported, true]).await.unwrap();
     assert!(forced);
-    let any: Option<Value> = daemon.call("Venus.FindSectorInAllStates", rpc_params![sid(900_000)]).await.unwrap();
-    assert_eq!(any.expect("imported")["Imported"], true);
+    let any: Value = daemon.call("Venus.FindSectorInAllStates", rpc_params![sid(900_000)]).await.unwrap();
+    assert_eq!(any["Imported"], false, "kept as given, as Go (sealer_cli.go:470-481)");
+    let err = daemon.call::<Value>("Venus.FindSectorInAllStates", rpc_params![sid(900_001)]).await.unwrap_err();
+    assert_eq!(error_code(err).0, 11001);
 
     // Stores: reserve space for the sector (idempotent), look it up, release it.
     let reserved: Option<Value> =
@@ -160,6 +162,38 @@ async fn a_crash_keeps_every_acknowledged_change_and_never_reuses_a_sector_numbe
     assert_eq!(sector.expect("survived")["LatestState"]["StateChange"]["Next"], "Acked");
     let next: Value = daemon.call("Venus.AllocateSector", rpc_params![spec]).await.unwrap();
     assert!(next["ID"]["Number"].as_u64().unwrap() > last_number, "numbers are never reused: {next}");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// Go-shaped sector states (`manager-plugin/tests/data/go-sector-states.json`; each field's source in Go's
+/// `core/types_sector_state.go` and `core/types.go` is noted in `manager-plugin/src/sector/tests.rs`).
+fn go_states() -> Value {
+    serde_json::from_str(include_str!("../../manager-plugin/tests/data/go-sector-states.json")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn go_sector_states_import_and_read_back_unchanged() {
+    let home = TestHome::init();
+    home.install_plugins(&["statelog"]);
+    let daemon = home.start();
+    let states = go_states();
+    for (name, ws) in [("cc", "online"), ("full", "offline"), ("imported", "offline")] {
+        let state = &states[name];
+        let ok: bool = daemon.call("Venus.ImportSector", rpc_params![ws, state.clone(), false]).await.unwrap();
+        assert!(ok, "{name}");
+        let found: Value = daemon.call("Venus.FindSector", rpc_params![ws, state["ID"].clone()]).await.unwrap();
+        assert_eq!(&found, state, "{name}: FindSector answers the imported JSON value");
+        let any: Value = daemon.call("Venus.FindSectorInAllStates", rpc_params![state["ID"].clone()]).await.unwrap();
+        assert_eq!(&any, state, "{name}");
+        let listed: Vec<Value> = daemon.call("Venus.ListSectors", rpc_params![ws, 0]).await.unwrap();
+        assert!(listed.contains(state), "{name}: ListSectors answers it unchanged");
+    }
+    // SyncSectorState plugins receive the same shape.
+    wait_for("three import events", || statelog_events(&home).len() >= 3);
+    for (event, name) in statelog_events(&home).iter().zip(["cc", "full", "imported"]) {
+        assert_eq!(event["event"], "OnImport");
+        assert_eq!(event["data"]["State"], states[name], "{name}: the plugin gets Go's JSON");
+    }
     assert_eq!(daemon.stop(), Some(0));
 }
 

@@ -273,7 +273,7 @@ fn import_writes_only_new_sectors_unless_told_to_overwrite() {
     assert!(!sectors.import(WorkerState::Offline, state.clone(), false).expect("import again"));
     assert!(!sectors.import(WorkerState::Online, state.clone(), false).expect("import into the other state"));
     let stored = sectors.find(WorkerState::Offline, sid(42)).expect("find").expect("present");
-    assert!(stored.imported && stored.abort_reason.is_empty());
+    assert!(!stored.imported && stored.abort_reason.is_empty(), "stored as given");
 
     assert!(sectors.import(WorkerState::Offline, state, true).expect("overwrite"));
     let stored = sectors.find(WorkerState::Offline, sid(42)).expect("find").expect("present");
@@ -1035,5 +1035,69 @@ fn concurrent_batches_and_imports_over_overlapping_numbers_never_share_a_number(
     assert!(imported.iter().all(|n| allocated.binary_search(n).is_err()), "an imported number was handed out");
     let online = opened.sectors.list(WorkerState::Online, JobFilter::All).expect("list");
     assert_eq!(online.len(), allocated.len());
+    opened.close();
+}
+
+/// Sector records and pending outbox events exactly as the manager wrote them before sector states took Go's
+/// shape (`data/pre-go-shape-sectors.json`: `Pieces` holding legacy deals, `Pre.Deals`, `"Pieces":[]` for CC, a
+/// `Pieces` update), written into a RocksDB database as they were stored, still read and deliver: the legacy
+/// deals come out as Go's `Deals`, and the records are written back in Go's shape on the next change.
+#[test]
+fn records_and_events_written_before_the_go_shape_still_decode() {
+    let pairs: Vec<(String, String)> =
+        serde_json::from_str(include_str!("data/pre-go-shape-sectors.json")).expect("fixture");
+    let store = Store::new();
+    {
+        let db = RocksDb::open(store.dir.path()).expect("open RocksDB");
+        db.run().expect("run");
+        let collection = db.open_collection(COLLECTION).expect("collection");
+        collection
+            .update(&mut |txn| pairs.iter().try_for_each(|(key, value)| txn.put(key.as_bytes(), value.as_bytes())))
+            .expect("write the old records");
+        drop(collection);
+        db.close().expect("close");
+    }
+    let opened = store.open();
+    let online = opened.sectors.list(WorkerState::Online, JobFilter::All).expect("list online");
+    assert_eq!(online.iter().map(|s| s.id.number).collect::<Vec<_>>(), [1, 2]);
+    let (cc, with_deals) = (&online[0], &online[1]);
+    assert_eq!((&cc.deals, &cc.pieces), (&None, &Some(Vec::new())), "the old CC record's `Pieces: []`");
+    let deals = with_deals.deals.as_ref().expect("legacy Pieces read as Deals");
+    assert_eq!((deals.len(), deals[0].id, deals[0].piece.cid.value.as_str()), (2, 7, "baga6ea4seaqdeal"));
+    assert_eq!(with_deals.pieces, None);
+    assert_eq!(with_deals.pre.as_ref().expect("pre").comm_r.value, "bagboea4b5abcold");
+    assert!(with_deals.imported && with_deals.abort_reason == "test");
+    assert!(opened.sectors.find(WorkerState::Offline, sid(3)).expect("find").expect("offline").finalized);
+    let next = opened.sectors.allocate(MINER, 8, 1).expect("allocate")[0].id.number;
+    assert_eq!(next, 4, "the old counter holds");
+
+    // The events still pending for statelog decode and are delivered.
+    let statelog = Recorder::new("statelog", Behaviour::Accept);
+    let deliverer = opened.deliver_to(&[Arc::clone(&statelog)]);
+    wait_until("the old events and the allocation are delivered", || statelog.accepted().len() >= 6);
+    deliverer.stop();
+    let accepted = statelog.accepted();
+    let kinds: Vec<ExtPoint> = accepted.iter().map(SectorEvent::ext_point).collect();
+    use ExtPoint::*;
+    assert_eq!(kinds, [OnInit, OnUpdate, OnImport, OnUpdate, OnFinalize, OnInit]);
+    let SectorEvent::Update(update) = &accepted[3] else { panic!("{:?}", accepted[3]) };
+    let SectorUpdate::Deals(Some(deals)) = &update.updates[0] else { panic!("{:?}", update.updates) };
+    assert_eq!(deals.len(), 2, "the old `Pieces` update is a `Deals` update");
+    assert_eq!(update.state.deals.as_ref().map(Vec::len), Some(2));
+
+    // Written back in Go's shape on the next change.
+    opened.sectors.update(sid(2), vec![SectorUpdate::Removed(false)]).expect("update");
+    let raw = opened.db.open_collection(COLLECTION).expect("collection");
+    let mut value = Vec::new();
+    raw.view(&mut |txn| {
+        value = txn.get(b"online/m-1000-n-2")?;
+        Ok(())
+    })
+    .expect("read");
+    let written: serde_json::Value = serde_json::from_slice(&value).expect("json");
+    assert_eq!(written["Pieces"], serde_json::Value::Null);
+    assert_eq!(written["Deals"][0]["Piece"]["Cid"]["/"], "baga6ea4seaqdeal");
+    assert!(written["Pre"].get("Deals").is_none() && written.get("TerminateInfo").is_some(), "{written}");
+    drop(raw);
     opened.close();
 }

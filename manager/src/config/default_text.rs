@@ -73,6 +73,12 @@ Path = {persist}
 # [Common.PersistStores.Meta]
 # Root = "/mnt/remote"
 
+# Seal against a mock chain (test clusters only: nothing sealed with it can ever go on a real chain; see
+# docs/sealing.md). Without it, the chain-facing worker methods answer error 12001.
+# [MockChain]
+# Enabled = true
+# SeedDelay = "0s"                  # how long after a pre-commit its seed is ready (Go duration)
+
 # Miner actors this manager allocates sectors for. Repeat the block for more miners.
 [[Miners]]
 Actor = 1000                        # miner actor ID (t01000); unique

@@ -24,6 +24,7 @@ mod default_text;
 mod duration;
 mod ignored;
 mod miners;
+mod mock_chain;
 mod seal_proof;
 mod stores;
 mod suggest;
@@ -42,7 +43,8 @@ pub use default_text::default_config_text;
 pub use duration::{ConfigDuration, InvalidDuration};
 pub use ignored::{Ignored, ignored_warning};
 pub use miners::{MinerConfig, MinerEntry, MinerSectorConfig};
-pub use seal_proof::{SEAL_PROOFS, seal_proof_for_size, sector_size_of};
+pub use mock_chain::MockChainConfig;
+pub use seal_proof::{SEAL_PROOFS, is_non_interactive, seal_proof_for_size, sector_size_of};
 pub use stores::StoreEntry;
 
 use ignored::Warnings;
@@ -57,6 +59,8 @@ pub struct Config {
     pub miners: Vec<MinerConfig>,
     /// `[API]`: the JSON-RPC listener.
     pub api: ApiConfig,
+    /// `[MockChain]`: seal against the mock chain (test clusters only).
+    pub mock_chain: MockChainConfig,
     /// One line per ignored section, key or example block, e.g.
     /// `ignored: [Common.Proving] — not supported by damocles-rs`; the daemon logs them at start-up.
     pub warnings: Vec<String>,
@@ -70,6 +74,7 @@ struct ConfigFile {
     miners: Vec<MinerEntry>,
     #[serde(rename = "API")]
     api: ApiConfig,
+    mock_chain: MockChainConfig,
 }
 
 /// `[Common]`: settings shared by every miner.
@@ -195,7 +200,7 @@ impl Config {
 
     /// Resolves the miners, applies Go's defaults (store `Name` = `Path`) and collects the warnings.
     fn from_file(file: ConfigFile) -> Result<Config, (String, String)> {
-        let ConfigFile { mut common, miners, api } = file;
+        let ConfigFile { mut common, miners, api, mock_chain } = file;
         let mut warnings = Warnings::default();
         warnings.ignored("[Common.API] (chain, messager and market endpoints)", &common.chain_api);
         warnings.ignored("[Common.Proving]", &common.proving);
@@ -222,7 +227,7 @@ impl Config {
         for (index, entry) in miners.into_iter().enumerate() {
             resolved.extend(entry.resolve(index, &mut warnings)?);
         }
-        Ok(Config { common, miners: resolved, api, warnings: warnings.into_vec() })
+        Ok(Config { common, miners: resolved, api, mock_chain, warnings: warnings.into_vec() })
     }
 
     /// Drops the store entries that describe no store (warned about in [`Config::from_file`]).
@@ -251,6 +256,7 @@ impl Config {
             },
             miners: vec![MinerConfig { actor: 1000, seal_proof: 8, sector: MinerSectorConfig::default() }],
             api: ApiConfig::default(),
+            mock_chain: MockChainConfig::default(),
             warnings: Vec::new(),
         }
     }

@@ -40,6 +40,12 @@ pub fn sector_size_of(value: i64) -> Option<&'static str> {
     SEAL_PROOFS.iter().find(|(v, _, _)| *v == value).map(|(_, size, _)| *size)
 }
 
+/// Whether seal proof `value` is a NonInteractivePoRep proof (Go `abi.RegisteredSealProof.IsNonInteractive`):
+/// its seed needs no pre-commit on chain.
+pub fn is_non_interactive(value: i64) -> bool {
+    SEAL_PROOFS.iter().any(|(v, _, version)| *v == value && version.ends_with("NonInteractivePoRep"))
+}
+
 /// The hint every seal-proof error ends with: which value matches which sector size.
 pub fn seal_proof_hint() -> String {
     let v1_1: Vec<String> = SEAL_PROOFS

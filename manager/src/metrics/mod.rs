@@ -20,7 +20,7 @@ pub mod scrape;
 
 use std::sync::LazyLock;
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 pub use plugin_calls::PluginCallTimer;
 pub use rpc::RpcMetricsLayer;
@@ -52,6 +52,8 @@ pub struct Metrics {
     pub piece_received_bytes: IntCounter,
     /// `damocles_piece_sent_bytes_total`: piece bytes handed to download responses.
     pub piece_sent_bytes: IntCounter,
+    /// `damocles_chain_mode{mode}`: 1 for the chain the sealing methods use (`none` or `mock`).
+    pub chain_mode: IntGaugeVec,
 }
 
 /// The process-wide metrics.
@@ -112,6 +114,15 @@ impl Metrics {
                 "Piece bytes read from PUT /piecestore/ bodies.",
             ),
             piece_sent_bytes: counter("piece_sent_bytes_total", "Piece bytes sent in GET /piecestore/ responses."),
+            chain_mode: {
+                let opts = Opts::new(
+                    name("chain_mode"),
+                    "1 for the chain the sealing methods use: none, or mock (nothing sealed goes on chain).",
+                );
+                let vec = IntGaugeVec::new(opts, &["mode"]).unwrap_or_else(|e| unreachable!("constant metric: {e}"));
+                register(&registry, Box::new(vec.clone()));
+                vec
+            },
             registry,
         }
     }

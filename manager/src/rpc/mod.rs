@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use jsonrpsee::RpcModule;
 
+use crate::chain::Chain;
 use crate::config::MinerConfig;
 use crate::filestore::StoreManager;
 use crate::plugins::PluginRegistry;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub workers: venus::WorkerPings,
     /// Operator requests to the running SyncSectorState delivery (`Plugins.SkipSyncEvent`).
     pub delivery: DeliveryControl,
+    /// The chain the sealing methods use (`[MockChain]`).
+    pub chain: Arc<dyn Chain>,
 }
 
 /// The full method set: `Venus.*`, `Plugins.List`, and every mountable plugin namespace.

@@ -10,6 +10,7 @@
 //! | `next/<miner>`                         | next sector number to hand out, decimal text        |
 //! | `outbox/<seq, 20-digit zero-padded>`   | `{"Seq":..,"Event":<SectorEvent>}`                   |
 //! | `cursor/<target name>`                 | last seq delivered to that target, decimal text     |
+//! | `index/<normal|upgrade>/m-<miner>-n-<number>` | `{"SealedFile":..,"CacheDir":..}` (`index.rs`) |
 //!
 //! The outbox seq is zero-padded to the 20 digits of `u64::MAX`, so byte order is numeric order.
 //!
@@ -51,6 +52,11 @@ pub(super) fn parse_sector_key(ws: WorkerState, key: &[u8]) -> Option<SectorId> 
 /// The key of `miner`'s next-number counter.
 pub(super) fn next_key(miner: u64) -> Vec<u8> {
     format!("next/{miner}").into_bytes()
+}
+
+/// The key of sector `id`'s location of `kind` (`normal` or `upgrade`) in the sector indexer.
+pub(super) fn index_key(kind: &str, id: SectorId) -> Vec<u8> {
+    format!("index/{kind}/m-{}-n-{}", id.miner, id.number).into_bytes()
 }
 
 /// The key of outbox entry `seq`.

@@ -33,6 +33,7 @@
 
 mod deliver;
 mod error;
+mod index;
 mod job;
 mod keys;
 mod listing;
@@ -46,6 +47,7 @@ mod transitions;
 
 pub use deliver::{Deliverer, DeliveryControl, DeliveryOptions, DeliveryWatch, EventTarget, SkipError};
 pub use error::SectorError;
+pub use index::{IndexKind, SectorLocation};
 pub use job::JobFilter;
 pub use keys::COLLECTION;
 pub use listing::SectorListing;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::thread;
 
 use manager_plugin::kv::{Db, KvStore, Meta};
-use manager_plugin::sector::{Cid, Deal, PieceInfo, SectorId, SectorState, SectorUpdate, WorkerState};
+use manager_plugin::sector::{Cid, LegacyDeal, PieceInfo, SectorId, SectorState, SectorUpdate, WorkerState};
 use manager_plugin::sync::SectorEvent;
 
 use super::outbox::OutboxRecord;
@@ -36,8 +36,9 @@ fn sid(number: u64) -> SectorId {
     SectorId { miner: 1000, number }
 }
 
-fn deal() -> Deal {
-    Deal { id: 7, payload_size: 100, piece: PieceInfo { size: 128, cid: Cid { value: "baga".into() } } }
+fn deal() -> LegacyDeal {
+    let piece = PieceInfo { size: 128, offset: 0, cid: Cid { value: "baga".into() } };
+    LegacyDeal { id: 7, payload_size: 100, piece, ..LegacyDeal::default() }
 }
 
 #[test]
@@ -208,7 +209,7 @@ fn a_sector_with_deals_needs_a_forced_restore() {
     let (_db, sectors) = open();
     let id = sectors.allocate(1000, 8, 1).expect("allocate")[0].id;
     sectors
-        .finalize_with(id, vec![SectorUpdate::Pieces(vec![deal()]), SectorUpdate::AbortReason("x".into())])
+        .finalize_with(id, vec![SectorUpdate::Deals(Some(vec![deal()])), SectorUpdate::AbortReason("x".into())])
         .expect("finalize");
     let refused = sectors.restore(id, false).expect_err("restore with deals");
     assert!(refused.to_string().contains("deals"), "{refused}");
@@ -222,7 +223,7 @@ fn import_respects_existing_records_unless_told_to_overwrite() {
     let mut state = SectorState::new(sid(5), 8);
     assert!(sectors.import(WorkerState::Online, state.clone(), false).expect("import"));
     let stored = sectors.find(WorkerState::Online, sid(5)).expect("find").expect("imported");
-    assert!(stored.imported);
+    assert!(!stored.imported, "Imported is kept as given, as Go (sealer_cli.go:470-481)");
     state.abort_reason = "changed".into();
     // Exists online: refused whichever state the import targets.
     assert!(!sectors.import(WorkerState::Online, state.clone(), false).expect("import"));

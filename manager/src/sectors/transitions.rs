@@ -3,6 +3,8 @@
 //! Each one takes the locks of the sectors it touches, then runs ONE transaction that reads the sector, writes
 //! the new state and writes the event to the outbox (the seq drawn after the reads).
 
+use std::convert::Infallible;
+
 use manager_plugin::sector::{AllocatedSector, SectorId, SectorState, SectorUpdate, WorkerState};
 use manager_plugin::sync::{FinalizeEvent, ImportEvent, InitEvent, RestoreEvent, SectorEvent, UpdateEvent};
 
@@ -123,24 +125,40 @@ impl StateManager {
     /// Applies `updates` in order to online sector `id` and writes one `Update` event. An empty list changes
     /// nothing and writes no event. Fails with [`SectorError::NotFound`] when the sector is not online.
     pub fn update(&self, id: SectorId, updates: Vec<SectorUpdate>) -> Result<SectorState, SectorError> {
+        match self.update_with(id, |_| Ok::<_, Infallible>(((), updates.clone())))? {
+            Ok(((), state)) => Ok(state),
+            Err(never) => match never {},
+        }
+    }
+
+    /// Lets `decide` look at online sector `id` and choose the updates, inside the sector's transaction: the
+    /// updates are applied in order and written with one `Update` event (none when the list is empty), so what
+    /// `decide` answered and what is stored commit together (the chain-facing methods, `crate::chain`). `decide`
+    /// may run more than once (a conflict retries the transaction); its refusal `E` writes nothing. Fails with
+    /// [`SectorError::NotFound`] when the sector is not online.
+    pub fn update_with<T, E>(
+        &self,
+        id: SectorId,
+        mut decide: impl FnMut(&SectorState) -> Result<(T, Vec<SectorUpdate>), E>,
+    ) -> Result<Result<(T, SectorState), E>, SectorError> {
         let _lock = self.locks.lock([LockKey::Sector(id)]);
         self.write(
             || format!("update sector {id}"),
             |txn, ticket| {
                 let mut state = require(load_sector(txn, WorkerState::Online, id)?, id, Some(WorkerState::Online))?;
+                let (answer, updates) = match decide(&state) {
+                    Ok(decided) => decided,
+                    Err(refusal) => return Ok(Err(refusal)),
+                };
                 if updates.is_empty() {
-                    return Ok(state);
+                    return Ok(Ok((answer, state)));
                 }
                 updates.iter().for_each(|update| state.apply(update));
                 save_sector(txn, WorkerState::Online, &state)?;
-                let event = UpdateEvent {
-                    sector_id: id,
-                    worker_state: WorkerState::Online,
-                    updates: updates.clone(),
-                    state: state.clone(),
-                };
+                let event =
+                    UpdateEvent { sector_id: id, worker_state: WorkerState::Online, updates, state: state.clone() };
                 emit(txn, ticket, &SectorEvent::Update(event))?;
-                Ok(state)
+                Ok(Ok((answer, state)))
             },
         )
     }
@@ -208,7 +226,7 @@ impl StateManager {
                 };
                 if !forced {
                     let refuse = |reason: &str| SectorError::RestoreRefused { id, reason: reason.to_string() };
-                    if !state.pieces.is_empty() {
+                    if state.has_pieces() {
                         return Err(refuse("it holds deals").into());
                     }
                     if state.abort_reason.is_empty() {
@@ -225,13 +243,13 @@ impl StateManager {
         )
     }
 
-    /// Imports `state` (marked `Imported = true`) into state `ws`. Returns `false`, writing nothing, when the
+    /// Imports `state`, as given (Go keeps `Imported` as it is sent, `modules/sealer/sealer_cli.go:470-481`), into
+    /// state `ws`. Returns `false`, writing nothing, when the
     /// sector already exists in either state and `overwrite` is off. With `overwrite`, an existing record is
     /// replaced, and a record in the other state is removed, so a sector always lives in one state only.
     /// Writes an `Import` event whenever it writes the sector.
-    pub fn import(&self, ws: WorkerState, mut state: SectorState, overwrite: bool) -> Result<bool, SectorError> {
+    pub fn import(&self, ws: WorkerState, state: SectorState, overwrite: bool) -> Result<bool, SectorError> {
         let id = state.id;
-        state.imported = true;
         let _lock = self.locks.lock([LockKey::Sector(id)]);
         self.write(
             || format!("import sector {id} into {} sectors", ws.collection()),

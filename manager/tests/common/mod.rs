@@ -6,4 +6,5 @@ pub mod hostile;
 pub mod kv_conformance;
 pub mod plugins;
 pub mod private_redis;
+pub mod worker;
 pub mod wrapped_db;

@@ -66,7 +66,6 @@ fn sealing_updates() -> Vec<SectorUpdate> {
             comm_r: cid("bagboea4b5abcbrshxgmmpaucffwp2elaofbcrvb7hmcu3653o4lsw2arlor4hn3c"),
             comm_d: cid("baga6ea4seaqao7s73y24kcutaosvacpdjgfe5pw76ooefnyqw4ynr3d2y6x2mpq"),
             ticket,
-            deals: Vec::new(),
         }),
         SectorUpdate::LatestState(ReportStateReq {
             worker: WorkerIdentifier { instance: "worker-1".into(), location: "/data/sealing/s-t01000-7".into() },

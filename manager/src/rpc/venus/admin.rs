@@ -10,6 +10,8 @@ use manager_plugin::sector::{SectorId, SectorState, WorkerState};
 use super::super::AppState;
 use super::super::params::{Args, INVALID_PARAMS, error};
 use super::{add, listing, sector_error};
+use crate::chain::ChainMode;
+use crate::sectors::SectorError;
 
 /// Decodes a worker state as the Go manager writes it (`"online"`/`"offline"`, any case).
 pub(super) fn worker_state(args: &mut Args, name: &str) -> Result<WorkerState, ErrorObjectOwned> {
@@ -23,9 +25,14 @@ pub(super) fn worker_state(args: &mut Args, name: &str) -> Result<WorkerState, E
 
 /// Registers the operator's sector methods.
 pub fn register(module: &mut RpcModule<AppState>) -> Result<(), RegisterMethodError> {
-    add(module, "Venus.Version", |_, args| {
+    // The chain mode is part of the answer, so a client sees a mock-chain manager for what it is.
+    add(module, "Venus.Version", |state, args| {
         args.finish()?;
-        Ok(format!("damocles-rs/{}", env!("CARGO_PKG_VERSION")))
+        let version = format!("damocles-rs/{}", env!("CARGO_PKG_VERSION"));
+        Ok(match state.chain.mode() {
+            ChainMode::Mock => format!("{version}+mock-chain"),
+            ChainMode::None => version,
+        })
     })?;
     add(module, "Venus.ImportSector", |state, mut args| {
         let ws = worker_state(&mut args, "ws")?;
@@ -51,15 +58,19 @@ pub fn register(module: &mut RpcModule<AppState>) -> Result<(), RegisterMethodEr
         let (ws, job) = listing::params(args)?;
         state.sectors.list(ws, job).map_err(sector_error)
     })?;
+    // Go `modules/sealer/sealer_cli.go:393-409` (`state_mgr.go` `Load`): an unknown sector is an error, not
+    // `null` (here 11001, the code of every missing sector).
     add(module, "Venus.FindSector", |state, mut args| {
         let ws = worker_state(&mut args, "ws")?;
         let sid: SectorId = args.next("sid")?;
         args.finish()?;
-        state.sectors.find(ws, sid).map_err(sector_error)
+        let found = state.sectors.find(ws, sid).map_err(sector_error)?;
+        found.ok_or_else(|| sector_error(SectorError::NotFound { id: sid, state: Some(ws) }))
     })?;
     add(module, "Venus.FindSectorInAllStates", |state, mut args| {
         let sid: SectorId = args.next("sid")?;
         args.finish()?;
-        Ok(state.sectors.find_in_all_states(sid).map_err(sector_error)?.map(|(_, s)| s))
+        let found = state.sectors.find_in_all_states(sid).map_err(sector_error)?;
+        found.map(|(_, s)| s).ok_or_else(|| sector_error(SectorError::NotFound { id: sid, state: None }))
     })
 }

@@ -1,11 +1,12 @@
 //! The `Venus` namespace: the API damocles-worker speaks, with the Go manager's method names, positional
 //! parameters and PascalCase JSON, plus the operator's sector methods. One file per method group:
-//! [`sealing`] (allocate, report), [`stores`], [`workers`] (ping), [`admin`] (operator), [`listing`]
-//! (`ListSectors`, streamed over HTTP), [`unsupported`]
-//! (chain-facing and WindowPoSt methods, answered with deliberate errors). `docs/rpc.md` lists every method of
-//! the worker's trait and what damocles-rs does with it.
+//! [`sealing`] (allocate, report), [`chain`] (tickets, seeds, pre-commit, proof, persisted, deals: the configured
+//! chain), [`stores`], [`workers`] (ping), [`admin`] (operator), [`listing`] (`ListSectors`, streamed over HTTP),
+//! [`unsupported`] (snap-up, rebuild, unseal and WindowPoSt methods, answered with deliberate errors).
+//! `docs/rpc.md` lists every method of the worker's trait and what damocles-rs does with it.
 
 pub mod admin;
+pub mod chain;
 pub mod listing;
 pub mod sealing;
 pub mod stores;
@@ -64,6 +65,7 @@ fn sector_error(err: SectorError) -> ErrorObjectOwned {
 /// Registers every `Venus.*` method on `module`.
 pub fn register(module: &mut RpcModule<AppState>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     sealing::register(module)?;
+    chain::register(module)?;
     workers::register(module)?;
     stores::register(module)?;
     admin::register(module)?;
@@ -89,15 +91,18 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::unsupported::{CHAIN_METHODS, WDPOST_METHODS};
+    use super::unsupported::{UNIMPLEMENTED_METHODS, WDPOST_METHODS};
     use super::*;
 
-    /// Every worker method is either implemented or deliberately unsupported: none is left to a generic answer.
+    /// Every worker method is implemented, answered by the chain, or deliberately unsupported: none is left to a
+    /// generic answer.
     #[test]
     fn every_worker_method_is_registered() {
         let implemented = [
             "Venus.AllocateSector",
             "Venus.AllocateSectorsBatch",
+            "Venus.AcquireDeals",
+            "Venus.SubmitPersistedEx",
             "Venus.ReportState",
             "Venus.ReportFinalized",
             "Venus.ReportAborted",
@@ -105,11 +110,11 @@ mod tests {
             "Venus.StoreReserveSpace",
             "Venus.StoreBasicInfo",
         ];
+        let groups = [&implemented[..], &chain::CHAIN_METHODS[..], &UNIMPLEMENTED_METHODS[..], &WDPOST_METHODS[..]];
         for method in WORKER_METHODS {
-            let known =
-                implemented.contains(&method) || CHAIN_METHODS.contains(&method) || WDPOST_METHODS.contains(&method);
-            assert!(known, "{method} is neither implemented nor deliberately unsupported");
+            let known = groups.iter().filter(|group| group.contains(&method)).count();
+            assert_eq!(known, 1, "{method} must be in exactly one group");
         }
-        assert_eq!(implemented.len() + CHAIN_METHODS.len() - 1 + WDPOST_METHODS.len(), WORKER_METHODS.len());
+        assert_eq!(groups.iter().map(|g| g.len()).sum::<usize>(), WORKER_METHODS.len());
     }
 }
