@@ -39,6 +39,7 @@ pub enum HomeOrigin {
     /// Nothing: `$HOME/.damocles-manager`.
     Default,
 }
+
 /// The shortest API token `daemon run` accepts (`init` writes 64 hex characters).
 pub const MIN_TOKEN_LEN: usize = 32;
 
@@ -152,9 +153,10 @@ impl Home {
         self.adopt_db
     }
 
-    /// Refuses an explicitly given home (`--home DIR`, or one of [`HOME_VARIABLES`]) that has no config: `daemon run` never
-    /// initializes one implicitly, since an empty or missing directory is often a volume that is not mounted, and
-    /// a fresh home there would come with a fresh database. Only the default home is initialized implicitly.
+    /// Refuses an explicitly given home (`--home DIR`, or one of [`HOME_VARIABLES`]) that has no config: `daemon
+    /// run` never initializes one implicitly, since an empty or missing directory is often a volume that is not
+    /// mounted, and a fresh home there would come with a fresh database. Only the default home is initialized
+    /// implicitly.
     pub fn require_initialized(&self) -> Result<(), HomeError> {
         if !exists(&self.dir)? {
             return Err(HomeError::Missing { path: self.dir.clone() });

@@ -31,7 +31,8 @@ pub enum Refused {
     Total(u32),
     /// The address has `MaxConnectionsPerPeer` open.
     #[error(
-        "too many open connections from {peer} (the limit is {limit} per address, [API] MaxConnectionsPerPeer); retry shortly"
+        "too many open connections from {peer} (the limit is {limit} per address, [API] MaxConnectionsPerPeer); \
+         retry shortly"
     )]
     PerPeer {
         /// The address.

@@ -3,8 +3,8 @@
 //! before anything runs.
 //!
 //! Every resource a client can hold is bounded by [`ServerLimits`] (the `[API]` keys): open connections, in all,
-//! per address and outside `TrustedNetworks` ([`super::connections`]; one more is answered 503 and closed), the time to send a request's headers, request and response body sizes,
-//! calls per batch, and piece transfers, which run on their own threads so that they never occupy the pool
+//! per address and outside `TrustedNetworks` ([`super::connections`]; one more is answered 503 and closed), the
+//! time to send a request's headers, request and response body sizes, calls per batch, and piece transfers, which run on their own threads so that they never occupy the pool
 //! serving `Venus.*` calls.
 
 use std::net::{IpAddr, SocketAddr};
