@@ -16,7 +16,7 @@ use manager_plugin::kv::Db;
 use manager_plugin::sync::SectorEvent;
 
 use crate::config::{Config, DbDriver, StoreEntry};
-use crate::db_identity::DbDescription;
+use crate::db_identity::{DbDescription, IdentityFencedDb};
 use crate::filestore::{StoreManager, StoreSpec};
 use crate::home::Home;
 use crate::kvstore::{LeasedRedisDb, RedisDb, RocksDb};
@@ -49,7 +49,7 @@ impl Daemon {
         let mut config = home.load_config().context("loading the config")?;
         config.mock_chain.enabled |= mock_chain;
         config.log_warnings();
-        let token = home.read_token().context("reading the API token")?;
+        let token = home.read_token_to_serve().context("reading the API token")?;
         crate::plugins::probe::remember_passes_in(Some(home.dir.join("plugin-probes")));
         let registry = Arc::new(load_plugins(&config.common.plugins.dir).await?);
         let db = match open_db(&config, &registry).await {
@@ -125,8 +125,11 @@ async fn shut_down_plugins(registry: Arc<PluginRegistry>) {
 async fn open_sectors(home: &Home, config: &Config, db: &Arc<dyn Db>) -> anyhow::Result<Arc<StateManager>> {
     let (db, home, describe) = (Arc::clone(db), home.clone(), DbDescription::of(&config.common.db));
     let sectors = tokio::task::spawn_blocking(move || -> anyhow::Result<StateManager> {
-        crate::db_identity::verify(&home, &*db, &describe, home.adopt_db())?;
-        StateManager::open(db).context("opening the sector state manager")
+        let identity = crate::db_identity::verify(&home, &*db, &describe, home.adopt_db())?;
+        // From here on every transaction checks the identity again: a database lost under the running daemon is
+        // refused too.
+        let fenced: Arc<dyn Db> = Arc::new(IdentityFencedDb::new(db, identity, describe));
+        StateManager::open(fenced).context("opening the sector state manager")
     })
     .await??;
     Ok(Arc::new(sectors))
@@ -228,10 +231,13 @@ pub async fn run(home: &Home, listen: Option<&str>, mock_chain: bool) -> anyhow:
     }
 }
 
-/// SIGINT and SIGTERM, listened to from start-up on.
+/// SIGINT and SIGTERM, listened to from start-up on; and SIGUSR1, which the Go manager uses to reload its config
+/// (`damocles-manager/pkg/confmgr/local_mgr.go`) and whose default action would kill the process: it is logged
+/// and otherwise ignored.
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -240,14 +246,21 @@ impl Signals {
         Ok(Signals {
             int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
             term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            usr1: signal(SignalKind::user_defined1()).context("listening for SIGUSR1")?,
         })
     }
 
-    /// The next signal's name.
+    /// The next SIGINT or SIGTERM's name (SIGUSR1s before it are logged).
     async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.int.recv() => "SIGINT",
-            _ = self.term.recv() => "SIGTERM",
+        loop {
+            tokio::select! {
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.usr1.recv() => tracing::warn!(
+                    "SIGUSR1 received: damocles-rs does not reload its configuration (the Go manager's reload); \
+                     nothing changed. Restart the daemon to apply a changed sector-manager.cfg"
+                ),
+            }
         }
     }
 }

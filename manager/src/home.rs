@@ -24,6 +24,24 @@ pub const CONFIG_FILE: &str = "sector-manager.cfg";
 pub const TOKEN_FILE: &str = "token";
 /// Name of the home directory under `$HOME` when none is given.
 pub const DEFAULT_HOME_DIR: &str = ".damocles-manager";
+/// The environment variables that name the home when `--home` is not given, the first one set (and not empty)
+/// winning: ours, then the Go manager's in Go's order (`HomeFlag.EnvVars` in
+/// `damocles-manager/cmd/damocles-manager/internal/global.go`).
+pub const HOME_VARIABLES: [&str; 4] = ["DAMOCLES_HOME", "DAMOCLES_PATH", "VENUS_SECTOR_MANAGER_PATH", "VSM_PATH"];
+
+/// What named the home directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HomeOrigin {
+    /// `--home DIR`.
+    Flag,
+    /// One of [`HOME_VARIABLES`].
+    Variable(&'static str),
+    /// Nothing: `$HOME/.damocles-manager`.
+    Default,
+}
+
+/// The shortest API token `daemon run` accepts (`init` writes 64 hex characters).
+pub const MIN_TOKEN_LEN: usize = 32;
 
 /// Why the home directory could not be used; every message names the path and, where it can, the fix.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +71,33 @@ pub enum HomeError {
         /// The expected token file.
         path: PathBuf,
     },
+    /// The token is too short to be a secret.
+    #[error(
+        "the API token in {} is {len} characters long; `daemon run` needs at least {min}: remove the file and run \
+         `damocles-manager daemon init` to write a new random one (then give it to every client)",
+        path.display(),
+        min = MIN_TOKEN_LEN
+    )]
+    WeakToken {
+        /// The token file.
+        path: PathBuf,
+        /// Its length after trimming.
+        len: usize,
+    },
+    /// The token file can be read by other users.
+    #[error(
+        "the API token file {} has mode {mode:04o}: users in its group or all users can read it; run \
+         `chmod 600 {}` (and, if others may have read it, replace the token: remove the file and run \
+         `damocles-manager daemon init`)",
+        path.display(),
+        path.display()
+    )]
+    TokenReadable {
+        /// The token file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A file or directory could not be created, written, read or inspected.
     #[error("cannot {action} {}: {error}", path.display())]
     Io {
@@ -79,11 +124,18 @@ pub struct Home {
 }
 
 impl Home {
-    /// The home at `dir`, or `$HOME/.damocles-manager` when `dir` is `None`, made absolute (against the
-    /// current directory) so the paths `init` writes into the config stay valid. Nothing is touched on disk.
+    /// [`Home::locate`] without the origin.
     pub fn resolve(dir: Option<PathBuf>) -> Result<Home, HomeError> {
-        let home = resolve_with(dir, std::env::var_os("HOME"))?;
-        Ok(Home::at(absolute(&home.dir)?))
+        Ok(Home::locate(dir)?.0)
+    }
+
+    /// The home at `dir` (`--home`), else at the first of [`HOME_VARIABLES`] set, else `$HOME/.damocles-manager`,
+    /// with a leading `~/` expanded (as Go's `homedir.Expand` does) and made absolute (against the current
+    /// directory) so the paths `init` writes into the config stay valid; and what named it. Nothing is touched
+    /// on disk.
+    pub fn locate(dir: Option<PathBuf>) -> Result<(Home, HomeOrigin), HomeError> {
+        let (dir, origin) = locate_with(dir, |name| std::env::var_os(name))?;
+        Ok((Home::at(absolute(&dir)?), origin))
     }
 
     /// The home at `dir`, as given (not made absolute).
@@ -101,9 +153,10 @@ impl Home {
         self.adopt_db
     }
 
-    /// Refuses an explicitly given home (`--home DIR`, `$DAMOCLES_HOME`) that has no config: `daemon run` never
-    /// initializes one implicitly, since an empty or missing directory is often a volume that is not mounted, and
-    /// a fresh home there would come with a fresh database. Only the default home is initialized implicitly.
+    /// Refuses an explicitly given home (`--home DIR`, or one of [`HOME_VARIABLES`]) that has no config: `daemon
+    /// run` never initializes one implicitly, since an empty or missing directory is often a volume that is not
+    /// mounted, and a fresh home there would come with a fresh database. Only the default home is initialized
+    /// implicitly.
     pub fn require_initialized(&self) -> Result<(), HomeError> {
         if !exists(&self.dir)? {
             return Err(HomeError::Missing { path: self.dir.clone() });
@@ -177,9 +230,47 @@ impl Home {
         }
     }
 
-    /// Writes a new token unless one exists; `Ok(true)` if it wrote one.
+    /// [`read_token`](Self::read_token) for `daemon run`: also refuses a token shorter than [`MIN_TOKEN_LEN`] or a
+    /// token file readable by group or others, naming the file and the fix.
+    pub fn read_token_to_serve(&self) -> Result<String, HomeError> {
+        let token = self.read_token()?;
+        let path = self.token_path();
+        if token.chars().count() < MIN_TOKEN_LEN {
+            return Err(HomeError::WeakToken { path, len: token.chars().count() });
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(&path).map_err(|error| HomeError::Io {
+                action: "inspect",
+                path: path.clone(),
+                error,
+            })?;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(HomeError::TokenReadable { path, mode });
+            }
+        }
+        Ok(token)
+    }
+
+    /// Writes a new token unless a non-empty one exists; `Ok(true)` if it wrote one. An empty token file (left by
+    /// a crash during `init`) is replaced: it is no token, and keeping it would leave `daemon run` refusing for
+    /// good.
     fn write_token_unless_present(&self) -> Result<bool, HomeError> {
         let path = self.token_path();
+        if self.token_file_is_empty()? {
+            let temp = self.dir.join(format!("{TOKEN_FILE}.tmp"));
+            let _ = std::fs::remove_file(&temp);
+            write_new(&temp, new_token().as_bytes(), 0o600)?;
+            std::fs::rename(&temp, &path).map_err(|error| HomeError::Io {
+                action: "replace",
+                path: path.clone(),
+                error,
+            })?;
+            tracing::warn!(token = %path.display(), "replaced an empty API token file with a new token (mode 0600)");
+            return Ok(true);
+        }
         match write_new(&path, new_token().as_bytes(), 0o600) {
             Ok(()) => {
                 tracing::info!(
@@ -197,6 +288,18 @@ impl Home {
     }
 }
 
+impl Home {
+    /// Whether the token file exists and holds nothing but white space.
+    fn token_file_is_empty(&self) -> Result<bool, HomeError> {
+        let path = self.token_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(bytes.iter().all(u8::is_ascii_whitespace)),
+            Err(error) if error.kind() == ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(HomeError::Io { action: "read", path, error }),
+        }
+    }
+}
+
 /// What [`Home::init`] created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InitReport {
@@ -206,14 +309,27 @@ pub struct InitReport {
     pub wrote_token: bool,
 }
 
-/// [`Home::resolve`] with `$HOME` passed in, so tests need not touch the process environment.
-fn resolve_with(dir: Option<PathBuf>, home_env: Option<OsString>) -> Result<Home, HomeError> {
+/// [`Home::locate`] with the environment passed in, so tests need not touch the process environment.
+fn locate_with(
+    dir: Option<PathBuf>,
+    env: impl Fn(&str) -> Option<OsString>,
+) -> Result<(PathBuf, HomeOrigin), HomeError> {
+    let user_home = env("HOME").filter(|home| !home.is_empty());
+    let expand = |dir: PathBuf| match (dir.strip_prefix("~"), &user_home) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => dir,
+    };
     if let Some(dir) = dir {
-        return Ok(Home::at(dir));
+        return Ok((expand(dir), HomeOrigin::Flag));
     }
-    match home_env {
-        Some(home) if !home.is_empty() => Ok(Home::at(PathBuf::from(home).join(DEFAULT_HOME_DIR))),
-        _ => Err(HomeError::NoHomeDir),
+    for name in HOME_VARIABLES {
+        if let Some(value) = env(name).filter(|value| !value.is_empty()) {
+            return Ok((expand(PathBuf::from(value)), HomeOrigin::Variable(name)));
+        }
+    }
+    match user_home {
+        Some(home) => Ok((PathBuf::from(home).join(DEFAULT_HOME_DIR), HomeOrigin::Default)),
+        None => Err(HomeError::NoHomeDir),
     }
 }
 
@@ -268,13 +384,50 @@ mod tests {
         (temp, home)
     }
 
+    /// `locate_with` over a fixed environment.
+    fn locate_in(dir: Option<&str>, vars: &[(&str, &str)]) -> Result<(PathBuf, HomeOrigin), HomeError> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        locate_with(dir.map(PathBuf::from), move |name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| OsString::from(v))
+        })
+    }
+
     #[test]
     fn resolve_defaults_to_dot_damocles_manager_under_home() {
-        let home = resolve_with(None, Some("/home/op".into())).unwrap();
+        let (dir, origin) = locate_in(None, &[("HOME", "/home/op")]).unwrap();
+        let home = Home::at(dir);
+        assert_eq!(origin, HomeOrigin::Default);
         assert_eq!(home.dir, Path::new("/home/op/.damocles-manager"));
         assert_eq!(home.config_path(), Path::new("/home/op/.damocles-manager/sector-manager.cfg"));
         assert_eq!(home.token_path(), Path::new("/home/op/.damocles-manager/token"));
-        assert_eq!(resolve_with(Some("/x".into()), None).unwrap().dir, Path::new("/x"));
+        assert_eq!(locate_in(Some("/x"), &[]).unwrap(), (PathBuf::from("/x"), HomeOrigin::Flag));
+    }
+
+    #[test]
+    fn home_variables_apply_in_gos_order_after_ours_and_the_flag_beats_them_all() {
+        let all = [
+            ("HOME", "/home/op"),
+            ("DAMOCLES_HOME", "/a"),
+            ("DAMOCLES_PATH", "/b"),
+            ("VENUS_SECTOR_MANAGER_PATH", "/c"),
+            ("VSM_PATH", "~/d"),
+        ];
+        // Each variable wins over the ones after it (dropping them from the front, one by one).
+        let expected = [
+            ("/a", HomeOrigin::Variable("DAMOCLES_HOME")),
+            ("/b", HomeOrigin::Variable("DAMOCLES_PATH")),
+            ("/c", HomeOrigin::Variable("VENUS_SECTOR_MANAGER_PATH")),
+            ("/home/op/d", HomeOrigin::Variable("VSM_PATH")),
+            ("/home/op/.damocles-manager", HomeOrigin::Default),
+        ];
+        for (dropped, (dir, origin)) in expected.into_iter().enumerate() {
+            let vars: Vec<(&str, &str)> = [all[0]].into_iter().chain(all[1 + dropped..].iter().copied()).collect();
+            assert_eq!(locate_in(None, &vars).unwrap(), (PathBuf::from(dir), origin), "{vars:?}");
+        }
+        assert_eq!(locate_in(Some("/flag"), &all).unwrap(), (PathBuf::from("/flag"), HomeOrigin::Flag));
+        // An empty variable is skipped (Go would use "").
+        let empty = [("HOME", "/home/op"), ("DAMOCLES_PATH", ""), ("VSM_PATH", "/z")];
+        assert_eq!(locate_in(None, &empty).unwrap(), (PathBuf::from("/z"), HomeOrigin::Variable("VSM_PATH")));
     }
 
     #[test]
@@ -285,8 +438,8 @@ mod tests {
 
     #[test]
     fn resolve_without_dir_or_home_env_is_an_error() {
-        assert!(matches!(resolve_with(None, None), Err(HomeError::NoHomeDir)));
-        assert!(matches!(resolve_with(None, Some("".into())), Err(HomeError::NoHomeDir)));
+        assert!(matches!(locate_in(None, &[]), Err(HomeError::NoHomeDir)));
+        assert!(matches!(locate_in(None, &[("HOME", "")]), Err(HomeError::NoHomeDir)));
     }
 
     #[test]

@@ -8,15 +8,16 @@ use clap::{Parser, Subcommand, ValueEnum};
 use jsonrpsee::core::client::ClientT;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use jsonrpsee::rpc_params;
-use manager::home::Home;
+use manager::home::{Home, HomeOrigin};
 use manager::plugins::PluginInfo;
 use manager_plugin::sector::SectorId;
 
 #[derive(Parser)]
 #[command(name = "damocles-manager", version, about = "Storage manager daemon for Filecoin sealing clusters")]
 struct Cli {
-    /// Home directory (config, token, default data dirs).
-    #[arg(long, global = true, env = "DAMOCLES_HOME")]
+    /// Home directory (config, token, default data dirs). Without it: the first of $DAMOCLES_HOME,
+    /// $DAMOCLES_PATH, $VENUS_SECTOR_MANAGER_PATH, $VSM_PATH that is set, else ~/.damocles-manager.
+    #[arg(long, global = true)]
     home: Option<PathBuf>,
     /// Log format on stdout.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -216,8 +217,11 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let explicit_home = cli.home.is_some();
-    let home = Home::resolve(cli.home)?;
+    let (home, origin) = Home::locate(cli.home)?;
+    let explicit_home = origin != HomeOrigin::Default;
+    if let HomeOrigin::Variable(name) = origin {
+        tracing::info!(home = %home.dir.display(), "home directory from ${name}");
+    }
     match cli.command {
         Command::Daemon(DaemonCommand::Init) => {
             let report = home.init()?;

@@ -272,6 +272,8 @@ async fn the_counter_plugin_answers_as_atomic_counter() {
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_without_the_token_get_401_and_run_nothing() {
     let home = TestHome::init();
+    // `daemon init` trusts loopback for the worker methods; this test is about the token alone.
+    home.set_config("API.TrustedNetworks", Vec::<String>::new());
     let daemon = home.start();
     let body = br#"{"jsonrpc":"2.0","id":1,"method":"Venus.AllocateSector","params":[{}]}"#;
     assert_eq!(raw_http(daemon.port, "POST", "/rpc/v0", None, body).unwrap().status, 401);

@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::daemon::TestHome;
-use common::private_redis::PrivateRedis;
+use common::daemon::{TestHome, refused_start};
+use common::private_redis::{PrivateRedis, redis_home};
 use jsonrpsee::core::ClientError;
 use jsonrpsee::rpc_params;
 use serde_json::{Value, json};
@@ -91,32 +91,6 @@ async fn a_late_report_aborted_answers_11001_and_changes_nothing() {
     assert_eq!(daemon.stop(), Some(0));
 }
 
-/// Runs `daemon run` on `home` with `args`, expecting it to refuse to start; returns its stderr. Fails if it is
-/// still running after 60 s (it would have started).
-fn refused_start(home: &std::path::Path, args: &[&str]) -> String {
-    let mut child = std::process::Command::new(common::daemon::binary())
-        .arg("--home")
-        .arg(home)
-        .args(["daemon", "run"])
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn daemon");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while child.try_wait().expect("wait").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the daemon started although it should have refused");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("output");
-    assert!(!out.status.success(), "the daemon exited successfully instead of refusing");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// The RocksDB directory vanishes after use (an unmounted volume, a wrong path after a migration): start-up is
 /// refused with a message naming the directory, the identity expected and the flag; moving it back works;
 /// `--adopt-db` is the explicit way to start on a new database.
@@ -189,20 +163,12 @@ fn daemon_run_refuses_a_home_that_is_missing_or_empty() {
     assert_eq!(std::fs::read_dir(&empty).expect("read dir").count(), 0, "refusing must not initialize");
 }
 
-fn redis_home(redis: &PrivateRedis) -> TestHome {
-    let home = TestHome::init();
-    home.set_config("Common.DB.Driver", "redis");
-    home.set_config("Common.DB.Redis.Addr", redis.url());
-    home.set_config("Common.DB.Redis.Prefix", "durability");
-    home
-}
-
 /// Redis without append-only persistence is refused; `RequirePersistence = false` lets it run (with a warning),
 /// and when that server then restarts empty, the database identity check refuses the restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_without_persistence_is_refused_and_its_data_loss_caught_at_restart() {
     let mut redis = PrivateRedis::start(&["--appendonly", "no"]);
-    let home = redis_home(&redis);
+    let home = redis_home(&redis, "durability");
     let stderr = refused_start(home.path(), &[]);
     assert!(stderr.contains(&format!("127.0.0.1:{}", redis.port)) && stderr.contains("appendonly"), "{stderr}");
     assert!(stderr.contains("RequirePersistence = false"), "{stderr}");
@@ -226,13 +192,13 @@ async fn redis_without_persistence_is_refused_and_its_data_loss_caught_at_restar
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_that_may_evict_is_refused_and_weaker_fsync_is_warned_about() {
     let evicting = PrivateRedis::start(&["--appendonly", "yes", "--maxmemory-policy", "allkeys-lru"]);
-    let home = redis_home(&evicting);
+    let home = redis_home(&evicting, "durability");
     home.set_config("Common.DB.Redis.RequirePersistence", false);
     let stderr = refused_start(home.path(), &[]);
     assert!(stderr.contains("allkeys-lru") && stderr.contains("noeviction"), "{stderr}");
 
     let everysec = PrivateRedis::start(&["--appendonly", "yes", "--appendfsync", "everysec"]);
-    let home = redis_home(&everysec);
+    let home = redis_home(&everysec, "durability");
     let daemon = home.start();
     assert!(daemon.log().contains("about the last second"), "{}", daemon.log());
     assert_eq!(daemon.stop(), Some(0));
@@ -243,9 +209,9 @@ async fn redis_that_may_evict_is_refused_and_weaker_fsync_is_warned_about() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_manager_on_one_redis_prefix_is_refused() {
     let redis = PrivateRedis::start(&["--appendonly", "yes", "--appendfsync", "always"]);
-    let first = redis_home(&redis);
+    let first = redis_home(&redis, "durability");
     let daemon = first.start();
-    let second = redis_home(&redis);
+    let second = redis_home(&redis, "durability");
     let stderr = refused_start(second.path(), &[]);
     assert!(stderr.contains("is in use by the manager on host"), "{stderr}");
     assert!(stderr.contains(&format!("pid {}", daemon.child.id())) && stderr.contains("Prefix"), "{stderr}");
@@ -270,4 +236,38 @@ async fn a_second_manager_on_one_rocksdb_directory_is_refused() {
     let stderr = refused_start(second.path(), &[]);
     assert!(stderr.contains("LOCK") && stderr.contains(&home.path().join("db").display().to_string()), "{stderr}");
     assert_eq!(daemon.stop(), Some(0));
+}
+
+/// Issue 17 item 9: with `MinNumber` near 2^63 the daemon handed out numbers above 2^63−1, Filecoin's
+/// `abi.MaxSectorNumber` (`MaxNumber` unset meant `u64::MAX`). Now the limit is 2^63−1 by default, and a range
+/// that cannot hold a number is refused at start-up naming the key.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_sector_number_above_filecoins_limit_is_handed_out() {
+    let home = TestHome::init();
+    let set_min = |min: i64| {
+        home.edit_config(|doc| {
+            let miner = doc["Miners"].as_array_mut().expect("[[Miners]]")[0].as_table_mut().expect("a table");
+            let mut sector = toml::Table::new();
+            sector.insert("MinNumber".into(), min.into());
+            miner.insert("Sector".into(), toml::Value::Table(sector));
+        })
+    };
+    set_min(i64::MAX - 2);
+    let daemon = home.start();
+    let spec = json!({"AllowedMiners": [], "AllowedProofTypes": []});
+    let mut numbers = Vec::new();
+    for _ in 0..2 {
+        let sector: Value = daemon.call("Venus.AllocateSector", rpc_params![spec.clone()]).await.expect("allocate");
+        numbers.push(sector["ID"]["Number"].as_u64().expect("number"));
+    }
+    assert_eq!(numbers, [i64::MAX as u64 - 1, i64::MAX as u64]);
+    let none: Value = daemon.call("Venus.AllocateSector", rpc_params![spec.clone()]).await.expect("allocate");
+    assert_eq!(none, Value::Null, "2^63 is never handed out");
+    let batch: Vec<Value> = daemon.call("Venus.AllocateSectorsBatch", rpc_params![spec, 1]).await.expect("batch");
+    assert!(batch.is_empty(), "{batch:?}");
+    assert_eq!(daemon.stop(), Some(0));
+
+    set_min(i64::MAX);
+    let stderr = refused_start(home.path(), &[]);
+    assert!(stderr.contains("Miners[0].Sector.MinNumber") && stderr.contains("2^63-1"), "{stderr}");
 }

@@ -101,3 +101,45 @@ fn a_config_error_is_printed_once_with_a_suggestion() {
     assert_eq!(stderr.matches("Drvier = \"redis\"").count(), 1, "{stderr}");
     assert!(stderr.contains("did you mean `Driver`?") && stderr.contains("sector-manager.cfg"), "{stderr}");
 }
+
+/// Issue 17 item 8: a crash during `init` can leave an empty token file. Before, `daemon run` said "run `daemon
+/// init`" and `daemon init` kept the empty file: a dead end. Now `init` replaces it with a new private token.
+#[test]
+fn an_empty_token_file_left_by_a_crashed_init_is_replaced_by_init() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = common::daemon::TestHome::init();
+    let token_path = home.path().join("token");
+    std::fs::write(&token_path, "").unwrap();
+    std::fs::set_permissions(&token_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(binary()).arg("--home").arg(home.path()).args(["daemon", "init"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = std::fs::read_to_string(&token_path).unwrap();
+    assert_eq!(token.trim().len(), 64, "{token:?}");
+    assert_eq!(token_mode(home.path()), 0o600);
+    let daemon = home.start();
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// Issue 17 item 8: a 1-byte token, or a token file group or others can read, was accepted silently. `daemon
+/// run` now refuses both, naming the file and the fix; fixed as told, it starts.
+#[test]
+fn daemon_run_refuses_a_short_or_readable_token_naming_the_file_and_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = common::daemon::TestHome::init();
+    let token_path = home.path().join("token");
+    let shown = token_path.display().to_string();
+    std::fs::write(&token_path, "x").unwrap();
+    let stderr = common::daemon::refused_start(home.path(), &[]);
+    assert!(stderr.contains(&shown) && stderr.contains("1 characters") && stderr.contains("at least 32"), "{stderr}");
+    assert!(stderr.contains("daemon init"), "{stderr}");
+
+    std::fs::write(&token_path, "a".repeat(64)).unwrap();
+    for mode in [0o644, 0o640, 0o604] {
+        std::fs::set_permissions(&token_path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let stderr = common::daemon::refused_start(home.path(), &[]);
+        assert!(stderr.contains(&shown) && stderr.contains(&format!("chmod 600 {shown}")), "{mode:o}: {stderr}");
+    }
+    std::fs::set_permissions(&token_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let daemon = home.start();
+    assert_eq!(daemon.stop(), Some(0));
+}

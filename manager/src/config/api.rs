@@ -14,7 +14,8 @@ pub struct ApiConfig {
     /// `Listen`: the JSON-RPC socket address; default `127.0.0.1:1789`.
     pub listen: String,
     /// `TrustedNetworks`: CIDR networks (`"10.0.0.0/8"`, `"fd00::/8"`, or a single address) whose clients may
-    /// call the worker methods and `GET` pieces without the token; default empty (the token is always needed).
+    /// call the worker methods and `GET` pieces without the token; default empty (the token is always needed);
+    /// `daemon init` writes [`ApiConfig::loopback`].
     pub trusted_networks: Vec<IpNetwork>,
     /// `HeaderReadTimeoutSecs`: a client must send a request's whole header within this many seconds, or its
     /// connection is closed (also an idle kept-alive connection); default 20.
@@ -22,6 +23,12 @@ pub struct ApiConfig {
     /// `MaxConnections`: open connections at most; one more is answered `503` with `Retry-After` and closed;
     /// default 1000.
     pub max_connections: u32,
+    /// `MaxConnectionsPerPeer`: open connections from one address outside `TrustedNetworks` at most; one more is
+    /// answered `503`; default 256.
+    pub max_connections_per_peer: u32,
+    /// `TrustedReservedPercent`: the percentage of `MaxConnections` kept for addresses in `TrustedNetworks`
+    /// (0 to 100; default 20; nothing is kept when `TrustedNetworks` is empty).
+    pub trusted_reserved_percent: u32,
     /// `MaxRequestBodyBytes`: the largest JSON-RPC request body; default 10 MiB (10485760).
     pub max_request_body_bytes: u32,
     /// `MaxResponseBodyBytes`: the largest JSON-RPC response (e.g. `ListSectors`); default 1 GiB (1073741824).
@@ -47,6 +54,8 @@ impl Default for ApiConfig {
             trusted_networks: Vec::new(),
             header_read_timeout_secs: 20,
             max_connections: 1000,
+            max_connections_per_peer: 256,
+            trusted_reserved_percent: 20,
             max_request_body_bytes: 10 << 20,
             max_response_body_bytes: 1 << 30,
             max_batch_requests: 100,
@@ -54,6 +63,16 @@ impl Default for ApiConfig {
             piece_transfer_idle_secs: 60,
             metrics_listen: String::new(),
         }
+    }
+}
+
+impl ApiConfig {
+    /// `127.0.0.0/8` and `::1/128`: what `daemon init` writes into `TrustedNetworks`.
+    pub fn loopback() -> Vec<IpNetwork> {
+        vec![
+            IpNetwork { addr: IpAddr::from([127, 0, 0, 0]), prefix: 8 },
+            IpNetwork { addr: IpAddr::from(std::net::Ipv6Addr::LOCALHOST), prefix: 128 },
+        ]
     }
 }
 

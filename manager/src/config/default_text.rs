@@ -90,8 +90,12 @@ SealProof = 8                       # registered seal proof AllocateSector hands
 # JSON-RPC listen address (IP:PORT). Default: "127.0.0.1:1789".
 Listen = "127.0.0.1:1789"
 # Networks (CIDR) whose clients may call the damocles-worker methods and GET pieces without the token
-# (damocles-worker sends none). Admin methods and piece PUT always need it. Default: none. A cluster:
-# TrustedNetworks = ["10.0.0.0/8"]
+# (damocles-worker cannot send one). Admin methods and piece PUT always need it. Without this key: none.
+# Loopback lets workers on this host run as they are, and also lets ANY local user make tokenless worker
+# calls (as the Go manager, which has no authentication, lets anyone who reaches its port).
+TrustedNetworks = ["127.0.0.0/8", "::1/128"]
+# A cluster: add the workers' subnet (and set Listen to an address they reach), e.g.
+# TrustedNetworks = ["127.0.0.0/8", "::1/128", "10.0.0.0/8"]
 # Prometheus metrics are at GET /metrics on Listen, with the token. To let a private scrape network read them
 # without it, serve them (only them) on a second address. Default: "" (off).
 # MetricsListen = "10.9.0.2:9789"

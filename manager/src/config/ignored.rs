@@ -18,6 +18,24 @@ impl Ignored {
     }
 }
 
+/// Every Go-only section or key damocles-rs accepts and ignores, as its warning names it. `docs/config.md` lists
+/// exactly these (`config::tests::the_ignored_keys_of_the_docs_are_exactly_the_ones_the_code_ignores`).
+pub const IGNORED: [&str; 13] = [
+    "[Common.API]",
+    "[Common.Proving]",
+    "[Common] ScanPersistStores",
+    "[Common.MongoKVStore]",
+    "[Common.DB.Badger]",
+    "[Common.DB.Mongo]",
+    "[Miners.SnapUp]",
+    "[Miners.Commitment]",
+    "[Miners.PoSt]",
+    "[Miners.Proof]",
+    "[Miners.Sealing]",
+    "[Miners.Sector] EnableDeals",
+    "[Miners.Sector] LifetimeDays",
+];
+
 /// The warning for a Go-only section or key, e.g. `ignored: [Common.Proving] — not supported by damocles-rs`.
 pub fn ignored_warning(name: &str) -> String {
     format!("ignored: {name} — not supported by damocles-rs")
@@ -35,8 +53,9 @@ impl Warnings {
         }
     }
 
-    /// Adds the ignored-warning for `name` when `value` is present.
+    /// Adds the ignored-warning for `name` (one of [`IGNORED`]) when `value` is present.
     pub fn ignored(&mut self, name: &str, value: &Ignored) {
+        debug_assert!(IGNORED.contains(&name), "{name} is not listed in config::ignored::IGNORED");
         if value.is_present() {
             self.add(ignored_warning(name));
         }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ignored::{Ignored, Warnings};
 use super::seal_proof::{seal_proof_for_size, seal_proof_hint, sector_size_of};
-use crate::sectors::NumberRange;
+use crate::sectors::{MAX_SECTOR_NUMBER, NumberRange};
 
 /// One configured miner, validated: its actor and the seal proof `AllocateSector` hands out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,13 +53,15 @@ impl MinerEntry {
     pub fn resolve(self, index: usize, warnings: &mut Warnings) -> Result<Option<MinerConfig>, (String, String)> {
         let key = |name: &str| format!("Miners[{index}].{name}");
         for (name, section) in [
-            ("SnapUp", &self.snap_up),
-            ("Commitment", &self.commitment),
-            ("PoSt", &self.post),
-            ("Proof", &self.proof),
-            ("Sealing", &self.sealing),
+            ("[Miners.SnapUp]", &self.snap_up),
+            ("[Miners.Commitment]", &self.commitment),
+            ("[Miners.PoSt]", &self.post),
+            ("[Miners.Proof]", &self.proof),
+            ("[Miners.Sealing]", &self.sealing),
+            ("[Miners.Sector] EnableDeals", &self.sector.enable_deals),
+            ("[Miners.Sector] LifetimeDays", &self.sector.lifetime_days),
         ] {
-            warnings.ignored(&format!("[Miners.{name}]"), section);
+            warnings.ignored(name, section);
         }
         let Some(actor) = self.actor else {
             if self.seal_proof.is_none() && self.sector_size.is_none() {
@@ -109,6 +111,7 @@ impl MinerEntry {
                 ));
             }
         };
+        self.sector.check_range().map_err(|(name, reason)| (key(&format!("Sector.{name}")), reason))?;
         Ok(Some(MinerConfig { actor, seal_proof, sector: self.sector }))
     }
 }
@@ -127,10 +130,10 @@ pub struct MinerSectorConfig {
     pub max_number: Option<u64>,
     /// `Enabled`: whether `AllocateSector` may pick this miner at all; default true.
     pub enabled: bool,
-    /// `EnableDeals`: accepted for compatibility with the Go config; this port does not match deals.
-    pub enable_deals: bool,
-    /// `LifetimeDays`: accepted for compatibility with the Go config (default 540); unused by this port.
-    pub lifetime_days: u64,
+    /// `EnableDeals` (Go only: deal matching): accepted and named in the ignored-warning.
+    pub enable_deals: Ignored,
+    /// `LifetimeDays` (Go only: the sector lifetime of pre-commits): accepted and named in the ignored-warning.
+    pub lifetime_days: Ignored,
     /// `Verbose`: log at warn level when the miner is skipped because its range is full.
     pub verbose: bool,
 }
@@ -142,8 +145,8 @@ impl Default for MinerSectorConfig {
             min_number: None,
             max_number: None,
             enabled: true,
-            enable_deals: false,
-            lifetime_days: 540,
+            enable_deals: Ignored::default(),
+            lifetime_days: Ignored::default(),
             verbose: false,
         }
     }
@@ -153,7 +156,37 @@ impl MinerSectorConfig {
     /// The numbers this miner may be given: above `MinNumber` (or `InitNumber`), at most `MaxNumber`
     /// (`damocles-manager/modules/impl/sectors/mgr.go:64-80`).
     pub fn number_range(&self) -> NumberRange {
-        NumberRange { floor: self.min_number.unwrap_or(self.init_number), max: self.max_number }
+        NumberRange {
+            floor: self.min_number.unwrap_or(self.init_number),
+            max: Some(self.max_number.unwrap_or(MAX_SECTOR_NUMBER)),
+        }
+    }
+
+    /// Refuses a range that cannot hold a single number: `MaxNumber` above [`MAX_SECTOR_NUMBER`], or a floor
+    /// (`MinNumber`, else `InitNumber`) at or above the limit. `(key, reason)` otherwise.
+    fn check_range(&self) -> Result<(), (&'static str, String)> {
+        if let Some(max) = self.max_number.filter(|&max| max > MAX_SECTOR_NUMBER) {
+            return Err((
+                "MaxNumber",
+                format!("{max} is above Filecoin's largest sector number {MAX_SECTOR_NUMBER} (2^63-1)"),
+            ));
+        }
+        let limit = self.max_number.unwrap_or(MAX_SECTOR_NUMBER);
+        let (name, floor) = match self.min_number {
+            Some(min) => ("MinNumber", min),
+            None => ("InitNumber", self.init_number),
+        };
+        if floor >= limit {
+            let bound = match self.max_number {
+                Some(max) => format!("MaxNumber = {max}"),
+                None => format!("Filecoin's largest sector number {MAX_SECTOR_NUMBER} (2^63-1)"),
+            };
+            return Err((
+                name,
+                format!("numbers are handed out above {floor} and at most up to {bound}: no number fits; lower {name}"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -177,14 +210,33 @@ mod tests {
         )
         .unwrap();
         let sector = &config.miners[0].sector;
-        assert!(!sector.enabled && sector.enable_deals && sector.verbose && sector.lifetime_days == 180);
+        assert!(!sector.enabled && sector.verbose);
+        assert!(sector.enable_deals.is_present() && sector.lifetime_days.is_present());
+        let warnings = config.warnings.join("\n");
+        for ignored in ["[Miners.Sector] EnableDeals", "[Miners.Sector] LifetimeDays"] {
+            assert!(warnings.contains(&crate::config::ignored_warning(ignored)), "{warnings}");
+        }
+        assert!(!warnings.contains("MinNumber") && !warnings.contains("MaxNumber"), "honoured keys: {warnings}");
         assert_eq!(sector.number_range(), NumberRange { floor: 10, max: Some(1_000_000) }, "MinNumber wins");
         let default = &config.miners[1].sector;
         assert_eq!(default, &MinerSectorConfig::default());
-        assert!(default.enabled && default.lifetime_days == 540);
-        assert_eq!(default.number_range(), NumberRange::UNBOUNDED);
+        assert!(default.enabled);
+        assert_eq!(default.number_range(), NumberRange { floor: 0, max: Some(MAX_SECTOR_NUMBER) });
         let init_only = parse("[[Miners]]\nActor = 1\nSealProof = 8\n[Miners.Sector]\nInitNumber = 7\n").unwrap();
-        assert_eq!(init_only.miners[0].sector.number_range(), NumberRange { floor: 7, max: None });
+        assert_eq!(init_only.miners[0].sector.number_range(), NumberRange { floor: 7, max: Some(MAX_SECTOR_NUMBER) });
+    }
+
+    #[test]
+    fn a_number_range_that_cannot_hold_a_number_is_refused_naming_the_key() {
+        let sector = |keys: &str| parse(&format!("[[Miners]]\nActor = 1\nSealProof = 8\n[Miners.Sector]\n{keys}\n"));
+        let err = sector("MinNumber = 9223372036854775807").unwrap_err();
+        assert!(err.contains("Miners[0].Sector.MinNumber") && err.contains("2^63-1"), "{err}");
+        let err = sector("InitNumber = 9223372036854775807").unwrap_err();
+        assert!(err.contains("Miners[0].Sector.InitNumber"), "{err}");
+        let err = sector("MinNumber = 10\nMaxNumber = 10").unwrap_err();
+        assert!(err.contains("MinNumber") && err.contains("MaxNumber = 10"), "{err}");
+        assert!(sector("MinNumber = 9223372036854775806").is_ok(), "one number left fits");
+        assert!(sector("MinNumber = 9\nMaxNumber = 10").is_ok());
     }
 
     #[test]

@@ -202,7 +202,7 @@ impl Config {
     fn from_file(file: ConfigFile) -> Result<Config, (String, String)> {
         let ConfigFile { mut common, miners, api, mock_chain } = file;
         let mut warnings = Warnings::default();
-        warnings.ignored("[Common.API] (chain, messager and market endpoints)", &common.chain_api);
+        warnings.ignored("[Common.API]", &common.chain_api);
         warnings.ignored("[Common.Proving]", &common.proving);
         warnings.ignored("[Common] ScanPersistStores", &common.scan_persist_stores);
         db::check_go_only_sections(&common.db, &common.mongo_kv_store, &mut warnings)?;
@@ -255,7 +255,7 @@ impl Config {
                 ..CommonConfig::default()
             },
             miners: vec![MinerConfig { actor: 1000, seal_proof: 8, sector: MinerSectorConfig::default() }],
-            api: ApiConfig::default(),
+            api: ApiConfig { trusted_networks: ApiConfig::loopback(), ..ApiConfig::default() },
             mock_chain: MockChainConfig::default(),
             warnings: Vec::new(),
         }
@@ -320,6 +320,11 @@ impl Config {
     }
 
     fn validate_api(&self) -> Result<(), (String, String)> {
+        let percent = self.api.trusted_reserved_percent;
+        if percent > 100 {
+            let reason = format!("{percent} is not a percentage (0 to 100) of MaxConnections");
+            return Err(("API.TrustedReservedPercent".to_owned(), reason));
+        }
         let listen = &self.api.listen;
         listen.parse::<SocketAddr>().map(drop).map_err(|err| {
             let reason = format!("{listen:?} is not a socket address ({err}); write IP:PORT, e.g. \"127.0.0.1:1789\"");

@@ -31,6 +31,7 @@
 mod redis;
 mod redis_durability;
 mod redis_lease;
+pub mod refusal;
 mod rocksdb;
 
 use std::fmt::Display;

@@ -41,12 +41,13 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use ::redis::{Client, Connection, RedisError, RedisResult, Value};
 use manager_plugin::kv::{self, Db, Entry, KvError, KvIter, KvStore, Txn, TxnFn};
 
+use super::redis_lease::LeaseFence;
 use super::{PagedIter, backend_error, read_only_error};
 
 /// How long connecting may take by default (`[Common.DB.Redis] ConnectTimeout`).
@@ -90,6 +91,9 @@ struct Shared {
     idle: Mutex<Vec<(Connection, Instant)>>,
     closed: AtomicBool,
     timeouts: RedisTimeouts,
+    /// Set while a [`LeasedRedisDb`](super::LeasedRedisDb) holds the prefix: every commit that writes is then
+    /// conditional on the lease (`redis_lease.rs`).
+    lease: OnceLock<Arc<LeaseFence>>,
 }
 
 impl RedisDb {
@@ -111,6 +115,7 @@ impl RedisDb {
             idle: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             timeouts,
+            lease: OnceLock::new(),
         };
         let mut conn = shared.connect()?;
         ::redis::cmd("PING")
@@ -130,6 +135,11 @@ impl RedisDb {
     /// Another handle on the same connections (for the lease renewal thread of `redis_lease.rs`).
     pub(super) fn clone_handle(&self) -> RedisDb {
         RedisDb { shared: Arc::clone(&self.shared) }
+    }
+
+    /// Makes every later commit that writes conditional on `fence` (the writer lease this handle holds).
+    pub(super) fn fence_with_lease(&self, fence: Arc<LeaseFence>) {
+        let _ = self.shared.lease.set(fence);
     }
 
     /// Runs `f` on a pooled connection: for the start-up checks of `redis_durability.rs` and `redis_lease.rs`.
@@ -336,6 +346,13 @@ impl RedisCollection {
     }
 
     fn write(&self, op: &str, key: &[u8], value: Option<&[u8]>) -> Result<(), KvError> {
+        if self.shared.lease.get().is_some() {
+            // A transaction, so that the write is conditional on the lease like every other commit.
+            return kv::update_with_retry(self, VIEW_ATTEMPTS, &mut |txn| match value {
+                Some(value) => txn.put(key, value),
+                None => txn.del(key),
+            });
+        }
         let mut pipe = ::redis::pipe();
         pipe.atomic();
         self.queue_write(&mut pipe, key, value);
@@ -536,6 +553,15 @@ impl RedisTxn<'_> {
             }
         }
         let mut conn = self.conn.into_inner();
+        if let Some(lease) = self.collection.shared.lease.get().filter(|_| apply && !self.writes.borrow().is_empty()) {
+            // WATCHed with the reads: a lease taken by another manager before the EXEC fails the EXEC.
+            let held = lease.check(&mut conn).map_err(|err| self.collection.error("check the writer lease", err))?;
+            if let Err(refused) = held {
+                // Refused before MULTI: nothing was sent; the connection is clean after UNWATCH (in `check`).
+                self.collection.shared.checkin(conn);
+                return Err(refused);
+            }
+        }
         let outcome: Option<Vec<Value>> =
             pipe.query(&mut conn).map_err(|err| self.collection.error("commit transaction", err))?;
         // EXEC, answered or not, forgets every WATCH: the connection is clean again.

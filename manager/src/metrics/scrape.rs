@@ -33,6 +33,7 @@ impl MetricsExporter {
         let mut families = super::global().gather();
         families.extend(plugin_families(&self.plugins));
         families.extend(store_families(&self.stores));
+        families.extend(refusal_families());
         families.retain(|family| !family.get_metric().is_empty());
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut text = Vec::new();
@@ -111,4 +112,25 @@ fn store_families(stores: &StoreManager) -> Vec<MetricFamily> {
         available.with_label_values(&values).set(i64::from(figures.known));
     }
     [total.collect(), free.collect(), reserved.collect(), available.collect()].into_iter().flatten().collect()
+}
+
+/// Whether the database is refused now, per cause, and how many operations each refused
+/// (`crate::kvstore::refusal`); both causes always present, so an alert can watch for 1.
+fn refusal_families() -> Vec<MetricFamily> {
+    let refused = gauge_vec(
+        "db_writes_refused",
+        "1 while the manager refuses to read and write its database for this cause (identity: the database lost \
+         or replaced; writer_lease: another manager may hold the Redis prefix). The log says why.",
+        &["cause"],
+    );
+    let operations = counter_vec(
+        "db_refused_operations_total",
+        "Database operations refused for this cause since the daemon started.",
+        &["cause"],
+    );
+    for (cause, message, count) in crate::kvstore::refusal::status() {
+        refused.with_label_values(&[cause.label()]).set(i64::from(message.is_some()));
+        operations.with_label_values(&[cause.label()]).inc_by(count);
+    }
+    [refused.collect(), operations.collect()].into_iter().flatten().collect()
 }

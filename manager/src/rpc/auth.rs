@@ -9,6 +9,7 @@
 //! be read that way is refused whole. The decision is made before anything is routed.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -17,6 +18,7 @@ use jsonrpsee::server::{HttpBody, HttpResponse};
 use serde::Deserialize;
 
 use super::piece;
+use super::refused_peers::RefusedPeers;
 use super::server::{PIECE_PREFIX, RPC_PATH};
 use super::venus::WORKER_METHODS;
 use crate::config::IpNetwork;
@@ -29,12 +31,14 @@ pub const MAX_TOKENLESS_BODY: usize = 10 * 1024 * 1024;
 pub struct AuthPolicy {
     token: String,
     trusted: Vec<IpNetwork>,
+    /// The log of tokenless requests refused from untrusted peers (shared by clones).
+    refused: Arc<RefusedPeers>,
 }
 
 impl AuthPolicy {
     /// The policy for `token` (the home's API token) and `trusted` (`[API] TrustedNetworks`).
     pub fn new(token: String, trusted: Vec<IpNetwork>) -> AuthPolicy {
-        AuthPolicy { token, trusted }
+        AuthPolicy { token, trusted, refused: Arc::default() }
     }
 
     /// Logs which networks may call the worker methods without the token.
@@ -50,7 +54,8 @@ impl AuthPolicy {
         }
     }
 
-    fn trusts(&self, peer: IpAddr) -> bool {
+    /// Whether `peer` lies in `[API] TrustedNetworks`.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
         self.trusted.iter().any(|network| network.contains(peer))
     }
 }
@@ -62,12 +67,19 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match bearer(&req) {
-        Some(given) if token_matches(given, &policy.token) => return Ok(req.map(HttpBody::new)),
-        Some(_) => return Err(refuse("wrong API token in `Authorization: Bearer <token>`")),
-        None => {}
+    match credential(&req) {
+        Credential::Bearer(given) if token_matches(given, &policy.token) => return Ok(req.map(HttpBody::new)),
+        Credential::Bearer(_) => return Err(refuse("wrong API token in `Authorization: Bearer <token>`")),
+        Credential::Malformed(problem) => {
+            return Err(refuse(&format!(
+                "malformed `Authorization` header: {problem}; send `Authorization: Bearer <token>` with the token \
+                 from the manager's home (or, from [API] TrustedNetworks, no `Authorization` header at all)"
+            )));
+        }
+        Credential::Absent => {}
     }
     if !policy.trusts(peer) {
+        policy.refused.record(peer, req.method().as_str(), req.uri().path());
         return Err(refuse(&format!(
             "missing `Authorization: Bearer <token>` (the token is in the manager's home; {peer} is not in [API] TrustedNetworks)"
         )));
@@ -140,9 +152,33 @@ fn check_methods(body: &[u8]) -> Result<(), String> {
     }
 }
 
-fn bearer<B>(req: &Request<B>) -> Option<&str> {
-    let value = req.headers().get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    Some(value.strip_prefix("Bearer ").unwrap_or("").trim())
+/// What a request's `Authorization` header carries.
+enum Credential<'a> {
+    /// No `Authorization` header.
+    Absent,
+    /// `Bearer <token>`: the token, trimmed (maybe empty).
+    Bearer(&'a str),
+    /// A header that is there but cannot be read as one bearer token: never taken for "no token".
+    Malformed(&'static str),
+}
+
+fn credential<B>(req: &Request<B>) -> Credential<'_> {
+    let mut values = req.headers().get_all(http::header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Credential::Absent;
+    };
+    if values.next().is_some() {
+        return Credential::Malformed("the request has more than one `Authorization` header");
+    }
+    let Ok(text) = value.to_str() else {
+        return Credential::Malformed(
+            "it holds bytes that are not visible ASCII (non-ASCII text or control characters)",
+        );
+    };
+    match text.strip_prefix("Bearer ") {
+        Some(token) => Credential::Bearer(token.trim()),
+        None => Credential::Malformed("it is not of the form `Bearer <token>`"),
+    }
 }
 
 /// Constant-time comparison of the bearer token.
@@ -225,6 +261,45 @@ mod tests {
         ] {
             assert_eq!(status(request(Method::POST, RPC_PATH, None, body), "127.0.0.1", &p).await, 401, "{body}");
         }
+    }
+
+    /// Issue 17 item 10: a non-ASCII `Authorization` header used to count as "no token", so from a trusted
+    /// network it reached the worker methods. Any header that is there but malformed is a 401 naming it.
+    #[tokio::test]
+    async fn a_malformed_authorization_header_is_refused_naming_it_also_from_a_trusted_network() {
+        let p = policy(&["127.0.0.0/8"]);
+        let with_header = |value: &[u8]| {
+            Request::builder()
+                .method(Method::POST)
+                .uri(RPC_PATH)
+                .header("Authorization", http::HeaderValue::from_bytes(value).unwrap())
+                .body(Full::new(Bytes::from(PING)))
+                .unwrap()
+        };
+        for value in
+            ["Bearer s3cr\u{e9}t".as_bytes(), b"Bearer \xff\xfe", b"Basic czNjcmV0", b"s3cret", b"Bearer\ts3cret"]
+        {
+            let answer = authorize(with_header(value), "127.0.0.1".parse().unwrap(), &p).await;
+            let body = match answer {
+                Ok(_) => panic!("{value:?} was let through"),
+                Err(resp) => {
+                    assert_eq!(resp.status(), 401);
+                    String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+                }
+            };
+            assert!(body.contains("malformed `Authorization` header"), "{value:?}: {body}");
+        }
+        let twice = Request::builder()
+            .method(Method::POST)
+            .uri(RPC_PATH)
+            .header("Authorization", "Bearer s3cret")
+            .header("Authorization", "Bearer other")
+            .body(Full::new(Bytes::from(PING)))
+            .unwrap();
+        assert_eq!(status(twice, "127.0.0.1", &p).await, 401);
+        // The well-formed cases are as before.
+        assert_eq!(status(request(Method::POST, RPC_PATH, None, PING), "127.0.0.1", &p).await, 200);
+        assert_eq!(status(request(Method::POST, RPC_PATH, Some("Bearer "), PING), "127.0.0.1", &p).await, 401);
     }
 
     #[test]

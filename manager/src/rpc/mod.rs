@@ -2,9 +2,12 @@
 //! namespaces), [`piece`] (piece HTTP), all served by [`server`] behind [`auth`] (the bearer token, or a trusted network for worker calls).
 
 pub mod auth;
+pub mod connections;
+pub mod healthcheck;
 pub mod params;
 pub mod piece;
 pub mod plugin_api;
+pub mod refused_peers;
 pub mod server;
 pub mod venus;
 pub mod worker_pings;

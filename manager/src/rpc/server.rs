@@ -2,9 +2,9 @@
 //! (`/piecestore/`) and Prometheus metrics (`/metrics`, see [`crate::metrics`]), every request authorized by [`super::auth`] (token, or trusted network for worker calls)
 //! before anything runs.
 //!
-//! Every resource a client can hold is bounded by [`ServerLimits`] (the `[API]` keys): open connections (one
-//! more is answered 503 and closed), the time to send a request's headers, request and response body sizes,
-//! calls per batch, and piece transfers, which run on their own threads so that they never occupy the pool
+//! Every resource a client can hold is bounded by [`ServerLimits`] (the `[API]` keys): open connections, in all,
+//! per address and outside `TrustedNetworks` ([`super::connections`]; one more is answered 503 and closed), the
+//! time to send a request's headers, request and response body sizes, calls per batch, and piece transfers, which run on their own threads so that they never occupy the pool
 //! serving `Venus.*` calls.
 
 use std::net::{IpAddr, SocketAddr};
@@ -21,11 +21,11 @@ use jsonrpsee::server::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tower::Service;
 
 use super::auth::{self, AuthPolicy};
+use super::connections::{ConnectionLimits, ConnectionTable, Refused};
 use super::piece::{self, PieceTransfers};
 use crate::config::ApiConfig;
 use crate::filestore::StoreManager;
@@ -46,6 +46,10 @@ pub struct ServerLimits {
     pub header_read_timeout: Duration,
     /// Open connections at most.
     pub max_connections: u32,
+    /// Open connections from one untrusted address at most.
+    pub max_connections_per_peer: u32,
+    /// Connections kept for addresses in `TrustedNetworks`.
+    pub reserved_for_trusted: u32,
     /// Largest JSON-RPC request body, bytes.
     pub max_request_body_bytes: u32,
     /// Largest JSON-RPC response body, bytes.
@@ -64,6 +68,13 @@ impl ServerLimits {
         ServerLimits {
             header_read_timeout: Duration::from_secs(api.header_read_timeout_secs.max(1)),
             max_connections: api.max_connections.max(1),
+            max_connections_per_peer: api.max_connections_per_peer.max(1),
+            reserved_for_trusted: if api.trusted_networks.is_empty() {
+                0
+            } else {
+                // At most 100 percent: the product fits in u64.
+                (u64::from(api.max_connections.max(1)) * u64::from(api.trusted_reserved_percent.min(100)) / 100) as u32
+            },
             max_request_body_bytes: api.max_request_body_bytes.max(1),
             max_response_body_bytes: api.max_response_body_bytes.max(1),
             max_batch_requests: api.max_batch_requests.max(1),
@@ -108,7 +119,7 @@ struct Shared {
     metrics: MetricsExporter,
     stop: StopHandle,
     limits: ServerLimits,
-    connections: Arc<Semaphore>,
+    connections: Arc<ConnectionTable>,
     pieces: PieceTransfers,
 }
 
@@ -149,7 +160,11 @@ pub fn start(
         metrics,
         stop,
         limits,
-        connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
+        connections: ConnectionTable::new(ConnectionLimits {
+            total: limits.max_connections,
+            per_peer: limits.max_connections_per_peer,
+            reserved_for_trusted: limits.reserved_for_trusted,
+        }),
         pieces: PieceTransfers::new(limits.max_piece_transfers as usize, limits.piece_transfer_idle),
     });
     let accept_loop = tokio::spawn(accept_loop(listener, shared));
@@ -170,9 +185,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             },
             _ = shared.stop.clone().shutdown() => break,
         };
-        let Ok(permit) = Arc::clone(&shared.connections).try_acquire_owned() else {
-            tokio::spawn(refuse_connection(socket, shared.limits.max_connections));
-            continue;
+        let permit = match shared.connections.admit(peer, shared.auth.trusts(peer)) {
+            Ok(permit) => permit,
+            Err(refused) => {
+                tokio::spawn(refuse_connection(socket, refused));
+                continue;
+            }
         };
         let per_conn = Arc::clone(&shared);
         tokio::spawn(async move {
@@ -182,10 +200,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// Answers a connection over the cap with 503 (best effort, bounded in time) and closes it.
-async fn refuse_connection(mut socket: TcpStream, cap: u32) {
-    tracing::warn!("refused a connection: {cap} connections are open ([API] MaxConnections)");
-    let body = format!("too many open connections (the limit is {cap}, [API] MaxConnections); retry shortly\n");
+/// Answers a connection over a limit with 503 (best effort, bounded in time) and closes it.
+async fn refuse_connection(mut socket: TcpStream, refused: Refused) {
+    tracing::warn!("refused a connection: {refused}");
+    let body = format!("{refused}\n");
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n{body}",
@@ -228,6 +246,10 @@ async fn serve_connection(socket: TcpStream, peer: IpAddr, shared: Arc<Shared>) 
 }
 
 async fn route(req: Request<Incoming>, peer: IpAddr, shared: &Shared) -> HttpResponse {
+    // Unauthenticated, from anywhere, as Go serves it: it tells nothing /metrics would not.
+    if req.uri().path() == super::healthcheck::HEALTHCHECK_PATH {
+        return super::healthcheck::answer();
+    }
     let req = match auth::authorize(req, peer, &shared.auth).await {
         Ok(req) => req,
         Err(refusal) => return refusal,

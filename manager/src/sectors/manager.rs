@@ -189,7 +189,9 @@ fn finish<T>(
     refusal: Option<SectorError>,
 ) -> Result<T, SectorError> {
     match (result, refusal) {
-        (Err(KvError::Aborted(_)), Some(refusal)) => Err(refusal),
+        // Only the refusal of the attempt that ended the transaction: an earlier attempt's refusal (decided on
+        // stale reads) must not stand in for a later store error such as a refused write.
+        (Err(KvError::Aborted(message)), Some(refusal)) if message == refusal.to_string() => Err(refusal),
         (Err(source), _) => Err(SectorError::kv(op(), source)),
         (Ok(()), _) => output.ok_or_else(|| {
             SectorError::kv(op(), KvError::Backend("the store committed without running the transaction".into()))

@@ -52,7 +52,7 @@ pub use job::JobFilter;
 pub use keys::COLLECTION;
 pub use listing::SectorListing;
 pub use manager::StateManager;
-pub use numbers::NumberRange;
+pub use numbers::{MAX_SECTOR_NUMBER, NumberRange};
 pub use transitions::MinerCandidate;
 
 #[cfg(test)]

@@ -20,12 +20,17 @@ use super::manager::{Abort, sector_exists};
 pub struct NumberRange {
     /// Numbers handed out are greater than this (`MinNumber`, else `InitNumber`; 0 by default).
     pub floor: u64,
-    /// No number handed out is greater than this (`MaxNumber`); `None` means no limit.
+    /// No number handed out is greater than this (`MaxNumber`); `None`, and anything above it, means
+    /// [`MAX_SECTOR_NUMBER`].
     pub max: Option<u64>,
 }
 
+/// The largest sector number Filecoin allows (go-state-types `abi/sector.go`: `const MaxSectorNumber =
+/// math.MaxInt64`, "the maximum assignable sector number"): never handed out above, whatever the range says.
+pub const MAX_SECTOR_NUMBER: u64 = i64::MAX as u64;
+
 impl NumberRange {
-    /// Every number from 1 on: the default.
+    /// Every number from 1 to [`MAX_SECTOR_NUMBER`]: the default.
     pub const UNBOUNDED: NumberRange = NumberRange { floor: 0, max: None };
 }
 
@@ -53,7 +58,8 @@ pub(super) fn plan_numbers(
         Err(err) => return Err(err.into()),
     };
     let last = stored_next.map_or(0, |next| next.saturating_sub(1));
-    let limit = range.max.unwrap_or(u64::MAX);
+    // Filecoin's limit holds whatever the range says (the config refuses a larger `MaxNumber`).
+    let limit = range.max.unwrap_or(MAX_SECTOR_NUMBER).min(MAX_SECTOR_NUMBER);
     // `None` when the first number would overflow: the numbers are exhausted, like a range that is full.
     let Some(mut candidate) = last.max(range.floor).checked_add(1) else {
         return Ok(None);
@@ -75,7 +81,7 @@ pub(super) fn plan_numbers(
         } else {
             numbers.push(candidate);
         }
-        // u64::MAX itself is never handed out: no counter value could follow it.
+        // The counter stores the next number: `checked_add` keeps it from wrapping (unreachable below the limit).
         let Some(next) = candidate.checked_add(1) else {
             return Ok(None);
         };

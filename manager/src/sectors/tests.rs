@@ -104,11 +104,17 @@ fn a_full_range_allocates_nothing_and_the_next_candidate_is_used() {
 }
 
 #[test]
-fn numbers_at_the_top_of_u64_are_refused_without_overflow() {
+fn numbers_stop_at_filecoins_limit_2_pow_63_minus_1_without_overflow() {
     let (_db, sectors) = open();
+    let limit = super::MAX_SECTOR_NUMBER;
+    assert_eq!(limit, (1u64 << 63) - 1);
     assert_eq!(sectors.allocate_in(1000, 8, 1, range(u64::MAX, None)).expect("allocate"), None);
-    let last = sectors.allocate_in(1000, 8, 1, range(u64::MAX - 2, None)).expect("allocate").expect("room");
-    assert_eq!(numbers(&last), [u64::MAX - 1]);
+    assert_eq!(sectors.allocate_in(1000, 8, 1, range(limit, None)).expect("allocate"), None);
+    // A MaxNumber above the limit does not lift it.
+    assert_eq!(sectors.allocate_in(1000, 8, 1, range(limit, Some(u64::MAX))).expect("allocate"), None);
+    assert_eq!(sectors.allocate_in(1000, 8, 2, range(limit - 1, None)).expect("allocate"), None, "one left");
+    let last = sectors.allocate_in(1000, 8, 1, range(limit - 1, None)).expect("allocate").expect("room");
+    assert_eq!(numbers(&last), [limit]);
     assert_eq!(sectors.allocate_in(1000, 8, 1, range(0, None)).expect("allocate"), None);
     let err = sectors.allocate(1000, 8, 1).expect_err("exhausted");
     assert!(err.to_string().contains("t01000") && err.to_string().contains("exhausted"), "{err}");

@@ -122,6 +122,30 @@ impl TestHome {
     }
 }
 
+/// Runs `daemon run` on `home` (with `args`) and expects it to refuse to start: returns its stderr.
+pub fn refused_start(home: &Path, args: &[&str]) -> String {
+    let mut command = Command::new(binary());
+    command.arg("--home").arg(home).args(["daemon", "run"]).args(args);
+    refused(command)
+}
+
+/// Runs `command` (a daemon start) and expects it to exit with an error within 60 s: returns its stderr.
+pub fn refused(mut command: Command) -> String {
+    let mut child =
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn daemon");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the daemon started although it should have refused");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert!(!out.status.success(), "the daemon exited successfully instead of refusing");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
@@ -227,6 +251,31 @@ pub fn raw_http(port: u16, method: &str, path: &str, token: Option<&str>, body: 
         None => reader.read_to_end(&mut body)?,
     };
     Ok(RawResponse { status, body })
+}
+
+/// Sends the raw bytes of an HTTP/1.1 `request` (which should say `Connection: close`) from the loopback address
+/// `source` to the daemon's `port`, and reads the whole answer: status, headers (lower-case names) and body.
+pub async fn raw_request_from(
+    source: std::net::IpAddr,
+    port: u16,
+    request: &[u8],
+) -> (u16, Vec<(String, String)>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(std::net::SocketAddr::new(source, 0)).expect("bind the source address");
+    let mut stream = socket.connect(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await.expect("connect");
+    stream.write_all(request).await.expect("send");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut raw)).await.expect("answer in time").ok();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|line| line.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
 }
 
 /// Reads the status line and headers; returns the status and Content-Length.

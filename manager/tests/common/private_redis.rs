@@ -52,6 +52,40 @@ impl PrivateRedis {
         }
     }
 
+    /// Kills the server and replaces its data directory's contents with a copy of `from` (`None`: empty), then
+    /// starts it again on the same port: a server that lost its data (`None`) or was restored from a backup.
+    pub fn restart_with_data(&mut self, from: Option<&std::path::Path>) {
+        self.kill();
+        for entry in std::fs::read_dir(self.dir.path()).expect("read redis dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).expect("wipe redis dir");
+            } else {
+                std::fs::remove_file(&path).expect("wipe redis file");
+            }
+        }
+        if let Some(from) = from {
+            copy_dir(from, self.dir.path());
+        }
+        self.restart();
+    }
+
+    /// Kills the server and copies its data directory to `to`: what a backup taken now would hold.
+    pub fn kill_and_copy_data(&mut self, to: &std::path::Path) {
+        self.kill();
+        copy_dir(self.dir.path(), to);
+    }
+
+    /// Runs `redis-cli` against the server and returns its trimmed output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// The server's process id, e.g. to SIGSTOP it (SIGKILL on drop works on a stopped process too).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(std::process::Child::id)
@@ -69,4 +103,27 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Copies the directory tree `from` into `to` (created if missing).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create copy dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let path = entry.expect("entry").path();
+        let target = to.join(path.file_name().expect("file name"));
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy file");
+        }
+    }
+}
+
+/// A home whose database is `redis` under `prefix`.
+pub fn redis_home(redis: &PrivateRedis, prefix: &str) -> super::daemon::TestHome {
+    let home = super::daemon::TestHome::init();
+    home.set_config("Common.DB.Driver", "redis");
+    home.set_config("Common.DB.Redis.Addr", redis.url());
+    home.set_config("Common.DB.Redis.Prefix", prefix);
+    home
 }

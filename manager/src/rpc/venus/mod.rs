@@ -56,9 +56,11 @@ pub const WORKER_METHODS: [&str; 25] = [
     "Venus.WdPoStFinishJob",
 ];
 
-/// A sector error as JSON-RPC: 11001 (what damocles-worker and Go use) when the sector does not exist.
+/// A sector error as JSON-RPC: 11001 (what damocles-worker and Go use) when the sector does not exist. While the
+/// database is refused (lost identity or writer lease, `kvstore::refusal`) nothing is answered 11001: the worker
+/// aborts a sector on 11001, and "not found" then says nothing about the sector.
 fn sector_error(err: SectorError) -> ErrorObjectOwned {
-    let code = if err.is_not_found() { SECTOR_NOT_FOUND } else { SERVER_ERROR };
+    let code = if err.is_not_found() && !crate::kvstore::refusal::any() { SECTOR_NOT_FOUND } else { SERVER_ERROR };
     error(code, err.to_string())
 }
 

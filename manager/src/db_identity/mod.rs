@@ -18,9 +18,16 @@
 //!
 //! `daemon run --adopt-db` turns every refusal into "take the database as found" (and records its identity, a
 //! new one when it has none): for when a new database is really intended.
+//!
+//! While the daemon runs, [`IdentityFencedDb`] ([`fence`]) compares the identity inside every transaction, so a
+//! database lost under a running daemon is refused too.
 
 // The errors here are built once, at start-up, and end it: their size costs nothing worth boxing for.
 #![allow(clippy::result_large_err)]
+
+pub mod fence;
+
+pub use fence::IdentityFencedDb;
 
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
