@@ -30,7 +30,7 @@ impl<R: Read> LineReader<R> {
     }
 
     /// The next message; `Ok(None)` at the end of the stream.
-    pub fn next<T: DeserializeOwned>(&mut self) -> io::Result<Option<T>> {
+    pub fn read_message<T: DeserializeOwned>(&mut self) -> io::Result<Option<T>> {
         self.line.clear();
         let read = (&mut self.inner).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut self.line)?;
         if read == 0 {
@@ -60,10 +60,10 @@ mod tests {
         write_line(&mut out, &("a\nb", 1)).unwrap();
         write_line(&mut out, &("c", 2)).unwrap();
         let mut reader = LineReader::new(out.as_slice());
-        assert_eq!(reader.next::<(String, u32)>().unwrap(), Some(("a\nb".to_string(), 1)));
-        assert_eq!(reader.next::<(String, u32)>().unwrap(), Some(("c".to_string(), 2)));
-        assert_eq!(reader.next::<(String, u32)>().unwrap(), None);
+        assert_eq!(reader.read_message::<(String, u32)>().unwrap(), Some(("a\nb".to_string(), 1)));
+        assert_eq!(reader.read_message::<(String, u32)>().unwrap(), Some(("c".to_string(), 2)));
+        assert_eq!(reader.read_message::<(String, u32)>().unwrap(), None);
         let mut cut = LineReader::new(&b"[\"x\", 1"[..]);
-        assert!(cut.next::<(String, u32)>().unwrap_err().to_string().contains("cut off"));
+        assert!(cut.read_message::<(String, u32)>().unwrap_err().to_string().contains("cut off"));
     }
 }

@@ -73,7 +73,7 @@ fn run(module: PluginModule, manifest: &'static str, build_time: &'static str, s
         workers: Workers::default(),
     });
     let mut reader = LineReader::new(stream);
-    while let Some(message) = reader.next::<ToPlugin>()? {
+    while let Some(message) = reader.read_message::<ToPlugin>()? {
         match message {
             ToPlugin::Request { id, call } => {
                 let (tx, rx) = channel();

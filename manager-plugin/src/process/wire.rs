@@ -241,7 +241,7 @@ pub enum Call {
     /// A SyncSectorState event for the matching hook.
     Deliver {
         /// The event, as the SDK serializes it.
-        event: SectorEvent,
+        event: Box<SectorEvent>,
     },
     /// The RegisterJsonRpc handler → [`Value::Handler`].
     RpcHandler,

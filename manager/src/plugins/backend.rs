@@ -16,6 +16,9 @@ use manager_plugin::sync::SectorEvent;
 
 use super::process::ProcessPlugin;
 
+/// A RegisterJsonRpc plugin's namespace and handler.
+pub type NamespacedHandler = (String, Box<dyn JsonRpcHandler>);
+
 /// A plugin's code: in process or in a child process.
 pub enum Backend {
     /// A mapped `.so`.
@@ -89,7 +92,7 @@ impl Backend {
     }
 
     /// RegisterJsonRpc handler; `None` when the plugin is of another kind.
-    pub fn rpc_handler(&self, kind: Kind) -> Option<Result<(String, Box<dyn JsonRpcHandler>), PluginError>> {
+    pub fn rpc_handler(&self, kind: Kind) -> Option<Result<NamespacedHandler, PluginError>> {
         match self {
             Backend::Library(PluginModule { exports: Exports::RegisterJsonRpc { handler }, .. }) => Some(handler()),
             Backend::Process(process) if kind == Kind::RegisterJsonRpc => Some(process.rpc_handler()),

@@ -78,7 +78,8 @@ pub fn build_other_profile(name: &str) -> PathBuf {
 /// Builds a known plugin (see [`plugin_src`]) as a process plugin (`plugin build --process`) with `release`,
 /// once per process and profile: the executable `plugin-<name>`.
 pub fn built_process(name: &str, release: bool) -> PathBuf {
-    static BUILT: OnceLock<Mutex<HashMap<(String, bool), Arc<OnceLock<PathBuf>>>>> = OnceLock::new();
+    type Slots = HashMap<(String, bool), Arc<OnceLock<PathBuf>>>;
+    static BUILT: OnceLock<Mutex<Slots>> = OnceLock::new();
     let slot = {
         let mut built = BUILT.get_or_init(Default::default).lock().expect("lock");
         Arc::clone(built.entry((name.to_string(), release)).or_default())

@@ -105,7 +105,7 @@ impl Connection {
     fn read_loop(&self, mut reader: LineReader<UnixStream>) {
         let log = PluginLogSink::new(self.label.clone());
         let end = loop {
-            match reader.next::<FromPlugin>() {
+            match reader.read_message::<FromPlugin>() {
                 Ok(Some(FromPlugin::Reply { id, reply })) => self.route(id, Incoming::Reply(reply)),
                 Ok(Some(FromPlugin::Callback { id, callback })) => self.route(id, Incoming::Callback(callback)),
                 Ok(Some(FromPlugin::Log(record))) => log.log(&record),

@@ -75,7 +75,7 @@ impl ProcessPlugin {
         let reading = started.socket.try_clone().map_err(|e| fail(format!("cannot use the socket: {e}")))?;
         reading.set_read_timeout(Some(options.start_timeout)).map_err(|e| fail(format!("socket: {e}")))?;
         let mut reader = LineReader::new(reading);
-        let hello = match reader.next::<FromPlugin>() {
+        let hello = match reader.read_message::<FromPlugin>() {
             Ok(Some(FromPlugin::Hello(hello))) => hello,
             Ok(Some(other)) => return Err(fail(format!("the handshake started with {other:?}, not Hello"))),
             Ok(None) => {
@@ -148,7 +148,7 @@ impl ProcessPlugin {
 
     /// Hands a SyncSectorState event to the plugin's matching hook (a hook it does not export ignores it).
     pub fn deliver(&self, event: &SectorEvent) -> Result<(), PluginError> {
-        self.conn.call(Call::Deliver { event: event.clone() }).map(drop).map_err(plugin_error)
+        self.conn.call(Call::Deliver { event: Box::new(event.clone()) }).map(drop).map_err(plugin_error)
     }
 
     /// The RegisterJsonRpc namespace and handler.

@@ -195,11 +195,15 @@ fn reap(mut child: Child, label: &str, ended: Arc<Ended>) {
     let thread_label = label.to_string();
     let spawned = std::thread::Builder::new().name(format!("plugin-reaper {label}")).spawn(move || {
         let label = thread_label;
-        let why = match child.wait() {
-            Ok(status) => describe_exit(status),
-            Err(e) => format!("the plugin process could not be waited for: {e}"),
+        let (why, clean) = match child.wait() {
+            Ok(status) => (describe_exit(status), status.success()),
+            Err(e) => (format!("the plugin process could not be waited for: {e}"), false),
         };
-        tracing::warn!(plugin = %label, "{why}");
+        if clean {
+            tracing::info!(plugin = %label, "{why}");
+        } else {
+            tracing::warn!(plugin = %label, "{why}");
+        }
         ended.set(why);
     });
     if let Err(e) = spawned {
