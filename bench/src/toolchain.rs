@@ -111,6 +111,7 @@ impl Toolchain {
             release: self.release,
             target_dir: Some(self.target_dir.join("bench-plugins")),
             skip_check_dep: false,
+            process: false,
         };
         let built = build(&options).with_context(|| format!("plugin build of {} failed", src.display()))?;
         Ok(built.library)

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// Implemented by every boundary error so the guards can turn a caught panic into an error of the right type
 /// and the registry can tell failures apart from ordinary answers (such as "key not found").
 pub trait BoundaryError: Sized {
@@ -15,7 +17,7 @@ pub trait BoundaryError: Sized {
 }
 
 /// Error of a lifecycle call, constructor, hook or handler lookup.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum PluginError {
     /// The plugin reported a failure.
     #[error("{0}")]
@@ -45,7 +47,7 @@ impl BoundaryError for PluginError {
 }
 
 /// Error of a key-value store operation.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum KvError {
     /// The key does not exist. Expected by callers; not a failure.
     #[error("key not found")]
@@ -80,7 +82,7 @@ impl BoundaryError for KvError {
 }
 
 /// Error of a file store operation.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum StoreError {
     /// No object at this path.
     #[error("object not found: {0}")]
@@ -128,7 +130,7 @@ impl BoundaryError for StoreError {
 }
 
 /// A JSON-RPC error returned by a plugin handler.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{message} (code {code})")]
 pub struct RpcError {
     /// JSON-RPC error code (e.g. -32601 method not found, -32602 invalid params).

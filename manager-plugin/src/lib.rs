@@ -116,6 +116,7 @@ pub mod kv;
 pub mod lifecycle;
 mod logging;
 pub mod manifest;
+pub mod process;
 pub mod process_alloc;
 pub mod sector;
 pub mod sync;

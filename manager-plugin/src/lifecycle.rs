@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde::{Deserialize, Serialize};
+
 use crate::manifest::Manifest;
 
 /// Severity of a forwarded log record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum LogLevel {
     /// Very verbose.
     Trace,
@@ -24,7 +26,7 @@ pub enum LogLevel {
 }
 
 /// One log event raised by plugin code.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogRecord {
     /// Severity.
     pub level: LogLevel,

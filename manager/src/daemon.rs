@@ -6,12 +6,12 @@
 pub mod shutdown;
 
 use std::net::SocketAddr;
-use std::path::Path;
+
 use std::sync::Arc;
 
+use crate::plugins::backend::SyncDelivery;
 use anyhow::{Context as _, bail};
 use manager_plugin::Kind;
-use manager_plugin::glue::SyncHooks;
 use manager_plugin::kv::Db;
 use manager_plugin::sync::SectorEvent;
 
@@ -51,7 +51,7 @@ impl Daemon {
         config.log_warnings();
         let token = home.read_token_to_serve().context("reading the API token")?;
         crate::plugins::probe::remember_passes_in(Some(home.dir.join("plugin-probes")));
-        let registry = Arc::new(load_plugins(&config.common.plugins.dir).await?);
+        let registry = Arc::new(load_plugins(&config.common.plugins).await?);
         let db = match open_db(&config, &registry).await {
             Ok(db) => db,
             Err(e) => {
@@ -265,9 +265,9 @@ impl Signals {
     }
 }
 
-async fn load_plugins(dir: &Path) -> anyhow::Result<PluginRegistry> {
-    let dir = dir.to_path_buf();
-    Ok(tokio::task::spawn_blocking(move || PluginRegistry::load(&dir)).await??)
+async fn load_plugins(plugins: &crate::config::PluginsConfig) -> anyhow::Result<PluginRegistry> {
+    let (dir, options) = (plugins.dir.clone(), plugins.process_options());
+    Ok(tokio::task::spawn_blocking(move || PluginRegistry::load_with(&dir, options)).await??)
 }
 
 async fn open_db(config: &Config, registry: &Arc<PluginRegistry>) -> anyhow::Result<Arc<dyn Db>> {
@@ -327,7 +327,7 @@ fn open_stores(config: &Config, registry: &PluginRegistry) -> anyhow::Result<Sto
 /// A SyncSectorState plugin as a delivery target.
 struct PluginTarget {
     record: Arc<PluginRecord>,
-    hooks: SyncHooks,
+    hooks: SyncDelivery,
     timers: SyncCallTimers,
 }
 
@@ -369,7 +369,7 @@ impl EventTarget for PluginTarget {
 fn sync_targets(registry: &PluginRegistry) -> Vec<Arc<dyn EventTarget>> {
     registry
         .ready(Kind::SyncSectorState)
-        .filter_map(|record| match record.sync_hooks() {
+        .filter_map(|record| match record.sync_delivery() {
             Ok(hooks) => {
                 let timers = SyncCallTimers::new(&record.manifest().name);
                 Some(Arc::new(PluginTarget { record: Arc::clone(record), hooks, timers }) as Arc<dyn EventTarget>)

@@ -286,6 +286,33 @@ async fn requests_without_the_token_get_401_and_run_nothing() {
     assert_eq!(daemon.stop(), Some(0));
 }
 
+/// A FileStore plugin that panics in `stat` while a piece is downloaded: the answer (HTTP 500) names `stat`, the
+/// method that panicked, with the panic's text, not `get`; and the daemon keeps serving.
+#[test]
+fn a_plugin_panic_during_a_piece_download_names_the_store_method_that_panicked() {
+    let home = TestHome::init();
+    home.install_plugins(&["panicky-store"]);
+    let root = home.path().join("panicky-pieces").display().to_string();
+    home.edit_config(|doc| {
+        let common = doc.get_mut("Common").and_then(|c| c.as_table_mut()).expect("[Common]");
+        let mut store = toml::Table::new();
+        store.insert("Name".into(), "panicky".into());
+        store.insert("Path".into(), root.into());
+        store.insert("PluginName".into(), "panicky-store".into());
+        common.insert("PieceStores".into(), toml::Value::Array(vec![toml::Value::Table(store)]));
+    });
+    let daemon = home.start();
+    let answer = raw_http(daemon.port, "GET", "/piecestore/panic-in-stat-1", Some(&daemon.token), b"").unwrap();
+    let body = String::from_utf8_lossy(&answer.body);
+    assert_eq!(answer.status, 500, "{body}");
+    assert_eq!(
+        body.trim(),
+        "store \"panicky\": stat \"panic-in-stat-1\": plugin panicked: panicky-store: told to panic in stat"
+    );
+    assert_eq!(raw_http(daemon.port, "GET", "/piecestore/absent", Some(&daemon.token), b"").unwrap().status, 404);
+    assert_eq!(daemon.stop(), Some(0));
+}
+
 /// A deterministic byte pattern, so the download can be checked without keeping the upload.
 fn pattern(offset: u64, buf: &mut [u8]) {
     for (i, b) in buf.iter_mut().enumerate() {

@@ -171,7 +171,7 @@ fn a_log_field_whose_debug_fails_or_panics_does_not_fail_the_call() {
         sectors: Vec::new(),
         worker_state: manager_plugin::sector::WorkerState::Online,
     });
-    record.sync_hooks().unwrap().deliver(&event).expect("the hook succeeds although its log fields fail");
+    record.sync_delivery().unwrap().deliver(&event).expect("the hook succeeds although its log fields fail");
     assert_eq!(record.counts().panics, 0);
     let logs = log_text();
     assert!(logs.contains("bad-debug: failing field field=<field formatting failed>"), "{logs}");

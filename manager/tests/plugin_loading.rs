@@ -61,7 +61,7 @@ fn every_example_loads_and_serves_through_the_registry() {
     assert_eq!(err.code, manager_plugin::RpcError::METHOD_NOT_FOUND, "{err}");
 
     // SyncSectorState: an event reaches statelog's file.
-    let hooks = registry.get(Kind::SyncSectorState, "statelog").unwrap().sync_hooks().unwrap();
+    let hooks = registry.get(Kind::SyncSectorState, "statelog").unwrap().sync_delivery().unwrap();
     let id = SectorId { miner: 1000, number: 7 };
     let update = SectorUpdate::AbortReason("test".into());
     let mut state = SectorState::new(id, 8);

@@ -110,6 +110,21 @@ fn a_panicking_kv_plugin_fails_the_named_behaviours_with_the_panic_message_and_t
     assert!(matches!(in_process, Ok(false)), "`plugin test` reports the failure: {in_process:?}");
 }
 
+/// A panic with a long message (an `unwrap` of an I/O error) keeps its whole text in the round-trip failure, as
+/// in every other failure line.
+#[test]
+fn the_round_trip_failure_keeps_the_whole_panic_text() {
+    let output = plugin_test(&built("panicky-kv"), false, &["panic_in=get-unwrap"]);
+    let text = stdout(&output);
+    let line = text.lines().find(|l| l.starts_with("FAIL put-get-peek-round-trip: ")).expect("a round-trip failure");
+    assert_eq!(
+        line,
+        "FAIL put-get-peek-round-trip: get b\"plain\": plugin panicked: called `Result::unwrap()` on an `Err` value: \
+         Custom { kind: PermissionDenied, error: \"cannot open /var/lib/panicky-kv/segment-000042.log\" }",
+        "{text}"
+    );
+}
+
 #[test]
 fn a_kv_plugin_with_unordered_scans_and_a_failing_delete_fails_exactly_those_behaviours() {
     let output = plugin_test(&built("sloppy-kv"), false, &[]);
@@ -190,6 +205,10 @@ fn a_plugin_built_for_the_other_profile_is_refused_with_the_loaders_message() {
     let other_profile = build_other_profile("memdb");
     let message = assert_refused_like_the_daemon(&other_profile);
     assert!(message.contains("debug-assertions"), "names the differing profile setting: {message}");
+    // The fix that applies comes first: the build flag of this manager's profile (check-dep cannot change it).
+    let first_fix = message.lines().find(|l| l.starts_with("  fix: ")).expect("a fix line");
+    let flag = if cfg!(debug_assertions) { "build --debug" } else { "(without --debug)" };
+    assert!(first_fix.contains(flag) && !first_fix.contains("check-dep"), "{message}");
 }
 
 #[test]

@@ -17,6 +17,8 @@ pub enum Role {
     Plugin,
     /// The `damocles-manager` binary.
     Manager,
+    /// An executable built by `plugin build --process`, run as a child process of the manager.
+    ProcessPlugin,
 }
 
 impl Role {
@@ -24,6 +26,7 @@ impl Role {
         match self {
             Role::Plugin => ROLE_PLUGIN,
             Role::Manager => ROLE_MANAGER,
+            Role::ProcessPlugin => manager_plugin::process::ROLE_PROCESS_PLUGIN,
         }
     }
 }
@@ -54,10 +57,15 @@ impl<'a> Image<'a> {
         Image::read(bytes, Role::Manager)
     }
 
+    /// Reads a process plugin's bytes (an executable; nothing of it runs).
+    pub fn read_process_plugin(bytes: &'a [u8]) -> Result<Image<'a>, Refusal> {
+        Image::read(bytes, Role::ProcessPlugin)
+    }
+
     fn read(bytes: &'a [u8], role: Role) -> Result<Image<'a>, Refusal> {
         let expect = match role {
             Role::Plugin => Expect::SharedObject,
-            Role::Manager => Expect::Executable,
+            Role::Manager | Role::ProcessPlugin => Expect::Executable,
         };
         let elf = elf::parse(bytes, expect)?;
         let data = elf::section_data(&elf, SECTION_NAME)?.ok_or(Refusal::NoSection)?;
@@ -82,6 +90,11 @@ impl<'a> Image<'a> {
     /// The embedded build time (empty for a manager binary).
     pub fn build_time(&self) -> &str {
         self.section.field(FIELD_BUILD_TIME).unwrap_or_default()
+    }
+
+    /// An info field of the section (e.g. a process plugin's `protocol`), if present.
+    pub fn info_field(&self, name: &str) -> Option<&str> {
+        self.section.field(name)
     }
 
     /// The SDK version it was built with.

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use manager_plugin::Kind;
 
-use crate::build::{BuildOptions, build, manifest_json};
+use crate::build::{BuildOptions, BuildOutput, build};
 
 /// `plugin`: create, build and check damocles-rs manager plugins.
 #[derive(Parser, Debug)]
@@ -54,6 +54,11 @@ pub enum Command {
         /// Build even if the dependencies differ from the manager's (the manager will likely refuse it).
         #[arg(long)]
         skip_check_dep: bool,
+        /// Build an executable <out-dir>/plugin-<name> that the manager runs as a child process: a crash cannot
+        /// take the manager down, and any profile, toolchain or dependency versions load as long as the protocol's
+        /// major version matches (docs/plugin-protocol.md). The crate is the same.
+        #[arg(long)]
+        process: bool,
     },
     /// Compare a plugin's dependency versions (and the SDK's features) with the manager's (offline).
     CheckDep {
@@ -68,7 +73,9 @@ pub enum Command {
     Inspect {
         /// The plugin file (plugin-<name>.so).
         file: PathBuf,
-        /// Compare with this damocles-manager binary (read, not run) instead of this tool's own build.
+        /// Compare with this damocles-manager binary (read, not run). Default: the manager that will load the
+        /// plugin, the release build scripts/run.sh runs (target/release/damocles-manager), else one next to this
+        /// tool, else on PATH; the report names the one used.
         #[arg(long)]
         manager: Option<PathBuf>,
         /// Print JSON.
@@ -80,8 +87,9 @@ pub enum Command {
     Test {
         /// The plugin file (plugin-<name>.so).
         file: PathBuf,
-        /// The damocles-manager binary that will load the plugin (default: the one next to this tool, else on
-        /// PATH). Its loader and fingerprint decide, so a plugin built for another profile is refused here too.
+        /// The damocles-manager binary that will load the plugin. Default: the release build scripts/run.sh runs
+        /// (target/release/damocles-manager), else one next to this tool, else on PATH; the one used is printed
+        /// on stderr. Its loader and fingerprint decide, so a plugin built for another profile is refused here too.
         #[arg(long)]
         manager: Option<PathBuf>,
         /// Print one JSON document: {file, kind, name, scratch, passed, results: [{behaviour, passed, reason}]}.
@@ -121,13 +129,14 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
             println!("{created}");
             Ok(true)
         }
-        Command::Build { src_dir, out_dir, debug, release: _, target_dir, skip_check_dep } => {
+        Command::Build { src_dir, out_dir, debug, release: _, target_dir, skip_check_dep, process } => {
             let options = BuildOptions {
                 src_dir: src_dir.clone(),
                 out_dir,
                 release: !debug,
                 target_dir: target_dir.or_else(default_target_dir),
                 skip_check_dep,
+                process,
             };
             // A crate without a lockfile starts on the manager's versions (an example copied out, a fresh crate).
             crate::check_dep::seed_manager_lockfile(&src_dir)
@@ -138,7 +147,7 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
                 src_dir.display().to_string(),
                 output.library.display().to_string()
             );
-            println!("{}", serde_json::to_string_pretty(&manifest_json(&output))?);
+            println!("{}", summary(&output, !debug, process));
             Ok(true)
         }
         Command::CheckDep { fix, path } => crate::check_dep::run_cli(&path, fix),
@@ -147,6 +156,27 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(crate::test_plugin::run_cli(&file, manager.as_deref(), json, &meta, timeout_secs)?)
         }
     }
+}
+
+/// The line `plugin build` prints after the file: what was built and which manager loads it (the manifest itself
+/// is shown by `plugin inspect FILE`).
+fn summary(output: &BuildOutput, release: bool, process: bool) -> String {
+    let profile = match (process, release) {
+        (true, _) => format!(
+            "process plugin (protocol {}.x): any manager speaking it runs it, release or debug; put it in the plugins dir",
+            manager_plugin::process::wire::PROTOCOL_MAJOR
+        ),
+        (false, true) => {
+            "release profile: a release manager loads it (scripts/run.sh, target/release/damocles-manager)".into()
+        }
+        (false, false) => {
+            "debug profile: a debug manager loads it (cargo run -p manager, target/debug/damocles-manager)".into()
+        }
+    };
+    format!(
+        "{}/{} built {}, {profile}; `plugin inspect` shows its manifest",
+        output.manifest.kind, output.manifest.name, output.build_time
+    )
 }
 
 /// The target directory plugin builds share when neither `--target-dir` nor `$CARGO_TARGET_DIR` names one:

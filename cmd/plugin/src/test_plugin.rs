@@ -10,23 +10,22 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::manager_bin::{self, ManagerBinary};
+
 /// The manager's hidden subcommand (`manager::plugins::selftest::SUBCOMMAND`).
 const SUBCOMMAND: &str = "__test-plugin";
-
-/// The manager binary's file name.
-const MANAGER: &str = "damocles-manager";
 
 /// Why `plugin test` could not run the suite (a failing plugin is not an error: it is a report).
 #[derive(Debug, thiserror::Error)]
 pub enum TestError {
-    /// No `--manager` and no manager next to the tool or on `PATH`.
+    /// No `--manager` and no manager in any default place ([`crate::manager_bin`]).
     #[error(
-        "no damocles-manager binary next to {tool} or on PATH; name the manager that will load the plugin with \
-         `--manager BIN` (e.g. `--manager target/release/damocles-manager`)"
+        "no damocles-manager binary found (looked at {searched}); build the manager that will load the plugin \
+         (`cargo build --release -p manager`) or name it with `--manager BIN`"
     )]
     ManagerNotFound {
-        /// Where the tool looked first.
-        tool: String,
+        /// Where the tool looked, in order.
+        searched: String,
     },
     /// `--manager BIN` is not a file.
     #[error("manager binary {0} does not exist; pass the path of a built damocles-manager to `--manager`")]
@@ -55,21 +54,12 @@ pub enum TestError {
     },
 }
 
-/// The manager binary `plugin test` runs: `explicit`, else `damocles-manager` next to this tool's executable (the
-/// same cargo target dir), else the first one on `PATH`.
-pub fn find_manager(explicit: Option<&Path>) -> Result<PathBuf, TestError> {
-    if let Some(bin) = explicit {
-        return if bin.is_file() { Ok(bin.to_path_buf()) } else { Err(TestError::ManagerMissing(bin.to_path_buf())) };
-    }
-    let exe = std::env::current_exe().ok();
-    let beside = exe.as_deref().and_then(Path::parent).map(|dir| dir.join(MANAGER));
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join(MANAGER));
-    beside.into_iter().chain(on_path).find(|p| p.is_file()).ok_or_else(|| TestError::ManagerNotFound {
-        tool: exe.and_then(|e| e.parent().map(|d| d.display().to_string())).unwrap_or_else(|| "this tool".into()),
-    })
+/// The manager binary `plugin test` runs: `explicit`, else the default of [`crate::manager_bin`] (the release
+/// build `scripts/run.sh` runs first).
+pub fn find_manager(explicit: Option<&Path>) -> Result<ManagerBinary, TestError> {
+    manager_bin::find(explicit)
+        .map_err(TestError::ManagerMissing)?
+        .ok_or_else(|| TestError::ManagerNotFound { searched: manager_bin::searched() })
 }
 
 /// The manager command line that runs the suite on `file` (see [`find_manager`] for `manager`), `meta`
@@ -86,7 +76,7 @@ pub fn command(
         return Err(TestError::PluginMissing(file.to_path_buf()));
     }
     let manager = find_manager(manager)?;
-    let mut command = Command::new(&manager);
+    let mut command = Command::new(&manager.path);
     command.arg(SUBCOMMAND).arg(file);
     if json {
         command.arg("--json");
@@ -100,8 +90,9 @@ pub fn command(
     Ok(command)
 }
 
-/// Runs [`command`] with the report on this process's stdout. `Ok(true)` when every behaviour passed,
-/// `Ok(false)` when one failed or the file was refused.
+/// Runs [`command`] with the report on this process's stdout, after naming the manager binary used on stderr
+/// (stdout stays the report, one JSON document with `--json`). `Ok(true)` when every behaviour passed, `Ok(false)`
+/// when one failed or the file was refused.
 pub fn run_cli(
     file: &Path,
     manager: Option<&Path>,
@@ -109,8 +100,10 @@ pub fn run_cli(
     meta: &[String],
     timeout_secs: Option<u64>,
 ) -> Result<bool, TestError> {
-    let mut command = command(file, manager, json, meta, timeout_secs)?;
-    let manager = PathBuf::from(command.get_program());
+    let chosen = find_manager(manager)?;
+    eprintln!("manager: {chosen}");
+    let mut command = command(file, Some(&chosen.path), json, meta, timeout_secs)?;
+    let manager = chosen.path;
     let status = command.status().map_err(|source| TestError::Spawn { manager: manager.clone(), source })?;
     match status.code() {
         Some(0) => Ok(true),

@@ -120,11 +120,45 @@ pub struct PluginsConfig {
     /// `SyncBacklogWarning`: a warning is logged when a SyncSectorState plugin's pending events reach this, and
     /// at each tenfold; 0 disables; default 10000.
     pub sync_backlog_warning: u64,
+    /// `ProcessCallTimeoutSecs`: how long the manager waits for an answer of a process plugin before it kills the
+    /// process; default 60, 0 counts as 1.
+    pub process_call_timeout_secs: u64,
+    /// `ProcessMaxAddressSpace`: a process plugin's `RLIMIT_AS` in bytes; 0 (default) leaves it unlimited.
+    pub process_max_address_space: u64,
+    /// `ProcessMaxOpenFiles`: a process plugin's `RLIMIT_NOFILE`; 0 (default) keeps the manager's.
+    pub process_max_open_files: u64,
+    /// `ProcessUid`: run process plugins as this uid (the manager must be allowed to switch); default: its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_uid: Option<u32>,
 }
 
 impl Default for PluginsConfig {
     fn default() -> Self {
-        PluginsConfig { dir: PathBuf::new(), sync_hung_after_secs: 60, sync_backlog_warning: 10_000 }
+        PluginsConfig {
+            dir: PathBuf::new(),
+            sync_hung_after_secs: 60,
+            sync_backlog_warning: 10_000,
+            process_call_timeout_secs: 60,
+            process_max_address_space: 0,
+            process_max_open_files: 0,
+            process_uid: None,
+        }
+    }
+}
+
+impl PluginsConfig {
+    /// How process plugins are run, from these keys.
+    pub fn process_options(&self) -> crate::plugins::process::ProcessOptions {
+        let nonzero = |v: u64| (v > 0).then_some(v);
+        crate::plugins::process::ProcessOptions {
+            call_timeout: std::time::Duration::from_secs(self.process_call_timeout_secs.max(1)),
+            limits: crate::plugins::process::spawn::Limits {
+                address_space: nonzero(self.process_max_address_space),
+                open_files: nonzero(self.process_max_open_files),
+                uid: self.process_uid,
+            },
+            ..Default::default()
+        }
     }
 }
 

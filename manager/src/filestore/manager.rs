@@ -196,25 +196,25 @@ impl StoreManager {
     /// [`FileStoreError::PieceNotFound`] when no store has either; when a store fails otherwise (I/O...), the
     /// other stores are still tried and the first such failure is returned if none has the piece.
     pub fn open_piece(&self, name: &str) -> Result<ObjectReader, FileStoreError> {
-        self.find_piece(name, "get", |store, object| store.get(object))
+        self.find_piece(name, |store, object| store.get(object).map_err(failed_in("get")))
     }
 
     /// The size of a piece, looked up as in [`open_piece`](Self::open_piece).
     pub fn piece_size(&self, name: &str) -> Result<u64, FileStoreError> {
-        self.find_piece(name, "stat", |store, object| store.stat(object).map(|stat| stat.size))
+        self.find_piece(name, |store, object| store.stat(object).map(|stat| stat.size).map_err(failed_in("stat")))
     }
 
     /// Opens a piece and returns its size with it, from the same store and object (one lookup).
     pub fn open_piece_with_size(&self, name: &str) -> Result<(ObjectReader, u64), FileStoreError> {
-        self.find_piece(name, "get", |store, object| {
+        self.find_piece(name, |store, object| {
             // The SPI cannot stat an opened reader, so a concurrent replace could pair one version's size with
             // another's bytes: stat on both sides of the open and retry until they agree. (A mismatch that slips
             // through still cannot corrupt silently: the client sees a short or long body for its Content-Length.)
             let mut attempts = 0;
             loop {
-                let before = store.stat(object)?.size;
-                let reader = store.get(object)?;
-                let after = store.stat(object)?.size;
+                let before = store.stat(object).map_err(failed_in("stat"))?.size;
+                let reader = store.get(object).map_err(failed_in("get"))?;
+                let after = store.stat(object).map_err(failed_in("stat"))?.size;
                 attempts += 1;
                 if before == after || attempts == 3 {
                     return Ok((reader, after));
@@ -223,12 +223,12 @@ impl StoreManager {
         })
     }
 
-    /// The one lookup order for pieces: each store in turn, `name` then `name.car`.
+    /// The one lookup order for pieces: each store in turn, `name` then `name.car`. `lookup` names the store
+    /// method that failed, so an error (a plugin panic in `stat`, say) is reported against that method.
     fn find_piece<T>(
         &self,
         name: &str,
-        op: &'static str,
-        mut lookup: impl FnMut(&dyn Store, &str) -> Result<T, StoreError>,
+        mut lookup: impl FnMut(&dyn Store, &str) -> Result<T, FailedIn>,
     ) -> Result<T, FileStoreError> {
         check_piece_name(name)?;
         let car_name = format!("{name}{CAR_SUFFIX}");
@@ -237,8 +237,8 @@ impl StoreManager {
             for object in [name, car_name.as_str()] {
                 match lookup(store.store.as_ref(), object) {
                     Ok(found) => return Ok(found),
-                    Err(StoreError::NotFound(_)) => {}
-                    Err(source) => {
+                    Err(FailedIn { source: StoreError::NotFound(_), .. }) => {}
+                    Err(FailedIn { op, source }) => {
                         tracing::warn!(store = store.name(), object, "{op} failed: {source}");
                         first_failure.get_or_insert(FileStoreError::Store {
                             store: store.name().to_string(),
@@ -287,6 +287,17 @@ impl fmt::Debug for StoreManager {
             .field("persist", &names(&self.persist))
             .finish_non_exhaustive()
     }
+}
+
+/// A store error with the store method that returned it.
+struct FailedIn {
+    op: &'static str,
+    source: StoreError,
+}
+
+/// Tags a store error with the method `op` that returned it.
+fn failed_in(op: &'static str) -> impl Fn(StoreError) -> FailedIn {
+    move |source| FailedIn { op, source }
 }
 
 fn check_piece_name(name: &str) -> Result<(), FileStoreError> {

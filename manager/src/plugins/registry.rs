@@ -1,11 +1,11 @@
-//! The plugin registry: loads every `*.so` of the plugins directory, initializes the plugins in load order,
-//! answers lookups by kind and name, reports their state and counters, and shuts them down in reverse order.
+//! The plugin registry: loads every `*.so` of the plugins directory and starts every process plugin
+//! (`plugin-<name>` executables, [`super::process`]), initializes the plugins in load order, answers lookups by
+//! kind and name, reports their state and counters, and shuts them down in reverse order.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use manager_plugin::filestore::{Store, StoreConfig};
-use manager_plugin::glue::{Exports, PluginModule, SyncHooks};
 use manager_plugin::jsonrpc::JsonRpcHandler;
 use manager_plugin::kv::{Db, Meta};
 use manager_plugin::lifecycle::{CallCounts, CallStats, PluginContext};
@@ -13,10 +13,12 @@ use manager_plugin::manifest::{Kind, Manifest};
 use manager_plugin::{PluginError, PluginState};
 use serde::{Deserialize, Serialize};
 
+use super::backend::{Backend, SyncDelivery, is_process_plugin_file};
 use super::host_adapter::{HostDb, HostStore, WriteFence};
 use super::library::{self, LoadError};
 use super::log_sink::PluginLogSink;
 use super::probe;
+use super::process::ProcessOptions;
 
 /// Why the plugins directory itself could not be read. The message carries the OS error, so it is deliberately
 /// not a `source()` as well: an error chain would print it twice.
@@ -47,12 +49,12 @@ pub struct SyncLag {
     pub hung_event: Option<u64>,
 }
 
-/// One loaded plugin.
+/// One loaded (or started) plugin.
 pub struct PluginRecord {
     manifest: Manifest,
     file: PathBuf,
     build_time: String,
-    module: PluginModule,
+    backend: Backend,
     stats: Arc<CallStats>,
     status: Mutex<Status>,
     /// Raised when the plugin panicked in a KV write (see `host_adapter`).
@@ -68,6 +70,35 @@ struct Status {
 }
 
 impl PluginRecord {
+    /// A record of a plugin whose code is `backend`, counted by `stats`, not yet initialized.
+    pub(super) fn new(
+        manifest: Manifest,
+        file: PathBuf,
+        build_time: String,
+        backend: Backend,
+        stats: Arc<CallStats>,
+    ) -> PluginRecord {
+        PluginRecord {
+            manifest,
+            file,
+            build_time,
+            backend,
+            stats,
+            fence: Arc::default(),
+            status: Mutex::new(Status {
+                state: PluginState::Uninitialized,
+                last_error: None,
+                sync_lag: None,
+                initialized: false,
+            }),
+        }
+    }
+
+    /// `in-process`, or `process (pid N)` for a process plugin.
+    pub fn mode(&self) -> String {
+        self.backend.mode()
+    }
+
     /// The plugin's manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
@@ -83,9 +114,9 @@ impl PluginRecord {
         &self.file
     }
 
-    /// Current state (`Disabled` once a KV write panicked: see [`WriteFence`]).
+    /// Current state (`Disabled` once a KV write panicked: see [`WriteFence`]; or once its process ended).
     pub fn state(&self) -> PluginState {
-        if self.fence.reason().is_some() {
+        if self.fence.reason().is_some() || self.backend.ended().is_some() {
             return PluginState::Disabled;
         }
         self.status().state
@@ -115,37 +146,25 @@ impl PluginRecord {
 
     /// Builds a database (KVStore plugins).
     pub fn open_db(&self, meta: &Meta) -> Result<Box<dyn Db>, PluginError> {
-        match &self.module.exports {
-            Exports::KvStore { constructor } => constructor(meta)
-                .map(|db| Box::new(HostDb::new(db, &self.manifest.name, Arc::clone(&self.fence))) as Box<dyn Db>),
-            _ => Err(self.wrong_kind(Kind::KvStore)),
-        }
+        let db = self.backend.open_db(meta, self.manifest.kind).ok_or_else(|| self.wrong_kind(Kind::KvStore))?;
+        db.map(|db| Box::new(HostDb::new(db, &self.manifest.name, Arc::clone(&self.fence))) as Box<dyn Db>)
     }
 
     /// Builds a store instance (FileStore plugins).
     pub fn open_store(&self, config: StoreConfig) -> Result<Box<dyn Store>, PluginError> {
-        match &self.module.exports {
-            Exports::FileStore { constructor } => {
-                constructor(config).map(|s| Box::new(HostStore::new(s, &self.manifest.name)) as Box<dyn Store>)
-            }
-            _ => Err(self.wrong_kind(Kind::FileStore)),
-        }
+        let store =
+            self.backend.open_store(config, self.manifest.kind).ok_or_else(|| self.wrong_kind(Kind::FileStore))?;
+        store.map(|s| Box::new(HostStore::new(s, &self.manifest.name)) as Box<dyn Store>)
     }
 
-    /// The hooks (SyncSectorState plugins).
-    pub fn sync_hooks(&self) -> Result<SyncHooks, PluginError> {
-        match &self.module.exports {
-            Exports::SyncSectorState(hooks) => Ok(*hooks),
-            _ => Err(self.wrong_kind(Kind::SyncSectorState)),
-        }
+    /// How events reach the hooks (SyncSectorState plugins).
+    pub fn sync_delivery(&self) -> Result<SyncDelivery, PluginError> {
+        self.backend.sync_delivery(&self.manifest).ok_or_else(|| self.wrong_kind(Kind::SyncSectorState))
     }
 
     /// The namespace and handler (RegisterJsonRpc plugins).
     pub fn rpc_handler(&self) -> Result<(String, Box<dyn JsonRpcHandler>), PluginError> {
-        match &self.module.exports {
-            Exports::RegisterJsonRpc { handler } => handler(),
-            _ => Err(self.wrong_kind(Kind::RegisterJsonRpc)),
-        }
+        self.backend.rpc_handler(self.manifest.kind).ok_or_else(|| self.wrong_kind(Kind::RegisterJsonRpc))?
     }
 
     fn wrong_kind(&self, wanted: Kind) -> PluginError {
@@ -153,7 +172,7 @@ impl PluginRecord {
     }
 
     fn info(&self) -> PluginInfo {
-        let fenced = self.fence.reason();
+        let fenced = self.fence.reason().or_else(|| self.backend.ended());
         let status = self.status();
         let counts = self.counts();
         PluginInfo {
@@ -205,6 +224,7 @@ pub struct PluginInfo {
 pub struct PluginRegistry {
     plugins: Vec<Arc<PluginRecord>>,
     refused: Vec<(PathBuf, LoadError)>,
+    process_options: ProcessOptions,
 }
 
 impl PluginRegistry {
@@ -218,20 +238,27 @@ impl PluginRegistry {
     /// A file that cannot be loaded, or whose `onInit` fails, does not stop the others: it is logged and listed.
     /// An empty `dir` means no plugins; a missing one is an error.
     pub fn load(dir: &Path) -> Result<Self, PluginsDirError> {
+        PluginRegistry::load_with(dir, ProcessOptions::default())
+    }
+
+    /// [`load`](Self::load), running process plugins with `options`.
+    pub fn load_with(dir: &Path, options: ProcessOptions) -> Result<Self, PluginsDirError> {
         if dir.as_os_str().is_empty() {
             return Ok(PluginRegistry::empty());
         }
-        Ok(PluginRegistry::load_files(dir, plugin_files(dir)?))
+        Ok(PluginRegistry::load_files(dir, plugin_files(dir)?, options))
     }
 
     /// Loads exactly `file`, through the same steps as [`load`](Self::load), with `plugins_dir` as the directory
     /// its `onInit` is told (`plugin test` uses a scratch directory). A refusal is in [`refused`](Self::refused).
     pub fn load_file(file: &Path, plugins_dir: &Path) -> Self {
-        PluginRegistry::load_files(plugins_dir, vec![file.to_path_buf()])
+        PluginRegistry::load_files(plugins_dir, vec![file.to_path_buf()], ProcessOptions::default())
     }
 
-    fn load_files(dir: &Path, files: Vec<PathBuf>) -> Self {
-        let mut registry = PluginRegistry::empty();
+    fn load_files(dir: &Path, files: Vec<PathBuf>, process_options: ProcessOptions) -> Self {
+        let mut registry = PluginRegistry { process_options, ..PluginRegistry::empty() };
+        let (process_files, files): (Vec<PathBuf>, Vec<PathBuf>) =
+            files.into_iter().partition(|f| is_process_plugin_file(f));
         // 1. Judge every file from its bytes and seal the accepted ones; nothing is mapped yet.
         let mut sealed: Vec<library::SealedFile> = Vec::new();
         for file in files {
@@ -250,28 +277,33 @@ impl PluginRegistry {
                 Some(started) => started.and_then(|p| probe::finish(p, &file)),
             };
             match probed.and_then(|()| library::map(s)) {
-                Ok(opened) => registry.plugins.push(Arc::new(PluginRecord {
-                    manifest: opened.manifest,
-                    file: opened.file,
-                    build_time: opened.build_time,
-                    module: opened.module,
-                    stats: Arc::default(),
-                    fence: Arc::default(),
-                    status: Mutex::new(Status {
-                        state: PluginState::Uninitialized,
-                        last_error: None,
-                        sync_lag: None,
-                        initialized: false,
-                    }),
-                })),
+                Ok(opened) => registry.plugins.push(Arc::new(PluginRecord::new(
+                    opened.manifest,
+                    opened.file,
+                    opened.build_time,
+                    Backend::Library(opened.module),
+                    Arc::default(),
+                ))),
                 Err(err) => registry.refuse(file, err),
             }
         }
+        // 4. Start the process plugins (their code never runs in the manager).
+        super::process::load::start_all(&mut registry, process_files);
         registry.init_all(dir);
         registry
     }
 
-    fn refuse(&mut self, file: PathBuf, err: LoadError) {
+    /// How process plugins are run.
+    pub fn process_options(&self) -> ProcessOptions {
+        self.process_options
+    }
+
+    /// Adds a loaded plugin (not yet initialized).
+    pub(super) fn push(&mut self, record: PluginRecord) {
+        self.plugins.push(Arc::new(record));
+    }
+
+    pub(super) fn refuse(&mut self, file: PathBuf, err: LoadError) {
         tracing::error!("refused plugin: {err}");
         self.refused.push((file, err));
     }
@@ -284,7 +316,10 @@ impl PluginRegistry {
                 log_sink: Arc::new(PluginLogSink::new(record.label())),
                 stats: Arc::clone(&record.stats),
             };
-            match (record.module.init)(&ctx) {
+            if record.state() == PluginState::Disabled {
+                continue;
+            }
+            match record.backend.init(&ctx, &record.label()) {
                 Ok(()) => {
                     let mut status = record.status();
                     status.state = PluginState::Ready;
@@ -318,7 +353,7 @@ impl PluginRegistry {
                 }
                 owed
             };
-            if owed && let Err(err) = (record.module.shutdown)() {
+            if owed && let Err(err) = record.backend.shutdown() {
                 tracing::warn!(plugin = %record.label(), "onShutdown failed: {err}");
             }
         }
@@ -416,7 +451,7 @@ fn plugin_files(dir: &Path) -> Result<Vec<PathBuf>, PluginsDirError> {
         .map_err(err)?
         .into_iter()
         .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "so"))
+        .filter(|p| p.is_file() && (p.extension().is_some_and(|e| e == "so") || is_process_plugin_file(p)))
         .collect();
     files.sort();
     Ok(files)

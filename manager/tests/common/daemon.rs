@@ -182,7 +182,8 @@ impl RunningDaemon {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    fn wait_ready(&self) {
+    /// Waits (at most 120 s) until the daemon answers HTTP on its port.
+    pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             if let Ok(status) = raw_http(self.port, "GET", "/rpc/v0", Some(&self.token), &[]).map(|r| r.status)

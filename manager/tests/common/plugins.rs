@@ -35,6 +35,7 @@ pub fn build_plugin(src: &Path, out_name: &str, skip_check_dep: bool) -> Result<
         release: !cfg!(debug_assertions),
         target_dir: None,
         skip_check_dep,
+        process: false,
     };
     build(&options).map(|output| output.library)
 }
@@ -67,10 +68,35 @@ pub fn build_other_profile(name: &str) -> PathBuf {
                 release: cfg!(debug_assertions),
                 target_dir: None,
                 skip_check_dep: false,
+                process: false,
             };
             build(&options).unwrap_or_else(|e| panic!("build {name} for the other profile: {e}")).library
         })
         .clone()
+}
+
+/// Builds a known plugin (see [`plugin_src`]) as a process plugin (`plugin build --process`) with `release`,
+/// once per process and profile: the executable `plugin-<name>`.
+pub fn built_process(name: &str, release: bool) -> PathBuf {
+    type Slots = HashMap<(String, bool), Arc<OnceLock<PathBuf>>>;
+    static BUILT: OnceLock<Mutex<Slots>> = OnceLock::new();
+    let slot = {
+        let mut built = BUILT.get_or_init(Default::default).lock().expect("lock");
+        Arc::clone(built.entry((name.to_string(), release)).or_default())
+    };
+    slot.get_or_init(|| {
+        let profile = if release { "release" } else { "debug" };
+        let options = BuildOptions {
+            src_dir: plugin_src(name),
+            out_dir: build_dir().join(format!("{name}-process-{profile}")),
+            release,
+            target_dir: None,
+            skip_check_dep: false,
+            process: true,
+        };
+        build(&options).unwrap_or_else(|e| panic!("plugin build --process of {name} ({profile}): {e}")).library
+    })
+    .clone()
 }
 
 /// Builds a known plugin (see [`plugin_src`]) once per process.

@@ -1,4 +1,5 @@
-//! `plugin build`: turns a plain library crate with a `manifest.toml` into `<out-dir>/plugin-<name>.so`.
+//! `plugin build`: turns a plain library crate with a `manifest.toml` into `<out-dir>/plugin-<name>.so`, or with
+//! `--process` into the executable `<out-dir>/plugin-<name>` that the manager runs as a child process.
 //!
 //! 1. Read and validate `manifest.toml`.
 //! 2. Resolve the author's crate with `cargo metadata` (its library name, its `manager-plugin` dependency).
@@ -31,6 +32,10 @@ pub struct BuildOptions {
     pub target_dir: Option<PathBuf>,
     /// Skip the `check-dep` comparison with the manager's dependency graph.
     pub skip_check_dep: bool,
+    /// Build an executable `plugin-<name>` the manager runs as a child process (`--process`) instead of a `.so`.
+    /// Its dependencies need not match the manager's (only the protocol's major version must), so they are not
+    /// aligned.
+    pub process: bool,
 }
 
 /// A successful build.
@@ -38,7 +43,7 @@ pub struct BuildOptions {
 pub struct BuildOutput {
     /// The validated manifest.
     pub manifest: Manifest,
-    /// The written library.
+    /// The written library (or executable, for a process plugin).
     pub library: PathBuf,
     /// When it was built (RFC 3339, UTC), as embedded in the library.
     pub build_time: String,
@@ -129,9 +134,11 @@ pub fn build(options: &BuildOptions) -> Result<BuildOutput, BuildError> {
         build_time: &build_time,
         target_dir: &target_dir,
         release: options.release,
-        align_with_manager: !options.skip_check_dep,
+        align_with_manager: !options.skip_check_dep && !options.process,
+        mode: if options.process { codegen::Mode::Process } else { codegen::Mode::Library },
     })?;
-    let library = install(&built.path, &options.out_dir, &manifest.library_file_name())?;
+    let file_name = if options.process { format!("plugin-{}", manifest.name) } else { manifest.library_file_name() };
+    let library = install(&built.path, &options.out_dir, &file_name)?;
     drop(built);
     Ok(BuildOutput { manifest, library, build_time })
 }
@@ -160,13 +167,4 @@ fn install(built: &Path, out_dir: &Path, file_name: &str) -> Result<PathBuf, Bui
 fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or_else(|_| time::OffsetDateTime::now_utc());
     now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
-
-/// The manifest as JSON with the build time added, as `plugin build` prints it.
-pub fn manifest_json(output: &BuildOutput) -> serde_json::Value {
-    let mut value = serde_json::to_value(&output.manifest).unwrap_or_default();
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("buildTime".into(), output.build_time.clone().into());
-    }
-    value
 }

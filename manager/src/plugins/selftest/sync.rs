@@ -2,11 +2,12 @@
 //! 1000 part way through sealing, built with the SDK's sector model the way the state manager builds it) and must
 //! accept it. Hooks the plugin does not export are not called, as in the daemon.
 
+use manager_plugin::manifest::ExtPoint;
 use manager_plugin::sector::{
     AllocatedSector, Bytes, Cid, PreCommitInfo, ReportStateReq, SectorId, SectorState, SectorUpdate, StateChange,
     Ticket, WorkerIdentifier, WorkerState,
 };
-use manager_plugin::sync::{FinalizeEvent, ImportEvent, InitEvent, RestoreEvent, UpdateEvent};
+use manager_plugin::sync::{FinalizeEvent, ImportEvent, InitEvent, RestoreEvent, SectorEvent, UpdateEvent};
 
 use super::{Context as _, Outcome, check};
 use crate::plugins::registry::PluginRecord;
@@ -16,7 +17,7 @@ const PROOF_TYPE: i64 = 8;
 
 /// `plugin test` of a SyncSectorState plugin: one check per exported hook, named after the hook.
 pub(super) fn run(record: &PluginRecord) -> Vec<Outcome> {
-    let hooks = match record.sync_hooks() {
+    let hooks = match record.sync_delivery() {
         Ok(hooks) => hooks,
         Err(e) => return vec![check("hooks", || Err(e.to_string()))],
     };
@@ -27,32 +28,25 @@ pub(super) fn run(record: &PluginRecord) -> Vec<Outcome> {
     let mut finalized = sealed.clone();
     finalized.finalized = true;
     let mut outcomes = Vec::new();
-    if let Some(hook) = hooks.on_init {
-        let event = InitEvent {
-            sectors: vec![AllocatedSector { id, proof_type: PROOF_TYPE }],
-            worker_state: WorkerState::Online,
-        };
-        outcomes.push(check("OnInit", || hook(&event).ctx("OnInit of a newly allocated sector")));
-    }
-    if let Some(hook) = hooks.on_update {
-        let event = UpdateEvent { sector_id: id, worker_state: WorkerState::Online, updates, state: sealed.clone() };
-        outcomes.push(check("OnUpdate", || hook(&event).ctx("OnUpdate of a ticket and a PC1Done report")));
-    }
-    if let Some(hook) = hooks.on_finalize {
-        let event = FinalizeEvent { sector_id: id, state: finalized.clone() };
-        outcomes.push(check("OnFinalize", || hook(&event).ctx("OnFinalize of a sealed sector")));
-    }
-    if let Some(hook) = hooks.on_restore {
-        let event = RestoreEvent { sector_id: id, state: sealed.clone() };
-        outcomes.push(check("OnRestore", || hook(&event).ctx("OnRestore of a finalized sector")));
-    }
-    if let Some(hook) = hooks.on_import {
-        let mut imported = finalized;
-        imported.id = SectorId { miner: 1000, number: 8 };
-        imported.imported = true;
-        let event = ImportEvent { worker_state: WorkerState::Offline, state: imported, overwrite: false };
-        outcomes.push(check("OnImport", || hook(&event).ctx("OnImport of a sealed sector")));
-    }
+    let mut deliver = |point: ExtPoint, what: &str, event: SectorEvent| {
+        if hooks.exports(point) {
+            outcomes.push(check(point.as_str(), || hooks.deliver(&event).ctx(what)));
+        }
+    };
+    let allocated = vec![AllocatedSector { id, proof_type: PROOF_TYPE }];
+    let init = InitEvent { sectors: allocated, worker_state: WorkerState::Online };
+    deliver(ExtPoint::OnInit, "OnInit of a newly allocated sector", SectorEvent::Init(init));
+    let update = UpdateEvent { sector_id: id, worker_state: WorkerState::Online, updates, state: sealed.clone() };
+    deliver(ExtPoint::OnUpdate, "OnUpdate of a ticket and a PC1Done report", SectorEvent::Update(update));
+    let finalize = FinalizeEvent { sector_id: id, state: finalized.clone() };
+    deliver(ExtPoint::OnFinalize, "OnFinalize of a sealed sector", SectorEvent::Finalize(finalize));
+    let restore = RestoreEvent { sector_id: id, state: sealed.clone() };
+    deliver(ExtPoint::OnRestore, "OnRestore of a finalized sector", SectorEvent::Restore(restore));
+    let mut imported = finalized;
+    imported.id = SectorId { miner: 1000, number: 8 };
+    imported.imported = true;
+    let import = ImportEvent { worker_state: WorkerState::Offline, state: imported, overwrite: false };
+    deliver(ExtPoint::OnImport, "OnImport of a sealed sector", SectorEvent::Import(import));
     outcomes
 }
 

@@ -1,5 +1,6 @@
 //! Test fixture: a KVStore plugin that panics on demand, to prove panics become errors.
-//! `Meta` key `panic_in` = `constructor` | `get` | `iter` | `drop` (the iterator's `Drop`); `onInit` panics when `<plugins dir>/panic-in-init`
+//! `Meta` key `panic_in` = `constructor` | `get` | `get-unwrap` (get panics as an `unwrap` of an I/O error does, a
+//! long message) | `iter` | `drop` (the iterator's `Drop`); `onInit` panics when `<plugins dir>/panic-in-init`
 //! exists.
 
 use std::sync::Mutex;
@@ -62,6 +63,13 @@ impl KvStore for PanickyStore {
     fn get(&self, _key: &[u8]) -> Result<Vec<u8>, KvError> {
         if self.panic_in == "get" {
             panic!("panicky-kv: told to panic in get");
+        }
+        if self.panic_in == "get-unwrap" {
+            let failed: Result<(), std::io::Error> = Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "cannot open /var/lib/panicky-kv/segment-000042.log",
+            ));
+            failed.unwrap();
         }
         Ok(self.value())
     }

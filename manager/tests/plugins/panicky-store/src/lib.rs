@@ -1,4 +1,5 @@
-//! Test fixture: a FileStore plugin whose `put` panics, to prove panics become errors.
+//! Test fixture: a FileStore plugin whose `put` panics, and whose `stat` panics for objects named
+//! `panic-in-stat…`, to prove panics become errors naming the store method that panicked.
 //! `onInit` panics when `<plugins dir>/panic-in-init` exists.
 
 use std::io::Read;
@@ -54,6 +55,9 @@ impl Store for PanickyStore {
         Err(StoreError::NotFound(path.into()))
     }
     fn stat(&self, path: &str) -> Result<ObjectStat, StoreError> {
+        if path.starts_with("panic-in-stat") {
+            panic!("panicky-store: told to panic in stat");
+        }
         Err(StoreError::NotFound(path.into()))
     }
     fn put(&self, _path: &str, reader: &mut dyn Read) -> Result<u64, StoreError> {

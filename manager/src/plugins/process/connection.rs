@@ -1,0 +1,256 @@
+//! The manager's end of one process plugin's socket: numbered calls with a deadline, callbacks routed back to the
+//! call that waits for them, log events into the daemon's `tracing`, and a clear reason for every call once the
+//! process is gone.
+
+use std::collections::HashMap;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use manager_plugin::error::BoundaryError as _;
+use manager_plugin::lifecycle::{CallStats, LogSink as _};
+use manager_plugin::process::codec::{LineReader, write_line};
+use manager_plugin::process::wire::{Answer, Call, Callback, FromPlugin, Handle, ToPlugin, Value, WireError};
+
+use crate::plugins::log_sink::PluginLogSink;
+
+/// What arrives for a waiting call.
+#[derive(Debug)]
+pub enum Incoming {
+    /// Its result.
+    Reply(Result<Value, WireError>),
+    /// It needs the manager.
+    Callback(Callback),
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// How the plugin process ended, set once by whoever learns it first (its reaper, or the reader at EOF).
+#[derive(Default)]
+pub struct Ended {
+    why: Mutex<Option<String>>,
+    changed: Condvar,
+}
+
+impl Ended {
+    /// Records why the process ended (the first reason wins).
+    pub fn set(&self, why: String) {
+        let mut slot = lock(&self.why);
+        if slot.is_none() {
+            *slot = Some(why);
+        }
+        self.changed.notify_all();
+    }
+
+    /// Why it ended, if it did.
+    pub fn get(&self) -> Option<String> {
+        lock(&self.why).clone()
+    }
+
+    /// Waits up to `limit` for a reason.
+    fn wait(&self, limit: Duration) -> Option<String> {
+        let slot = lock(&self.why);
+        let (slot, _) =
+            self.changed.wait_timeout_while(slot, limit, |why| why.is_none()).unwrap_or_else(|p| p.into_inner());
+        slot.clone()
+    }
+}
+
+/// One process plugin's connection.
+pub struct Connection {
+    label: String,
+    writer: Mutex<UnixStream>,
+    pending: Mutex<HashMap<u64, Sender<Incoming>>>,
+    next_id: AtomicU64,
+    /// Set when the process is gone; every later call fails with it.
+    ended: Arc<Ended>,
+    stats: Arc<CallStats>,
+    timeout: Duration,
+    /// Kills the process (a call passed its deadline: the plugin may be stuck for good).
+    kill: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Connection {
+    /// Starts serving `reader` (the socket's reading half, past the handshake) on a thread of its own.
+    pub fn start(
+        label: String,
+        writer: UnixStream,
+        reader: LineReader<UnixStream>,
+        ended: Arc<Ended>,
+        stats: Arc<CallStats>,
+        timeout: Duration,
+        kill: Box<dyn Fn() + Send + Sync>,
+    ) -> std::io::Result<Arc<Connection>> {
+        let conn = Arc::new(Connection {
+            label,
+            writer: Mutex::new(writer),
+            pending: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            ended,
+            stats,
+            timeout,
+            kill,
+        });
+        let serving = Arc::clone(&conn);
+        std::thread::Builder::new()
+            .name(format!("plugin-conn {}", conn.label))
+            .spawn(move || serving.read_loop(reader))?;
+        Ok(conn)
+    }
+
+    fn read_loop(&self, mut reader: LineReader<UnixStream>) {
+        let log = PluginLogSink::new(self.label.clone());
+        let end = loop {
+            match reader.read_message::<FromPlugin>() {
+                Ok(Some(FromPlugin::Reply { id, reply })) => self.route(id, Incoming::Reply(reply)),
+                Ok(Some(FromPlugin::Callback { id, callback })) => self.route(id, Incoming::Callback(callback)),
+                Ok(Some(FromPlugin::Log(record))) => log.log(&record),
+                Ok(Some(FromPlugin::Hello(_))) => tracing::warn!(plugin = %self.label, "a second handshake, ignored"),
+                Ok(None) => break "closed its connection".to_string(),
+                Err(e) => break format!("broke the protocol ({e})"),
+            }
+        };
+        // The reaper knows how the process ended (a signal, an exit code): prefer its words when it has them soon.
+        let why = self.ended.wait(Duration::from_secs(2)).unwrap_or_else(|| format!("the plugin process {end}"));
+        self.ended.set(why);
+        lock(&self.pending).clear();
+    }
+
+    fn route(&self, id: u64, incoming: Incoming) {
+        if let Some(tx) = lock(&self.pending).get(&id) {
+            let _ = tx.send(incoming);
+        }
+    }
+
+    fn send(&self, message: &ToPlugin) -> Result<(), WireError> {
+        let failed = |why: String| WireError::Protocol(format!("plugin {}: {why}", self.label));
+        if let Some(why) = self.ended.get() {
+            return Err(failed(why));
+        }
+        write_line(&mut *lock(&self.writer), message)
+            .map_err(|e| failed(self.ended.get().unwrap_or_else(|| format!("writing to its process failed: {e}"))))
+    }
+
+    /// Sends `call` and returns the handle to wait on it. Counts the call.
+    pub fn start_call(self: &Arc<Self>, call: Call) -> Result<PendingCall, WireError> {
+        self.stats.record_call();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = channel();
+        lock(&self.pending).insert(id, tx);
+        let pending = PendingCall { conn: Arc::clone(self), id, rx };
+        if let Err(e) = self.send(&ToPlugin::Request { id, call }) {
+            self.record(&Err(e.clone()));
+            return Err(e);
+        }
+        Ok(pending)
+    }
+
+    /// Runs a call that needs no callbacks and returns its result.
+    pub fn call(self: &Arc<Self>, call: Call) -> Result<Value, WireError> {
+        let pending = self.start_call(call)?;
+        match pending.next()? {
+            Incoming::Reply(reply) => pending.finish(reply),
+            Incoming::Callback(cb) => pending.finish(Err(WireError::Protocol(format!("unexpected callback {cb:?}")))),
+        }
+    }
+
+    /// Tells the plugin the manager dropped `handle`.
+    pub fn release(&self, handle: Handle) {
+        let _ = self.send(&ToPlugin::Release { handle });
+    }
+
+    /// Closes the socket: the plugin process exits when it sees the end of it.
+    pub fn close(&self) {
+        let _ = lock(&self.writer).shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Why the process is gone, if it is.
+    pub fn ended(&self) -> Option<String> {
+        self.ended.get()
+    }
+
+    fn record(&self, result: &Result<Value, WireError>) {
+        if let Err(e) = result {
+            let (failure, panicked) = match e {
+                WireError::Kv(e) => (e.is_failure(), e.is_panic()),
+                WireError::Store(e) => (e.is_failure(), e.is_panic()),
+                WireError::Rpc(e) => (e.is_failure(), e.is_panic()),
+                WireError::Plugin(e) => (e.is_failure(), e.is_panic()),
+                WireError::Protocol(_) => (true, false),
+            };
+            if failure {
+                self.stats.record_failure(describe(e), panicked);
+            }
+        }
+    }
+}
+
+/// The error's own message, without the variant.
+pub fn describe(error: &WireError) -> String {
+    match error {
+        WireError::Kv(e) => e.to_string(),
+        WireError::Store(e) => e.to_string(),
+        WireError::Rpc(e) => e.to_string(),
+        WireError::Plugin(e) => e.to_string(),
+        WireError::Protocol(m) => m.clone(),
+    }
+}
+
+/// A call in flight.
+pub struct PendingCall {
+    conn: Arc<Connection>,
+    id: u64,
+    rx: Receiver<Incoming>,
+}
+
+impl PendingCall {
+    /// The next reply or callback, within the deadline; past it, the process is killed (it may be stuck for good,
+    /// holding locks) and the call fails saying so.
+    pub fn next(&self) -> Result<Incoming, WireError> {
+        let why = match self.rx.recv_timeout(self.conn.timeout) {
+            Ok(incoming) => return Ok(incoming),
+            Err(RecvTimeoutError::Timeout) => {
+                let why = format!(
+                    "it did not answer within {} s ([Common.Plugins] ProcessCallTimeoutSecs); its process was killed",
+                    self.conn.timeout.as_secs()
+                );
+                tracing::error!(plugin = %self.conn.label, "{why}");
+                self.conn.ended.set(why.clone());
+                (self.conn.kill)();
+                why
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                self.conn.ended().unwrap_or_else(|| "the plugin process ended".into())
+            }
+        };
+        let error = WireError::Protocol(format!("plugin {}: {why}", self.conn.label));
+        self.conn.record(&Err(error.clone()));
+        Err(error)
+    }
+
+    /// Answers a callback of this call.
+    pub fn answer(&self, answer: Answer) -> Result<(), WireError> {
+        self.conn.send(&ToPlugin::Answer { id: self.id, answer })
+    }
+
+    /// Counts the call's result and returns it.
+    pub fn finish(&self, result: Result<Value, WireError>) -> Result<Value, WireError> {
+        self.conn.record(&result);
+        result
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &Arc<Connection> {
+        &self.conn
+    }
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        lock(&self.conn.pending).remove(&self.id);
+    }
+}
