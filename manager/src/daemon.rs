@@ -6,7 +6,6 @@
 pub mod shutdown;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
@@ -15,7 +14,7 @@ use manager_plugin::glue::SyncHooks;
 use manager_plugin::kv::Db;
 use manager_plugin::sync::SectorEvent;
 
-use crate::config::{Config, DbDriver, StoreEntry};
+use crate::config::{Config, DbDriver, PluginsConfig, StoreEntry};
 use crate::db_identity::DbDescription;
 use crate::filestore::{StoreManager, StoreSpec};
 use crate::home::Home;
@@ -50,7 +49,7 @@ impl Daemon {
         config.log_warnings();
         let token = home.read_token().context("reading the API token")?;
         crate::plugins::probe::remember_passes_in(Some(home.dir.join("plugin-probes")));
-        let registry = Arc::new(load_plugins(&config.common.plugins.dir).await?);
+        let registry = Arc::new(load_plugins(&config.common.plugins).await?);
         let db = match open_db(&config, &registry).await {
             Ok(db) => db,
             Err(e) => {
@@ -229,9 +228,10 @@ impl Signals {
     }
 }
 
-async fn load_plugins(dir: &Path) -> anyhow::Result<PluginRegistry> {
-    let dir = dir.to_path_buf();
-    Ok(tokio::task::spawn_blocking(move || PluginRegistry::load(&dir)).await??)
+async fn load_plugins(plugins: &PluginsConfig) -> anyhow::Result<PluginRegistry> {
+    let dir = plugins.dir.clone();
+    let limits = plugins.file_limits();
+    Ok(tokio::task::spawn_blocking(move || PluginRegistry::load_with(&dir, &limits)).await??)
 }
 
 async fn open_db(config: &Config, registry: &Arc<PluginRegistry>) -> anyhow::Result<Arc<dyn Db>> {

@@ -1,11 +1,12 @@
 //! `plugin inspect FILE [--manager BIN] [--json]`: what a built plugin is and whether a manager would load it,
-//! read from the file's bytes with the same checks the manager runs before mapping a plugin. No code of the
-//! file (or of the manager binary) runs.
+//! read from the file's bytes with the same checks the manager runs before mapping a plugin (the same size cap,
+//! one parse, the same time budget). No code of the file (or of the manager binary) runs.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use manager_plugin::abi::{Fingerprint, FingerprintDifference};
+use plugin_image::limits::{Budget, FileLimits, ReadError, read_capped};
 use plugin_image::{Image, Refusal};
 use serde_json::json;
 
@@ -57,16 +58,24 @@ pub fn inspect(file: &Path, manager: Option<&Path>, json: bool) -> anyhow::Resul
         }
         None => Reference::Tool,
     };
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // The manager's own limits and its one parse: a file over the size cap is refused unread, the checks stop at
+    // the time budget.
+    let limits = FileLimits::default();
+    let (bytes, unread) = match read_capped(file, &limits) {
+        Ok(bytes) => (bytes, None),
+        Err(ReadError::Refused(refusal)) => (Vec::new(), Some(refusal)),
+        Err(ReadError::Io(e)) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    };
     let label = file.display().to_string();
     let host = reference.fingerprint();
-    let (image, verdict) = match Image::read_plugin(&bytes) {
-        Ok(image) => {
-            let verdict = image.check(&host, &label).map(|_| ());
-            (Some(image), verdict)
-        }
-        Err(refusal) => (None, Err(refusal)),
-    };
+    let (image, verdict) =
+        match unread.map_or_else(|| Image::read_plugin_within(&bytes, &Budget::start(limits.time_budget)), Err) {
+            Ok(image) => {
+                let verdict = image.check(&host, &label).map(|_| ());
+                (Some(image), verdict)
+            }
+            Err(refusal) => (None, Err(refusal)),
+        };
     let report = if json {
         json_report(&label, image.as_ref(), &reference, &verdict)
     } else {

@@ -115,11 +115,26 @@ pub struct PluginsConfig {
     /// `SyncBacklogWarning`: a warning is logged when a SyncSectorState plugin's pending events reach this, and
     /// at each tenfold; 0 disables; default 10000.
     pub sync_backlog_warning: u64,
+    /// `MaxFileSize`: plugin files larger than this many bytes (from their metadata) are refused unread; default
+    /// 256 MiB.
+    pub max_file_size: u64,
 }
 
 impl Default for PluginsConfig {
     fn default() -> Self {
-        PluginsConfig { dir: PathBuf::new(), sync_hung_after_secs: 60, sync_backlog_warning: 10_000 }
+        PluginsConfig {
+            dir: PathBuf::new(),
+            sync_hung_after_secs: 60,
+            sync_backlog_warning: 10_000,
+            max_file_size: plugin_image::limits::DEFAULT_MAX_FILE_SIZE,
+        }
+    }
+}
+
+impl PluginsConfig {
+    /// What reading and checking one plugin file may cost: `MaxFileSize` and the fixed time budget.
+    pub fn file_limits(&self) -> plugin_image::limits::FileLimits {
+        plugin_image::limits::FileLimits { max_file_size: self.max_file_size, ..Default::default() }
     }
 }
 

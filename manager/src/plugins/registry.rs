@@ -11,6 +11,7 @@ use manager_plugin::kv::{Db, Meta};
 use manager_plugin::lifecycle::{CallCounts, CallStats, PluginContext};
 use manager_plugin::manifest::{Kind, Manifest};
 use manager_plugin::{PluginError, PluginState};
+use plugin_image::limits::FileLimits;
 use serde::{Deserialize, Serialize};
 
 use super::host_adapter::{HostDb, HostStore, WriteFence};
@@ -218,52 +219,66 @@ impl PluginRegistry {
     /// A file that cannot be loaded, or whose `onInit` fails, does not stop the others: it is logged and listed.
     /// An empty `dir` means no plugins; a missing one is an error.
     pub fn load(dir: &Path) -> Result<Self, PluginsDirError> {
+        PluginRegistry::load_with(dir, &FileLimits::default())
+    }
+
+    /// [`load`](Self::load) with `limits` (`[Common.Plugins] MaxFileSize`) instead of the defaults.
+    pub fn load_with(dir: &Path, limits: &FileLimits) -> Result<Self, PluginsDirError> {
         if dir.as_os_str().is_empty() {
             return Ok(PluginRegistry::empty());
         }
-        Ok(PluginRegistry::load_files(dir, plugin_files(dir)?))
+        Ok(PluginRegistry::load_files(dir, plugin_files(dir)?, limits))
     }
 
     /// Loads exactly `file`, through the same steps as [`load`](Self::load), with `plugins_dir` as the directory
     /// its `onInit` is told (`plugin test` uses a scratch directory). A refusal is in [`refused`](Self::refused).
     pub fn load_file(file: &Path, plugins_dir: &Path) -> Self {
-        PluginRegistry::load_files(plugins_dir, vec![file.to_path_buf()])
+        PluginRegistry::load_files(plugins_dir, vec![file.to_path_buf()], &FileLimits::default())
     }
 
-    fn load_files(dir: &Path, files: Vec<PathBuf>) -> Self {
+    fn load_files(dir: &Path, files: Vec<PathBuf>, limits: &FileLimits) -> Self {
         let mut registry = PluginRegistry::empty();
-        // 1. Judge every file from its bytes and seal the accepted ones; nothing is mapped yet.
+        // 1. Judge every file from its bytes (one at a time: at most one file's bytes in memory, then sealed)
+        //    and seal the accepted ones; nothing is mapped yet.
         let mut sealed: Vec<library::SealedFile> = Vec::new();
         for file in files {
-            let checked = library::check(&file).and_then(|c| check_duplicate(&sealed, c)).and_then(library::seal);
+            let checked =
+                library::check(&file, limits).and_then(|c| check_duplicate(&sealed, c)).and_then(library::seal);
             match checked {
                 Ok(s) => sealed.push(s),
                 Err(err) => registry.refuse(file, err),
             }
         }
-        // 2. Trial-load them all in child processes (in parallel), 3. then map the survivors, in filename order.
+        // 2. Trial-load them all in child processes (in parallel), 3. then map the survivors, in filename order;
+        //    a pass is remembered only once the daemon's own load returned.
         let probes: Vec<_> = sealed.iter().map(probe::start).collect();
         for (s, started) in sealed.into_iter().zip(probes) {
             let file = s.file.clone();
             let probed = match started {
-                None => Ok(()),
-                Some(started) => started.and_then(|p| probe::finish(p, &file)),
+                None => Ok(None),
+                Some(started) => started.and_then(|p| probe::finish(p, &s)),
             };
-            match probed.and_then(|()| library::map(s)) {
-                Ok(opened) => registry.plugins.push(Arc::new(PluginRecord {
-                    manifest: opened.manifest,
-                    file: opened.file,
-                    build_time: opened.build_time,
-                    module: opened.module,
-                    stats: Arc::default(),
-                    fence: Arc::default(),
-                    status: Mutex::new(Status {
-                        state: PluginState::Uninitialized,
-                        last_error: None,
-                        sync_lag: None,
-                        initialized: false,
-                    }),
-                })),
+            let mapped = probed.and_then(|pass| library::map(s).map(|opened| (opened, pass)));
+            match mapped {
+                Ok((opened, pass)) => {
+                    if let Some(pass) = pass {
+                        probe::keep(pass);
+                    }
+                    registry.plugins.push(Arc::new(PluginRecord {
+                        manifest: opened.manifest,
+                        file: opened.file,
+                        build_time: opened.build_time,
+                        module: opened.module,
+                        stats: Arc::default(),
+                        fence: Arc::default(),
+                        status: Mutex::new(Status {
+                            state: PluginState::Uninitialized,
+                            last_error: None,
+                            sync_lag: None,
+                            initialized: false,
+                        }),
+                    }))
+                }
                 Err(err) => registry.refuse(file, err),
             }
         }
