@@ -227,7 +227,7 @@ fn sixty_five_thousand_segments_are_refused_at_once_and_a_million_relocations_co
         heavy.len() / 1_000_000,
         memdb.len() / 1_000_000
     );
-    assert!(heavy_in < std::time::Duration::from_secs(5), "took {heavy_in:?}");
+    assert!(heavy_in < std::time::Duration::from_secs(8), "took {heavy_in:?}");
     // Out of ascending order (the gABI's rule, which the binary search relies on): refused.
     let unordered = common::hostile::many_segments(&memdb, 40, true, 10);
     let err = plugin_image::Image::read_plugin(&unordered).err().expect("refused");
