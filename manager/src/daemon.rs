@@ -6,16 +6,14 @@
 pub mod shutdown;
 
 use std::net::SocketAddr;
-
 use std::sync::Arc;
 
-use crate::plugins::backend::SyncDelivery;
 use anyhow::{Context as _, bail};
 use manager_plugin::Kind;
 use manager_plugin::kv::Db;
 use manager_plugin::sync::SectorEvent;
 
-use crate::config::{Config, DbDriver, StoreEntry};
+use crate::config::{Config, DbDriver, PluginsConfig, StoreEntry};
 use crate::db_identity::{DbDescription, IdentityFencedDb};
 use crate::filestore::{StoreManager, StoreSpec};
 use crate::home::Home;
@@ -23,6 +21,7 @@ use crate::kvstore::{LeasedRedisDb, RedisDb, RocksDb};
 use crate::metrics::MetricsExporter;
 use crate::metrics::http::MetricsServer;
 use crate::metrics::plugin_calls::SyncCallTimers;
+use crate::plugins::backend::SyncDelivery;
 use crate::plugins::{PluginRecord, PluginRegistry, SyncLag};
 use crate::rpc::{self, AppState, RpcServer, ServerLimits};
 use crate::sectors::{Deliverer, DeliveryOptions, DeliveryWatch, EventTarget, StateManager};
@@ -265,8 +264,8 @@ impl Signals {
     }
 }
 
-async fn load_plugins(plugins: &crate::config::PluginsConfig) -> anyhow::Result<PluginRegistry> {
-    let (dir, options) = (plugins.dir.clone(), plugins.process_options());
+async fn load_plugins(plugins: &PluginsConfig) -> anyhow::Result<PluginRegistry> {
+    let (dir, options) = (plugins.dir.clone(), plugins.load_options());
     Ok(tokio::task::spawn_blocking(move || PluginRegistry::load_with(&dir, options)).await??)
 }
 

@@ -42,7 +42,12 @@ enum Command {
     Util(UtilCommand),
     /// Internal: trial-load one sealed plugin file in this child process (see `plugins::probe`).
     #[command(name = "__probe-plugin", hide = true)]
-    ProbePlugin { file: PathBuf },
+    ProbePlugin {
+        file: PathBuf,
+        /// The size cap the parent read the file under.
+        #[arg(long = "max-file-size", default_value_t = plugin_image::limits::DEFAULT_MAX_FILE_SIZE)]
+        max_file_size: u64,
+    },
     /// Internal: `plugin test FILE`: load one plugin as the daemon does and run its kind's conformance suite
     /// against a scratch directory (see `plugins::selftest`).
     #[command(name = "__test-plugin", hide = true)]
@@ -132,8 +137,8 @@ enum StoreCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::ProbePlugin { file } = &cli.command {
-        return match manager::plugins::probe::run_child(file) {
+    if let Command::ProbePlugin { file, max_file_size } = &cli.command {
+        return match manager::plugins::probe::run_child(file, *max_file_size) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{e}");

@@ -177,3 +177,132 @@ fn a_log_field_whose_debug_fails_or_panics_does_not_fail_the_call() {
     assert!(logs.contains("bad-debug: failing field field=<field formatting failed>"), "{logs}");
     assert!(logs.contains("bad-debug: panicking field field=<field formatting panicked>"), "{logs}");
 }
+
+#[test]
+fn the_dynamic_table_is_read_up_to_dt_null_and_a_repeated_tag_is_refused() {
+    let memdb = std::fs::read(common::plugins::built("memdb")).unwrap();
+    // Issue 17 item 5: a second DT_SYMTAB (the checks would read one table, the loader the other).
+    let mut second_symtab = memdb.clone();
+    let symtab = plugin_image::elf::dynamic_table(
+        &plugin_image::elf::Elf::parse(&*memdb).unwrap(),
+        &plugin_image::limits::Budget::start(std::time::Duration::from_secs(10)),
+    )
+    .unwrap()
+    .unwrap()
+    .get(object::elf::DT_SYMTAB)
+    .unwrap();
+    common::hostile::retag_dynamic(&mut second_symtab, object::elf::DT_FINI, object::elf::DT_SYMTAB, symtab + 24);
+    let err = plugin_image::Image::read_plugin(&second_symtab).err().expect("refused");
+    assert!(err.to_string().contains("dynamic tag DT_SYMTAB appears twice"), "{err}");
+    // Entries after DT_NULL are never read by the loader, and not by the checks either.
+    let mut after_null = memdb.clone();
+    common::hostile::write_after_dt_null(&mut after_null, object::elf::DT_GNU_HASH, 0x07ff_f000_0000);
+    plugin_image::Image::read_plugin(&after_null).expect("an entry after DT_NULL is ignored");
+    // DT_NEEDED may repeat (the gABI orders them); memdb has several.
+    plugin_image::Image::read_plugin(&memdb).expect("the real plugin passes");
+}
+
+#[test]
+fn sixty_five_thousand_segments_are_refused_at_once_and_a_million_relocations_cost_linear_time() {
+    let memdb = std::fs::read(common::plugins::built("memdb")).unwrap();
+    // Issue 17 item 6: 6 MB, 65,000 dummy PT_LOADs before the real ones, 100k relocations (66 s before).
+    let crafted = common::hostile::many_segments(&memdb, 65_000, true, 100_000);
+    let started = std::time::Instant::now();
+    let err = plugin_image::Image::read_plugin(&crafted).err().expect("refused");
+    let refused_in = started.elapsed();
+    assert!(err.to_string().contains("program headers (at most 64)"), "{err}");
+    assert!(refused_in < std::time::Duration::from_secs(1), "took {refused_in:?}");
+
+    // Within the caps: 40 extra segments (ascending), 1,000,000 relocations (24 MB): every relocation target is
+    // found by binary search.
+    let heavy = common::hostile::many_segments(&memdb, 40, false, 1_000_000);
+    let started = std::time::Instant::now();
+    plugin_image::Image::read_plugin(&heavy).expect("a big but well-formed file passes");
+    let heavy_in = started.elapsed();
+    let started = std::time::Instant::now();
+    plugin_image::Image::read_plugin(&memdb).expect("memdb passes");
+    let memdb_in = started.elapsed();
+    println!(
+        "refused 65,000 segments in {refused_in:?}; checked {} MB with 1,000,000 relocations in {heavy_in:?} (memdb, {} MB: {memdb_in:?})",
+        heavy.len() / 1_000_000,
+        memdb.len() / 1_000_000
+    );
+    assert!(heavy_in < std::time::Duration::from_secs(8), "took {heavy_in:?}");
+    // Out of ascending order (the gABI's rule, which the binary search relies on): refused.
+    let unordered = common::hostile::many_segments(&memdb, 40, true, 10);
+    let err = plugin_image::Image::read_plugin(&unordered).err().expect("refused");
+    assert!(err.to_string().contains("overlap or are not in ascending address order"), "{err}");
+}
+
+#[test]
+fn the_checks_stop_at_their_time_budget() {
+    let memdb = std::fs::read(common::plugins::built("memdb")).unwrap();
+    let spent = plugin_image::limits::Budget::start(std::time::Duration::ZERO);
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let err = plugin_image::Image::read_plugin_within(&memdb, &spent).err().expect("refused");
+    assert!(err.to_string().contains("took longer than its time budget of 0 s"), "{err}");
+    let ample = plugin_image::limits::Budget::start(std::time::Duration::from_secs(10));
+    plugin_image::Image::read_plugin_within(&memdb, &ample).expect("within the budget");
+}
+
+/// A real plugin followed by a hole up to `size` bytes: a sparse file, nothing written past the plugin.
+fn sparse_plugin(path: &std::path::Path, size: u64) {
+    std::fs::copy(common::plugins::built("memdb"), path).unwrap();
+    std::fs::File::options().write(true).open(path).unwrap().set_len(size).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sparse_gigabyte_plugin_is_refused_unread_and_the_daemon_stays_small() {
+    // Issue 17 item 7: a real plugin padded to 1 GiB loaded, and the daemon's peak RSS was 1.07 GB.
+    let home = TestHome::init();
+    home.install_plugins(&["counter"]);
+    let huge = home.plugins_dir().join("plugin-huge.so");
+    sparse_plugin(&huge, 1 << 30);
+    let daemon = home.start();
+    let listed: Vec<manager::plugins::PluginInfo> =
+        daemon.call("Plugins.List", jsonrpsee::rpc_params![]).await.expect("Plugins.List");
+    let refused = listed.iter().find(|p| p.file.ends_with("plugin-huge.so")).expect("listed");
+    let error = refused.last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "{}: 1073741824 bytes, over the plugin file size cap of 268435456 bytes ([Common.Plugins] MaxFileSize)",
+            huge.display()
+        )),
+        "{error}"
+    );
+    assert!(listed.iter().any(|p| p.name.as_deref() == Some("counter") && p.state == "Ready"), "{listed:#?}");
+    let peak = daemon.peak_rss();
+    println!("daemon peak RSS with a 1 GiB sparse plugin in its plugins dir: {} MiB", peak >> 20);
+    assert!(peak < 256 << 20, "peak RSS {} MiB", peak >> 20);
+    daemon.stop();
+
+    let inspection = plugin::inspect::inspect(&huge, None, false).unwrap();
+    assert!(!inspection.compatible);
+    assert!(inspection.report.contains("over the plugin file size cap of 268435456 bytes"), "{}", inspection.report);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_file_size_comes_from_the_config() {
+    let home = TestHome::init();
+    home.install_plugins(&["counter"]);
+    let size = std::fs::metadata(home.plugins_dir().join("plugin-counter.so")).unwrap().len();
+    home.set_config("Common.Plugins.MaxFileSize", (size - 1) as i64);
+    let daemon = home.start();
+    let listed: Vec<manager::plugins::PluginInfo> =
+        daemon.call("Plugins.List", jsonrpsee::rpc_params![]).await.expect("Plugins.List");
+    let error = listed[0].last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "{size} bytes, over the plugin file size cap of {} bytes ([Common.Plugins] MaxFileSize)",
+            size - 1
+        )),
+        "{listed:#?}"
+    );
+    daemon.stop();
+    // Exactly at the cap: loaded (the probe child reads it under the same cap).
+    home.set_config("Common.Plugins.MaxFileSize", size as i64);
+    let daemon = home.start();
+    let n: i64 = daemon.call("AtomicCounter.Incr", jsonrpsee::rpc_params!["k"]).await.expect("plugin RPC answers");
+    assert_eq!(n, 1);
+    daemon.stop();
+}

@@ -179,7 +179,7 @@ fn a_store_whose_put_panics_fails_each_behaviour_that_writes() {
 
 /// The first line of `load`'s failure is the loader's own message, as the daemon logs it.
 fn assert_refused_like_the_daemon(file: &Path) -> String {
-    let loader = match manager::plugins::library::check(file) {
+    let loader = match manager::plugins::library::check(file, &Default::default()) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("{} passes the loader's checks", file.display()),
     };

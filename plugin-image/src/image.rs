@@ -7,6 +7,7 @@ use manager_plugin::abi::{Fingerprint, MODULE_SYMBOL, SECTION_NAME};
 use manager_plugin::manifest::Manifest;
 
 use crate::elf::{self, Elf, Expect};
+use crate::limits::{Budget, DEFAULT_TIME_BUDGET};
 use crate::refusal::Refusal;
 use crate::symbols;
 
@@ -47,27 +48,37 @@ pub struct CheckedPlugin {
 }
 
 impl<'a> Image<'a> {
-    /// Reads a plugin file's bytes.
+    /// Reads a plugin file's bytes within the default time budget.
     pub fn read_plugin(bytes: &'a [u8]) -> Result<Image<'a>, Refusal> {
-        Image::read(bytes, Role::Plugin)
+        Image::read_plugin_within(bytes, &Budget::start(DEFAULT_TIME_BUDGET))
+    }
+
+    /// Reads a plugin file's bytes: one parse, all structural checks, within `budget`.
+    pub fn read_plugin_within(bytes: &'a [u8], budget: &Budget) -> Result<Image<'a>, Refusal> {
+        Image::read(bytes, Role::Plugin, budget)
     }
 
     /// Reads a manager binary's bytes.
     pub fn read_manager(bytes: &'a [u8]) -> Result<Image<'a>, Refusal> {
-        Image::read(bytes, Role::Manager)
+        Image::read(bytes, Role::Manager, &Budget::start(DEFAULT_TIME_BUDGET))
     }
 
-    /// Reads a process plugin's bytes (an executable; nothing of it runs).
+    /// Reads a process plugin's bytes (an executable; nothing of it runs), within `budget`.
+    pub fn read_process_plugin_within(bytes: &'a [u8], budget: &Budget) -> Result<Image<'a>, Refusal> {
+        Image::read(bytes, Role::ProcessPlugin, budget)
+    }
+
+    /// [`read_process_plugin_within`](Self::read_process_plugin_within) with the default time budget.
     pub fn read_process_plugin(bytes: &'a [u8]) -> Result<Image<'a>, Refusal> {
-        Image::read(bytes, Role::ProcessPlugin)
+        Image::read(bytes, Role::ProcessPlugin, &Budget::start(DEFAULT_TIME_BUDGET))
     }
 
-    fn read(bytes: &'a [u8], role: Role) -> Result<Image<'a>, Refusal> {
+    fn read(bytes: &'a [u8], role: Role, budget: &Budget) -> Result<Image<'a>, Refusal> {
         let expect = match role {
             Role::Plugin => Expect::SharedObject,
             Role::Manager | Role::ProcessPlugin => Expect::Executable,
         };
-        let elf = elf::parse(bytes, expect)?;
+        let elf = elf::parse(bytes, expect, budget)?;
         let data = elf::section_data(&elf, SECTION_NAME)?.ok_or(Refusal::NoSection)?;
         let section = section::decode(data)?;
         let found = section.field(FIELD_ROLE).unwrap_or_default();
@@ -124,7 +135,8 @@ impl<'a> Image<'a> {
     }
 
     /// Everything the host checks before mapping a plugin, in order: fingerprint, manifest, entry point,
-    /// allocator. `file` names the file in manifest errors.
+    /// allocator. `file` names the file in manifest errors. A refusal here leaves the image readable, so a caller
+    /// names the plugin from [`manifest`](Self::manifest) without parsing the file again.
     pub fn check(&self, host: &Fingerprint, file: &str) -> Result<CheckedPlugin, Refusal> {
         let manifest = self.manifest(file);
         let differences = self.differences(host);

@@ -64,6 +64,28 @@ pub enum Refusal {
         .0.join(", ")
     )]
     OwnAllocator(Vec<String>),
+    /// The file's size is over the cap; nothing of it was read.
+    #[error(
+        "{size} bytes, over the plugin file size cap of {cap} bytes ([Common.Plugins] MaxFileSize); nothing of it was read: remove it from the plugins dir, or raise MaxFileSize if it really is a plugin"
+    )]
+    TooLarge {
+        /// The file's size.
+        size: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// Not a regular file (a FIFO, a device, a directory).
+    #[error("not a regular file; remove it from the plugins dir")]
+    NotRegular,
+    /// Checking the file took longer than its time budget.
+    #[error(
+        "checking the file took longer than its time budget of {} s; the file is crafted or damaged: rebuild it with `cargo run -p plugin -- build`",
+        budget.as_secs_f64()
+    )]
+    TimeBudget {
+        /// The budget.
+        budget: std::time::Duration,
+    },
 }
 
 /// The fixes that apply to `differences`, the one for the most common cause first: a profile mismatch is fixed by

@@ -6,7 +6,7 @@
 use object::elf;
 use object::read::elf::Sym;
 
-use crate::elf::{Elf, loads};
+use crate::elf::{Elf, Loads};
 use crate::refusal::Refusal;
 
 /// Allocator entry points a plugin must not define: memory crosses the boundary and is freed by the other side,
@@ -29,10 +29,13 @@ pub fn check_entry_point(file: &Elf<'_>, name: &str) -> Result<(), Refusal> {
     let endian = file.endian();
     let table = file.elf_dynamic_symbol_table();
     let refuse = |reason: String| Refusal::Symbol { symbol: name.to_string(), reason };
-    let symbol = table
-        .iter()
-        .find(|s| table.symbol_name(endian, s).is_ok_and(|n| n == name.as_bytes()))
-        .ok_or_else(|| refuse("not exported".into()))?;
+    let mut named = table.iter().filter(|s| table.symbol_name(endian, s).is_ok_and(|n| n == name.as_bytes()));
+    let symbol = named.next().ok_or_else(|| refuse("not exported".into()))?;
+    // `dlsym` finds a name through the hash table, these checks through the symbol table: with one entry of that
+    // name both find the same.
+    if named.next().is_some() {
+        return Err(refuse("the dynamic symbol table names it more than once".into()));
+    }
     let shndx = symbol.st_shndx(endian);
     if shndx == elf::SHN_UNDEF || shndx >= elf::SHN_LORESERVE {
         return Err(refuse(format!("not defined in the file (section index {shndx:#x})")));
@@ -44,7 +47,7 @@ pub fn check_entry_point(file: &Elf<'_>, name: &str) -> Result<(), Refusal> {
         return Err(refuse("not a global symbol".into()));
     }
     let (value, size) = (symbol.st_value(endian), symbol.st_size(endian).max(1));
-    if !loads(file).iter().any(|l| l.executable && l.in_file(value, size)) {
+    if !Loads::of(file)?.in_file(value, size).is_some_and(|l| l.executable) {
         return Err(refuse(format!("address {value:#x} is not inside an executable segment of the file")));
     }
     Ok(())

@@ -1,7 +1,8 @@
 //! `plugin inspect FILE [--manager BIN] [--json]`: what a built plugin is and whether a manager would load it,
-//! read from the file's bytes with the same checks the manager runs before mapping a plugin. No code of the
-//! file (or of the manager binary) runs. Without `--manager`, the manager that will load the plugin is found as
-//! `plugin test` finds it ([`crate::manager_bin`]), and the report names it (`compared with:`).
+//! read from the file's bytes with the same checks the manager runs before mapping a plugin (the same size cap,
+//! one parse, the same time budget). No code of the file (or of the manager binary) runs. Without `--manager`,
+//! the manager that will load the plugin is found as `plugin test` finds it ([`crate::manager_bin`]), and the
+//! report names it (`compared with:`).
 
 use std::path::Path;
 
@@ -9,6 +10,7 @@ use anyhow::Context as _;
 use manager_plugin::abi::{Fingerprint, FingerprintDifference};
 use manager_plugin::process::FIELD_PROTOCOL;
 use manager_plugin::process::wire::PROTOCOL_MAJOR;
+use plugin_image::limits::{Budget, FileLimits, ReadError, read_capped};
 use plugin_image::{Image, Refusal};
 use serde_json::json;
 
@@ -72,13 +74,21 @@ pub fn inspect(file: &Path, manager: Option<&Path>, json: bool) -> anyhow::Resul
         }
         None => Reference::Tool,
     };
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // The manager's own limits and its one parse: a file over the size cap is refused unread, the checks stop at
+    // the time budget.
+    let limits = FileLimits::default();
+    let (bytes, unread) = match read_capped(file, &limits) {
+        Ok(bytes) => (bytes, None),
+        Err(ReadError::Refused(refusal)) => (Vec::new(), Some(refusal)),
+        Err(ReadError::Io(e)) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    };
     let label = file.display().to_string();
-    if let Ok(image) = Image::read_process_plugin(&bytes) {
+    let budget = Budget::start(limits.time_budget);
+    if let Ok(image) = Image::read_process_plugin_within(&bytes, &budget) {
         return Ok(process_inspection(&label, &image, json));
     }
     let host = reference.fingerprint();
-    let (image, verdict) = match Image::read_plugin(&bytes) {
+    let (image, verdict) = match unread.map_or_else(|| Image::read_plugin_within(&bytes, &budget), Err) {
         Ok(image) => {
             let verdict = image.check(&host, &label).map(|_| ());
             (Some(image), verdict)

@@ -28,6 +28,8 @@ pub fn default_config_text(home: &Path) -> String {
 [Common.Plugins]
 # Directory scanned for plugin .so files. Empty ("") loads no plugins.
 Dir = {plugins}
+# Plugin files larger than this many bytes are refused before they are read (default 256 MiB).
+# MaxFileSize = 268435456
 
 [Common.DB]
 # Where sector metadata lives: "rocksdb" (embedded, default) | "redis" | "plugin" (a KVStore plugin).

@@ -130,6 +130,9 @@ pub struct PluginsConfig {
     /// `ProcessUid`: run process plugins as this uid (the manager must be allowed to switch); default: its own.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process_uid: Option<u32>,
+    /// `MaxFileSize`: plugin files larger than this many bytes (from their metadata) are refused unread; default
+    /// 256 MiB.
+    pub max_file_size: u64,
 }
 
 impl Default for PluginsConfig {
@@ -142,6 +145,7 @@ impl Default for PluginsConfig {
             process_max_address_space: 0,
             process_max_open_files: 0,
             process_uid: None,
+            max_file_size: plugin_image::limits::DEFAULT_MAX_FILE_SIZE,
         }
     }
 }
@@ -159,6 +163,16 @@ impl PluginsConfig {
             },
             ..Default::default()
         }
+    }
+
+    /// How the plugins dir is loaded, from these keys.
+    pub fn load_options(&self) -> crate::plugins::LoadOptions {
+        crate::plugins::LoadOptions { file_limits: self.file_limits(), process: self.process_options() }
+    }
+
+    /// What reading and checking one plugin file may cost: `MaxFileSize` and the fixed time budget.
+    pub fn file_limits(&self) -> plugin_image::limits::FileLimits {
+        plugin_image::limits::FileLimits { max_file_size: self.max_file_size, ..Default::default() }
     }
 }
 

@@ -1,8 +1,8 @@
 //! Opening one plugin file safely, in two steps.
 //!
-//! 1. [`check`] reads the file once and judges those bytes without mapping them (`plugin_image`): ELF structure,
-//!    embedded section, fingerprint, manifest, entry point, allocator. A refused file is never mapped, relocated
-//!    or run.
+//! 1. [`check`] reads the file once, refusing it unread over the size cap ([`read_capped`]), and judges those
+//!    bytes with one parse within a time budget, without mapping them (`plugin_image`): ELF structure, embedded
+//!    section, fingerprint, manifest, entry point, allocator. A refused file is never mapped, relocated or run.
 //! 2. [`seal`] writes exactly the checked bytes into a sealed memfd, which the [probe](super::probe) and then
 //!    [`map`] `dlopen` (`/proc/…/fd/N`), so a file replaced or truncated on disk afterwards cannot change or
 //!    crash what runs. [`map`] then resolves the Rust-ABI module symbol (NULL is a refusal, never a call).
@@ -19,6 +19,7 @@ use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 use manager_plugin::abi::{self, Fingerprint};
 use manager_plugin::glue::{Exports, ModuleFn, PluginModule};
 use manager_plugin::manifest::{Kind, Manifest};
+use plugin_image::limits::{Budget, FileLimits, ReadError};
 use plugin_image::{Image, Refusal};
 use sha2::Digest as _;
 
@@ -129,6 +130,8 @@ pub struct CheckedFile {
     pub manifest: Manifest,
     /// When `plugin build` built it.
     pub build_time: String,
+    /// The size cap it was read under (the probe child reads the sealed bytes under the same cap).
+    pub max_file_size: u64,
     /// The checked bytes: what [`seal`] keeps.
     bytes: Vec<u8>,
 }
@@ -145,19 +148,36 @@ pub struct OpenedPlugin {
     pub module: PluginModule,
 }
 
-/// Reads `file` once and checks its bytes against this manager's fingerprint; nothing of it is mapped.
-pub fn check(file: &Path) -> Result<CheckedFile, LoadError> {
-    let bytes = std::fs::read(file).map_err(|source| LoadError::Read { file: file.to_path_buf(), source })?;
+/// Reads `file` once, refusing it unread when it is not a regular file or larger than `limits.max_file_size`
+/// (from its metadata): the size cap every plugin file the manager loads or starts goes through.
+pub fn read_capped(file: &Path, limits: &FileLimits) -> Result<Vec<u8>, LoadError> {
+    plugin_image::limits::read_capped(file, limits).map_err(|e| match e {
+        ReadError::Io(source) => LoadError::Read { file: file.to_path_buf(), source },
+        ReadError::Refused(refusal) => LoadError::Refused { file: file.to_path_buf(), refusal, identity: None },
+    })
+}
+
+/// Reads `file` once ([`read_capped`]) and checks its bytes against this manager's fingerprint with one parse,
+/// within `limits.time_budget`; nothing of it is mapped.
+pub fn check(file: &Path, limits: &FileLimits) -> Result<CheckedFile, LoadError> {
+    let bytes = read_capped(file, limits)?;
     let label = file.display().to_string();
-    let refused = |refusal| {
-        // Reading the manifest of a refused file is still only reading bytes: it names the plugin in listings.
-        let identity =
-            Image::read_plugin(&bytes).and_then(|image| image.manifest(&label)).ok().map(|m| (m.kind, m.name));
-        LoadError::Refused { file: file.to_path_buf(), refusal, identity }
+    let budget = Budget::start(limits.time_budget);
+    let refused = |refusal, identity| LoadError::Refused { file: file.to_path_buf(), refusal, identity };
+    let image = Image::read_plugin_within(&bytes, &budget).map_err(|r| refused(r, None))?;
+    let checked = match image.check(&Fingerprint::current(), &label) {
+        Ok(checked) => checked,
+        // The manifest of a refused file (read from the same parse) names the plugin in listings.
+        Err(refusal) => return Err(refused(refusal, image.manifest(&label).ok().map(|m| (m.kind, m.name)))),
     };
-    let checked =
-        Image::read_plugin(&bytes).and_then(|image| image.check(&Fingerprint::current(), &label)).map_err(refused)?;
-    Ok(CheckedFile { file: file.to_path_buf(), manifest: checked.manifest, build_time: checked.build_time, bytes })
+    drop(image);
+    Ok(CheckedFile {
+        file: file.to_path_buf(),
+        manifest: checked.manifest,
+        build_time: checked.build_time,
+        max_file_size: limits.max_file_size,
+        bytes,
+    })
 }
 
 /// The checked bytes of one plugin, in a memory file sealed against any change: what the probe and [`map`] load.
@@ -170,6 +190,8 @@ pub struct SealedFile {
     pub build_time: String,
     /// SHA-256 of the sealed bytes.
     pub digest: [u8; 32],
+    /// The size cap it was read under.
+    pub max_file_size: u64,
     memfd: File,
 }
 
@@ -187,7 +209,7 @@ impl SealedFile {
 
 /// Writes the checked bytes into a memfd sealed against writes, growth and shrinking.
 pub fn seal(checked: CheckedFile) -> Result<SealedFile, LoadError> {
-    let CheckedFile { file, manifest, build_time, bytes } = checked;
+    let CheckedFile { file, manifest, build_time, max_file_size, bytes } = checked;
     let fail = |what: &str, e: std::io::Error| LoadError::Map { file: file.clone(), message: format!("{what}: {e}") };
     let label = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let name = CString::new(format!("damocles-plugin:{label}").replace('\0', "_"))
@@ -206,7 +228,7 @@ pub fn seal(checked: CheckedFile) -> Result<SealedFile, LoadError> {
         return Err(fail("seal", std::io::Error::last_os_error()));
     }
     let digest = sha2::Sha256::digest(&bytes).into();
-    Ok(SealedFile { file, manifest, build_time, digest, memfd })
+    Ok(SealedFile { file, manifest, build_time, digest, max_file_size, memfd })
 }
 
 /// Maps the sealed bytes and resolves the module; the library stays mapped for the life of the process.

@@ -11,6 +11,7 @@ use manager_plugin::kv::{Db, Meta};
 use manager_plugin::lifecycle::{CallCounts, CallStats, PluginContext};
 use manager_plugin::manifest::{Kind, Manifest};
 use manager_plugin::{PluginError, PluginState};
+use plugin_image::limits::FileLimits;
 use serde::{Deserialize, Serialize};
 
 use super::backend::{Backend, SyncDelivery, is_process_plugin_file};
@@ -224,7 +225,16 @@ pub struct PluginInfo {
 pub struct PluginRegistry {
     plugins: Vec<Arc<PluginRecord>>,
     refused: Vec<(PathBuf, LoadError)>,
-    process_options: ProcessOptions,
+    options: LoadOptions,
+}
+
+/// How the files of a plugins dir are loaded (`[Common.Plugins]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// What reading and checking one plugin file may cost, whatever its form (`MaxFileSize`, time budget).
+    pub file_limits: FileLimits,
+    /// How process plugins are run.
+    pub process: ProcessOptions,
 }
 
 impl PluginRegistry {
@@ -238,11 +248,11 @@ impl PluginRegistry {
     /// A file that cannot be loaded, or whose `onInit` fails, does not stop the others: it is logged and listed.
     /// An empty `dir` means no plugins; a missing one is an error.
     pub fn load(dir: &Path) -> Result<Self, PluginsDirError> {
-        PluginRegistry::load_with(dir, ProcessOptions::default())
+        PluginRegistry::load_with(dir, LoadOptions::default())
     }
 
-    /// [`load`](Self::load), running process plugins with `options`.
-    pub fn load_with(dir: &Path, options: ProcessOptions) -> Result<Self, PluginsDirError> {
+    /// [`load`](Self::load) with `options` (`[Common.Plugins]`: the file size cap, how process plugins run).
+    pub fn load_with(dir: &Path, options: LoadOptions) -> Result<Self, PluginsDirError> {
         if dir.as_os_str().is_empty() {
             return Ok(PluginRegistry::empty());
         }
@@ -252,38 +262,48 @@ impl PluginRegistry {
     /// Loads exactly `file`, through the same steps as [`load`](Self::load), with `plugins_dir` as the directory
     /// its `onInit` is told (`plugin test` uses a scratch directory). A refusal is in [`refused`](Self::refused).
     pub fn load_file(file: &Path, plugins_dir: &Path) -> Self {
-        PluginRegistry::load_files(plugins_dir, vec![file.to_path_buf()], ProcessOptions::default())
+        PluginRegistry::load_files(plugins_dir, vec![file.to_path_buf()], LoadOptions::default())
     }
 
-    fn load_files(dir: &Path, files: Vec<PathBuf>, process_options: ProcessOptions) -> Self {
-        let mut registry = PluginRegistry { process_options, ..PluginRegistry::empty() };
+    fn load_files(dir: &Path, files: Vec<PathBuf>, options: LoadOptions) -> Self {
+        let mut registry = PluginRegistry { options, ..PluginRegistry::empty() };
+        let limits = &options.file_limits;
         let (process_files, files): (Vec<PathBuf>, Vec<PathBuf>) =
             files.into_iter().partition(|f| is_process_plugin_file(f));
-        // 1. Judge every file from its bytes and seal the accepted ones; nothing is mapped yet.
+        // 1. Judge every file from its bytes (one at a time: at most one file's bytes in memory, then sealed)
+        //    and seal the accepted ones; nothing is mapped yet.
         let mut sealed: Vec<library::SealedFile> = Vec::new();
         for file in files {
-            let checked = library::check(&file).and_then(|c| check_duplicate(&sealed, c)).and_then(library::seal);
+            let checked =
+                library::check(&file, limits).and_then(|c| check_duplicate(&sealed, c)).and_then(library::seal);
             match checked {
                 Ok(s) => sealed.push(s),
                 Err(err) => registry.refuse(file, err),
             }
         }
-        // 2. Trial-load them all in child processes (in parallel), 3. then map the survivors, in filename order.
+        // 2. Trial-load them all in child processes (in parallel), 3. then map the survivors, in filename order;
+        //    a pass is remembered only once the daemon's own load returned.
         let probes: Vec<_> = sealed.iter().map(probe::start).collect();
         for (s, started) in sealed.into_iter().zip(probes) {
             let file = s.file.clone();
             let probed = match started {
-                None => Ok(()),
-                Some(started) => started.and_then(|p| probe::finish(p, &file)),
+                None => Ok(None),
+                Some(started) => started.and_then(|p| probe::finish(p, &s)),
             };
-            match probed.and_then(|()| library::map(s)) {
-                Ok(opened) => registry.plugins.push(Arc::new(PluginRecord::new(
-                    opened.manifest,
-                    opened.file,
-                    opened.build_time,
-                    Backend::Library(opened.module),
-                    Arc::default(),
-                ))),
+            let mapped = probed.and_then(|pass| library::map(s).map(|opened| (opened, pass)));
+            match mapped {
+                Ok((opened, pass)) => {
+                    if let Some(pass) = pass {
+                        probe::keep(pass);
+                    }
+                    registry.plugins.push(Arc::new(PluginRecord::new(
+                        opened.manifest,
+                        opened.file,
+                        opened.build_time,
+                        Backend::Library(opened.module),
+                        Arc::default(),
+                    )))
+                }
                 Err(err) => registry.refuse(file, err),
             }
         }
@@ -293,9 +313,9 @@ impl PluginRegistry {
         registry
     }
 
-    /// How process plugins are run.
-    pub fn process_options(&self) -> ProcessOptions {
-        self.process_options
+    /// How the plugins were loaded: file limits and how process plugins are run.
+    pub fn options(&self) -> LoadOptions {
+        self.options
     }
 
     /// Adds a loaded plugin (not yet initialized).

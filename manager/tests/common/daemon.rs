@@ -103,6 +103,11 @@ impl TestHome {
 
     /// Starts `daemon run` with extra arguments (e.g. `--adopt-db`) and waits until it answers.
     pub fn start_with(&self, args: &[&str]) -> RunningDaemon {
+        self.start_with_env(args, &[])
+    }
+
+    /// Starts `daemon run` with extra arguments and environment variables and waits until it answers.
+    pub fn start_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> RunningDaemon {
         let log_path = self.path().join(format!("daemon-{}.log", Instant::now().elapsed().as_nanos()));
         let log = std::fs::File::create(&log_path).expect("log file");
         let child = Command::new(binary())
@@ -110,6 +115,7 @@ impl TestHome {
             .arg(self.path())
             .args(["daemon", "run"])
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use object::LittleEndian;
 use object::elf;
-use object::read::elf::{ElfFile64, ProgramHeader, SectionHeader};
+use object::read::elf::{ElfFile64, FileHeader as _, ProgramHeader, SectionHeader};
 
 use super::plugins::{build_plugin, built, workspace_root};
 
@@ -30,6 +30,109 @@ pub fn patch_dynamic(bytes: &mut [u8], tag: u32, value: u64) {
         .find(|&at| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) == u64::from(tag))
         .unwrap_or_else(|| panic!("no dynamic tag {tag}"));
     bytes[at + 8..at + 16].copy_from_slice(&value.to_le_bytes());
+}
+
+/// The file offsets of the dynamic table's entries, up to and including the first `DT_NULL`, then the padding
+/// entries after it.
+fn dynamic_entries(bytes: &[u8]) -> Vec<usize> {
+    let file = ElfFile64::<LittleEndian>::parse(bytes).expect("ELF");
+    let endian = file.endian();
+    let dynamic = file.elf_program_headers().iter().find(|p| p.p_type(endian) == elf::PT_DYNAMIC).expect("PT_DYNAMIC");
+    let (start, size) = (dynamic.p_offset(endian) as usize, dynamic.p_filesz(endian) as usize);
+    (start..start + size).step_by(16).collect()
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
+}
+
+/// Turns the first dynamic entry with tag `from` into an entry `to = value` (issue 17 item 5: `DT_FINI` of a good
+/// plugin turned into a second `DT_GNU_HASH`).
+pub fn retag_dynamic(bytes: &mut [u8], from: u32, to: u32, value: u64) {
+    let at = dynamic_entries(bytes)
+        .into_iter()
+        .find(|&at| read_u64(bytes, at) == u64::from(from))
+        .unwrap_or_else(|| panic!("no dynamic tag {from}"));
+    bytes[at..at + 8].copy_from_slice(&u64::from(to).to_le_bytes());
+    bytes[at + 8..at + 16].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Writes `tag = value` into the entry right after the dynamic table's first `DT_NULL`, which the loader never
+/// reads. A table without padding after its `DT_NULL` gets one: its last entry (a count such as
+/// `DT_VERNEEDNUM`) becomes the `DT_NULL`.
+pub fn write_after_dt_null(bytes: &mut [u8], tag: u32, value: u64) {
+    let entries = dynamic_entries(bytes);
+    let mut null = entries.iter().position(|&at| read_u64(bytes, at) == 0).expect("a DT_NULL");
+    if null + 1 == entries.len() {
+        null -= 1;
+        bytes[entries[null]..entries[null] + 16].fill(0);
+    }
+    let at = entries[null + 1];
+    bytes[at..at + 8].copy_from_slice(&u64::from(tag).to_le_bytes());
+    bytes[at + 8..at + 16].copy_from_slice(&value.to_le_bytes());
+}
+
+/// A real plugin with `extra_loads` empty `PT_LOAD` headers (before its own when `extra_first`, else after them,
+/// at ascending addresses) and its `DT_RELA` table replaced by `relocations` copies of its first relocation, in
+/// a new load segment at the end (issue 17 item 6: 65,000 dummy `PT_LOAD`s and 100k relocations, 6 MB).
+pub fn many_segments(plugin: &[u8], extra_loads: usize, extra_first: bool, relocations: usize) -> Vec<u8> {
+    let file = ElfFile64::<LittleEndian>::parse(plugin).expect("ELF");
+    let endian = file.endian();
+    let header = file.elf_header();
+    let (phoff, phnum) = (header.e_phoff(endian) as usize, header.e_phnum(endian) as usize);
+    let loads: Vec<(u64, u64, u64)> = file
+        .elf_program_headers()
+        .iter()
+        .filter(|p| p.p_type(endian) == elf::PT_LOAD)
+        .map(|p| (p.p_vaddr(endian), p.p_offset(endian), p.p_filesz(endian)))
+        .collect();
+    let to_offset = |addr: u64| {
+        let (vaddr, offset, _) =
+            loads.iter().find(|(v, _, size)| addr >= *v && addr < v + size).expect("address in a load segment");
+        (offset + (addr - vaddr)) as usize
+    };
+    let entries = dynamic_entries(plugin);
+    let find = |tag: u32| entries.iter().copied().find(|&at| read_u64(plugin, at) == u64::from(tag)).expect("tag");
+    let (rela_at, relasz_at) = (find(elf::DT_RELA), find(elf::DT_RELASZ));
+    let first = to_offset(read_u64(plugin, rela_at + 8));
+    let relocation = plugin[first..first + 24].to_vec();
+
+    let mut out = plugin.to_vec();
+    out.resize(out.len().next_multiple_of(0x1000), 0);
+    let table_offset = out.len() as u64;
+    for _ in 0..relocations {
+        out.extend_from_slice(&relocation);
+    }
+    let table_size = (relocations * 24) as u64;
+    let table_vaddr = 0x6000_0000_0000 + table_offset;
+    let segment = |vaddr: u64, offset: u64, size: u64| {
+        let mut ph = Vec::with_capacity(56);
+        ph.extend_from_slice(&elf::PT_LOAD.to_le_bytes());
+        ph.extend_from_slice(&elf::PF_R.to_le_bytes());
+        for word in [offset, vaddr, vaddr, size, size, 0x1000] {
+            ph.extend_from_slice(&word.to_le_bytes());
+        }
+        ph
+    };
+    let dummies: Vec<u8> = (0..extra_loads as u64).flat_map(|i| segment(0x7000_0000_0000 + i * 0x1000, 0, 0)).collect();
+    let mut table = Vec::new();
+    if extra_first {
+        table.extend_from_slice(&dummies);
+    }
+    table.extend_from_slice(&plugin[phoff..phoff + phnum * 56]);
+    table.extend_from_slice(&segment(table_vaddr, table_offset, table_size));
+    if !extra_first {
+        table.extend_from_slice(&dummies);
+    }
+    out.resize(out.len().next_multiple_of(8), 0);
+    let new_phoff = out.len() as u64;
+    out.extend_from_slice(&table);
+    let new_phnum = u16::try_from(table.len() / 56).expect("at most 65535 program headers");
+    out[0x20..0x28].copy_from_slice(&new_phoff.to_le_bytes());
+    out[0x38..0x3a].copy_from_slice(&new_phnum.to_le_bytes());
+    out[rela_at + 8..rela_at + 16].copy_from_slice(&table_vaddr.to_le_bytes());
+    out[relasz_at + 8..relasz_at + 16].copy_from_slice(&table_size.to_le_bytes());
+    out
 }
 
 /// Makes dynamic symbol `name` an absolute symbol of value 0 (`dlsym` then returns NULL without an error).
@@ -133,6 +236,9 @@ pub fn corpus(marker: &Path) -> Vec<HostileFile> {
     let memdb = std::fs::read(built("memdb")).expect("read memdb");
     let mut dyn_outside = memdb.clone();
     patch_dynamic(&mut dyn_outside, elf::DT_GNU_HASH, 0x07ff_f000_0000);
+    // DT_FINI turned into a second DT_GNU_HASH pointing outside the file: a first-match check sees the good one.
+    let mut second_gnu_hash = memdb.clone();
+    retag_dynamic(&mut second_gnu_hash, elf::DT_FINI, elf::DT_GNU_HASH, 0x07ff_f000_0000);
     let mut null_entry = memdb.clone();
     patch_symbol_to_abs_zero(&mut null_entry, "damocles_plugin_module");
     let libm = ["/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/x86_64-linux-gnu/libm.so.6"]
@@ -149,6 +255,16 @@ pub fn corpus(marker: &Path) -> Vec<HostileFile> {
             name: "plugin-dyn-outside.so",
             bytes: dyn_outside,
             reason: "DT_GNU_HASH = 0x7fff0000000 points outside the file's loaded segments",
+        },
+        HostileFile {
+            name: "plugin-second-gnu-hash.so",
+            bytes: second_gnu_hash,
+            reason: "dynamic tag DT_GNU_HASH appears twice",
+        },
+        HostileFile {
+            name: "plugin-many-segments.so",
+            bytes: many_segments(&memdb, 65_000, true, 100_000),
+            reason: "program headers (at most 64)",
         },
         HostileFile {
             name: "plugin-null-entry.so",

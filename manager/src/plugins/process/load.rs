@@ -17,7 +17,7 @@ use crate::plugins::registry::{PluginRecord, PluginRegistry};
 /// already holds.
 pub fn start_all(registry: &mut PluginRegistry, files: Vec<PathBuf>) {
     for file in files {
-        let marker = match read_marker(&file) {
+        let marker = match read_marker(&file, &registry.options().file_limits) {
             Ok(marker) => marker,
             Err(err) => {
                 registry.refuse(file, err);
@@ -32,7 +32,7 @@ pub fn start_all(registry: &mut PluginRegistry, files: Vec<PathBuf>) {
         }
         let label = format!("{kind}/{name}");
         let stats = Arc::new(CallStats::default());
-        let options = registry.process_options();
+        let options = registry.options().process;
         let (backend, failure) = match ProcessPlugin::start(&file, &marker, &options, &label, Arc::clone(&stats)) {
             Ok(process) => (Backend::Process(Arc::new(process)), None),
             Err(why) => (Backend::NotStarted, Some(why)),

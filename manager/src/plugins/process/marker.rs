@@ -1,15 +1,17 @@
 //! Reading a process plugin's marker: the `.damocles_plugin` section of the executable (role `process-plugin`),
-//! read from the file's bytes without running anything. This is the one place that reads an executable's marker,
-//! so the file checks of the `.so` path (size cap, bounded ELF parse) can be put in front of it in one edit.
+//! read from the file's bytes without running anything, under the same bounds as a `.so` (the size cap from the
+//! file's metadata before reading, one parse within the time budget).
 
 use std::path::Path;
 
 use manager_plugin::manifest::Manifest;
 use manager_plugin::process::FIELD_PROTOCOL;
 use manager_plugin::process::wire::PROTOCOL_MAJOR;
+use plugin_image::limits::{Budget, FileLimits};
 use plugin_image::{Image, Refusal};
 
 use crate::plugins::LoadError;
+use crate::plugins::library::read_capped;
 
 /// What a process plugin's marker says.
 #[derive(Debug, Clone)]
@@ -24,12 +26,13 @@ pub struct Marker {
     pub protocol: String,
 }
 
-/// Reads `file`'s marker; refuses a file that is not a process plugin or speaks another protocol major version.
+/// Reads `file`'s marker within `limits`; refuses a file that is not a process plugin or speaks another protocol major version.
 /// The rustc/SDK fingerprint items are not compared: nothing of the plugin's code runs in the manager.
-pub fn read_marker(file: &Path) -> Result<Marker, LoadError> {
-    let bytes = std::fs::read(file).map_err(|source| LoadError::Read { file: file.to_path_buf(), source })?;
+pub fn read_marker(file: &Path, limits: &FileLimits) -> Result<Marker, LoadError> {
+    let bytes = read_capped(file, limits)?;
     let refused = |refusal: Refusal, identity| LoadError::Refused { file: file.to_path_buf(), refusal, identity };
-    let image = Image::read_process_plugin(&bytes).map_err(|r| refused(r, None))?;
+    let budget = Budget::start(limits.time_budget);
+    let image = Image::read_process_plugin_within(&bytes, &budget).map_err(|r| refused(r, None))?;
     let label = file.display().to_string();
     let manifest = image.manifest(&label).map_err(|r| refused(r, None))?;
     let identity = Some((manifest.kind, manifest.name.clone()));
