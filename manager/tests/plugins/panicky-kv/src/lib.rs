@@ -65,10 +65,11 @@ impl KvStore for PanickyStore {
             panic!("panicky-kv: told to panic in get");
         }
         if self.panic_in == "get-unwrap" {
-            let failed: Result<(), std::io::Error> = Err(std::io::Error::new(
+            // The panic an author's `unwrap()` on an I/O error raises, message and all.
+            let failed: Result<(), std::io::Error> = std::hint::black_box(Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
                 "cannot open /var/lib/panicky-kv/segment-000042.log",
-            ));
+            )));
             failed.unwrap();
         }
         Ok(self.value())
