@@ -330,7 +330,8 @@ impl GuideRun {
         } else if command.starts_with("curl ") {
             self.curl(&command);
         } else if let Some(file) = command.strip_prefix("cat ") {
-            wait_for(file, || std::fs::metadata(file).is_ok_and(|m| m.len() > 0));
+            // A whole line: the plugin may still be writing when the file first has bytes.
+            wait_for(file, || std::fs::read_to_string(file).is_ok_and(|t| t.ends_with('\n')));
             self.outputs.push(std::fs::read_to_string(file).expect("read"));
         } else {
             panic!("the guide test does not know how to run `{command}`: teach it, or change the guide");
