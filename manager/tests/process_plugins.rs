@@ -1,7 +1,8 @@
 //! Process plugins (`plugin build --process`): the same example crates, built into executables, run as child
 //! processes of the real manager binary. `plugin test` runs the same conformance suites against the child; a
-//! process plugin built with the other profile (whose `.so` the manager refuses) loads; in the daemon a process
-//! plugin is started beside the `.so` files, serves, forwards its logs, and its crash fails only its own calls.
+//! process plugin built with the other profile and other versions of the SDK's dependencies (whose `.so` the
+//! manager refuses) loads; in the daemon a process plugin is started beside the `.so` files, serves, forwards its
+//! logs, and its crash fails only its own calls.
 
 mod common;
 
@@ -10,7 +11,9 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::daemon::TestHome;
-use common::plugins::{build_other_profile, built_process};
+use common::plugins::{
+    OTHER_DEPENDENCIES_LOCK, build_memdb_with_other_dependencies, build_other_profile, built_process, locked_version,
+};
 use jsonrpsee::rpc_params;
 use serde_json::Value;
 
@@ -59,16 +62,29 @@ fn every_example_passes_its_conformance_suite_as_a_process_plugin() {
     }
 }
 
-/// The process path ignores the rustc/SDK-source fingerprint items: a plugin built with the profile this manager
-/// was not built with (release under the debug test manager) — refused as a `.so` — loads and passes as a process.
+/// The process path ignores the rustc/SDK-source fingerprint items: memdb built out of tree with other patch
+/// versions of the SDK's own dependencies (serde, serde_json, tracing: the wire format's crates) and with the
+/// profile this manager was not built with (release under the debug test manager) — refused as a `.so` — loads
+/// and passes as a process.
 #[test]
-fn a_process_plugin_built_with_the_other_profile_loads_where_its_so_is_refused() {
+fn a_process_plugin_with_another_profile_and_other_dependency_versions_loads_where_its_so_is_refused() {
     let so = build_other_profile("memdb");
     let refused = plugin_test(&so);
     assert_eq!(refused.status.code(), Some(1), "the .so of the other profile is refused");
     assert!(String::from_utf8_lossy(&refused.stdout).contains("FAIL load: "));
 
-    let process = built_process("memdb", DEBUG);
+    let (process, used_lockfile) = build_memdb_with_other_dependencies();
+    let manager_lockfile = common::plugins::workspace_root().join("Cargo.lock");
+    for package in ["serde", "serde_json", "tracing"] {
+        let theirs = locked_version(&used_lockfile, package);
+        let ours = locked_version(&manager_lockfile, package);
+        assert!(theirs.is_some() && ours.is_some(), "{package}: {theirs:?} / {ours:?}");
+        assert_ne!(
+            theirs, ours,
+            "{package}: the plugin must be built with another version than the manager's \
+             (move {OTHER_DEPENDENCIES_LOCK} to another patch version)"
+        );
+    }
     let bytes = std::fs::read(&process).expect("read");
     let image = plugin_image::Image::read_process_plugin(&bytes).expect("the marker reads without running the file");
     let other = if DEBUG { "false" } else { "true" };

@@ -217,12 +217,13 @@ pub fn decode(bytes: &[u8]) -> Result<Section, SectionError> {
     Ok(Section { fingerprint: Fingerprint::from_items(fingerprint), info })
 }
 
-/// Emits a generated plugin's section: this SDK's fingerprint items plus the `plugin` tool's codegen version,
-/// the manifest text, the build time and the SDK version. Used by the code `plugin build` generates; refuses to
-/// compile when the tool's codegen version is not this SDK's.
+/// Emits a `.damocles_plugin` section: this SDK's fingerprint items, then `extra` groups. Refuses to compile when
+/// `codegen` (the `plugin` tool's codegen version) is not this SDK's. The one body behind [`plugin_section!`],
+/// [`process_plugin_section!`](crate::process_plugin_section) and [`manager_section!`]; not for direct use.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! plugin_section {
-    (manifest: $manifest:expr, build_time: $build_time:expr, codegen_version: $codegen:expr $(,)?) => {
+macro_rules! __damocles_section {
+    (codegen_version: $codegen:expr, extra: [$($group:expr),* $(,)?]) => {
         const _: () = assert!(
             $crate::abi::const_str_eq($codegen, $crate::abi::CODEGEN_VERSION),
             "this `plugin` tool generates code for another version of manager-plugin: build the plugin with the \
@@ -231,24 +232,39 @@ macro_rules! plugin_section {
         const __DAMOCLES_SECTION_GROUPS: &[$crate::abi::section::Group<'static>] = &[
             $crate::abi::section::Group { tag: $crate::abi::section::TAG_FINGERPRINT, items: $crate::abi::BUILD_ITEMS },
             $crate::abi::section::Group { tag: $crate::abi::section::TAG_FINGERPRINT, items: $crate::abi::CFG_ITEMS },
-            $crate::abi::section::Group {
-                tag: $crate::abi::section::TAG_FINGERPRINT,
-                items: &[($crate::abi::CODEGEN_ITEM, $codegen)],
-            },
-            $crate::abi::section::Group {
-                tag: $crate::abi::section::TAG_INFO,
-                items: &[
-                    ($crate::abi::section::FIELD_ROLE, $crate::abi::section::ROLE_PLUGIN),
-                    ($crate::abi::section::FIELD_MANIFEST, $manifest),
-                    ($crate::abi::section::FIELD_BUILD_TIME, $build_time),
-                    ($crate::abi::section::FIELD_SDK_VERSION, $crate::abi::SDK_VERSION),
-                ],
-            },
+            $($group),*
         ];
         #[used]
         #[unsafe(link_section = ".damocles_plugin")]
-        static __DAMOCLES_PLUGIN_SECTION: [u8; $crate::abi::section::encoded_len(__DAMOCLES_SECTION_GROUPS)] =
+        static __DAMOCLES_SECTION: [u8; $crate::abi::section::encoded_len(__DAMOCLES_SECTION_GROUPS)] =
             $crate::abi::section::encode(__DAMOCLES_SECTION_GROUPS);
+    };
+}
+
+/// Emits a generated plugin's section: this SDK's fingerprint items plus the `plugin` tool's codegen version,
+/// the manifest text, the build time and the SDK version. Used by the code `plugin build` generates; refuses to
+/// compile when the tool's codegen version is not this SDK's.
+#[macro_export]
+macro_rules! plugin_section {
+    (manifest: $manifest:expr, build_time: $build_time:expr, codegen_version: $codegen:expr $(,)?) => {
+        $crate::__damocles_section!(
+            codegen_version: $codegen,
+            extra: [
+                $crate::abi::section::Group {
+                    tag: $crate::abi::section::TAG_FINGERPRINT,
+                    items: &[($crate::abi::CODEGEN_ITEM, $codegen)],
+                },
+                $crate::abi::section::Group {
+                    tag: $crate::abi::section::TAG_INFO,
+                    items: &[
+                        ($crate::abi::section::FIELD_ROLE, $crate::abi::section::ROLE_PLUGIN),
+                        ($crate::abi::section::FIELD_MANIFEST, $manifest),
+                        ($crate::abi::section::FIELD_BUILD_TIME, $build_time),
+                        ($crate::abi::section::FIELD_SDK_VERSION, $crate::abi::SDK_VERSION),
+                    ],
+                },
+            ]
+        );
     };
 }
 
@@ -256,25 +272,22 @@ macro_rules! plugin_section {
 #[macro_export]
 macro_rules! manager_section {
     () => {
-        const __DAMOCLES_SECTION_GROUPS: &[$crate::abi::section::Group<'static>] = &[
-            $crate::abi::section::Group { tag: $crate::abi::section::TAG_FINGERPRINT, items: $crate::abi::BUILD_ITEMS },
-            $crate::abi::section::Group { tag: $crate::abi::section::TAG_FINGERPRINT, items: $crate::abi::CFG_ITEMS },
-            $crate::abi::section::Group {
-                tag: $crate::abi::section::TAG_FINGERPRINT,
-                items: &[($crate::abi::CODEGEN_ITEM, $crate::abi::CODEGEN_VERSION)],
-            },
-            $crate::abi::section::Group {
-                tag: $crate::abi::section::TAG_INFO,
-                items: &[
-                    ($crate::abi::section::FIELD_ROLE, $crate::abi::section::ROLE_MANAGER),
-                    ($crate::abi::section::FIELD_SDK_VERSION, $crate::abi::SDK_VERSION),
-                ],
-            },
-        ];
-        #[used]
-        #[unsafe(link_section = ".damocles_plugin")]
-        static __DAMOCLES_MANAGER_SECTION: [u8; $crate::abi::section::encoded_len(__DAMOCLES_SECTION_GROUPS)] =
-            $crate::abi::section::encode(__DAMOCLES_SECTION_GROUPS);
+        $crate::__damocles_section!(
+            codegen_version: $crate::abi::CODEGEN_VERSION,
+            extra: [
+                $crate::abi::section::Group {
+                    tag: $crate::abi::section::TAG_FINGERPRINT,
+                    items: &[($crate::abi::CODEGEN_ITEM, $crate::abi::CODEGEN_VERSION)],
+                },
+                $crate::abi::section::Group {
+                    tag: $crate::abi::section::TAG_INFO,
+                    items: &[
+                        ($crate::abi::section::FIELD_ROLE, $crate::abi::section::ROLE_MANAGER),
+                        ($crate::abi::section::FIELD_SDK_VERSION, $crate::abi::SDK_VERSION),
+                    ],
+                },
+            ]
+        );
     };
 }
 

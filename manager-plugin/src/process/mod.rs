@@ -35,15 +35,9 @@ const _: () =
 #[macro_export]
 macro_rules! process_plugin_section {
     (manifest: $manifest:expr, build_time: $build_time:expr, codegen_version: $codegen:expr $(,)?) => {
-        const _: () = assert!(
-            $crate::abi::const_str_eq($codegen, $crate::abi::CODEGEN_VERSION),
-            "this `plugin` tool generates code for another version of manager-plugin: build the plugin with the \
-             `plugin` tool of the manager's workspace (`cargo run -p plugin -- build`)"
-        );
-        const __DAMOCLES_SECTION_GROUPS: &[$crate::abi::section::Group<'static>] = &[
-            $crate::abi::section::Group { tag: $crate::abi::section::TAG_FINGERPRINT, items: $crate::abi::BUILD_ITEMS },
-            $crate::abi::section::Group { tag: $crate::abi::section::TAG_FINGERPRINT, items: $crate::abi::CFG_ITEMS },
-            $crate::abi::section::Group {
+        $crate::__damocles_section!(
+            codegen_version: $codegen,
+            extra: [$crate::abi::section::Group {
                 tag: $crate::abi::section::TAG_INFO,
                 items: &[
                     ($crate::abi::section::FIELD_ROLE, $crate::process::ROLE_PROCESS_PLUGIN),
@@ -52,11 +46,7 @@ macro_rules! process_plugin_section {
                     ($crate::abi::section::FIELD_SDK_VERSION, $crate::abi::SDK_VERSION),
                     ($crate::process::FIELD_PROTOCOL, $crate::process::PROTOCOL_TEXT),
                 ],
-            },
-        ];
-        #[used]
-        #[unsafe(link_section = ".damocles_plugin")]
-        static __DAMOCLES_PROCESS_PLUGIN_SECTION: [u8; $crate::abi::section::encoded_len(__DAMOCLES_SECTION_GROUPS)] =
-            $crate::abi::section::encode(__DAMOCLES_SECTION_GROUPS);
+            }]
+        );
     };
 }

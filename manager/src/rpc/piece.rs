@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Method, Request, StatusCode};
 use http_body::Frame;
 use http_body_util::BodyExt;
@@ -182,19 +182,34 @@ async fn get(name: String, stores: Arc<StoreManager>, slot: OwnedSemaphorePermit
         if opened_tx.send(Ok(size)).is_err() {
             return;
         }
-        let mut buf = vec![0u8; CHUNK];
+        // Each chunk is read into the buffer and handed on frozen (no copy); once the body has written the
+        // chunks out, `reserve` takes their memory back.
+        let mut buf = BytesMut::new();
         loop {
+            buf.reserve(CHUNK);
+            buf.resize(CHUNK, 0);
             let item = match reader.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => Ok(Bytes::copy_from_slice(&buf[..n])),
+                Ok(n) => {
+                    buf.truncate(n);
+                    Ok(buf.split().freeze())
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => Err(e),
             };
             let failed = item.is_err();
-            // A client that stops reading holds the slot for at most the idle limit.
-            // The timer must be created inside the runtime's context: this is a plain thread.
             let sent = item.as_ref().map_or(0, |chunk| chunk.len() as u64);
-            match runtime.block_on(async { tokio::time::timeout(idle, tx.send(item)).await }) {
+            // Room in the channel: no runtime hop. Full: wait, but a client that stops reading holds the slot
+            // for at most the idle limit (the timer is created inside the runtime's context: this is a plain
+            // thread).
+            let delivered = match tx.try_send(item) {
+                Ok(()) => Ok(Ok(())),
+                Err(mpsc::error::TrySendError::Full(item)) => {
+                    runtime.block_on(async { tokio::time::timeout(idle, tx.send(item)).await })
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
+            };
+            match delivered {
                 Ok(Ok(())) if !failed => crate::metrics::global().piece_sent_bytes.inc_by(sent),
                 Ok(_) => break,
                 Err(_) => {

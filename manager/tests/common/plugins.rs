@@ -27,13 +27,23 @@ fn build_dir() -> &'static Path {
     DIR.get_or_init(|| tempfile::tempdir().expect("temp dir")).path()
 }
 
-/// Builds the plugin crate at `src` with `plugin build` (not cached).
+/// The cargo target dir this test binary runs from (`<target>/<profile>/deps/<test>`): it outlives the run, so
+/// what is built under it is reused by the next run (CI keeps it between runs).
+pub fn test_target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    exe.ancestors().nth(3).expect("the test runs from a cargo target dir").to_path_buf()
+}
+
+/// Builds the plugin crate at `src` with `plugin build` (not cached). A crate outside the workspace (a fixture
+/// written to a temp dir) builds in one target dir shared by all such fixtures, so the SDK's dependencies are
+/// compiled once, not once per fixture.
 pub fn build_plugin(src: &Path, out_name: &str, skip_check_dep: bool) -> Result<PathBuf, plugin::build::BuildError> {
+    let outside_workspace = !src.starts_with(workspace_root());
     let options = BuildOptions {
         src_dir: src.to_path_buf(),
         out_dir: build_dir().join(out_name),
         release: !cfg!(debug_assertions),
-        target_dir: None,
+        target_dir: outside_workspace.then(|| test_target_dir().join("fixture-plugins")),
         skip_check_dep,
         process: false,
     };
@@ -97,6 +107,63 @@ pub fn built_process(name: &str, release: bool) -> PathBuf {
         build(&options).unwrap_or_else(|e| panic!("plugin build --process of {name} ({profile}): {e}")).library
     })
     .clone()
+}
+
+/// The lockfile of [`build_memdb_with_other_dependencies`]: the manager's own lockfile with `serde`, `serde_json`
+/// and `tracing` moved to other patch versions (made with `cargo update -p serde --precise 1.0.228`,
+/// `-p serde_json --precise 1.0.145`, `-p tracing --precise 0.1.41` on a copy of examples/memdb).
+pub const OTHER_DEPENDENCIES_LOCK: &str = "manager/tests/data/memdb-other-dependencies.Cargo.lock";
+
+/// Builds examples/memdb as a process plugin the way an author outside this repository would: a copy of the crate
+/// in a workspace of its own, with its own lockfile ([`OTHER_DEPENDENCIES_LOCK`]) pinning other versions of the
+/// SDK's dependencies than the manager's, in the profile this test's manager was NOT built with. Returns the
+/// executable and the lockfile its build used. Built once per process, in a target dir under this test run's own
+/// (kept between runs, so only the first run compiles the other versions).
+pub fn build_memdb_with_other_dependencies() -> (PathBuf, PathBuf) {
+    static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = workspace_root();
+            let crate_dir = build_dir().join("memdb-other-dependencies");
+            std::fs::create_dir_all(crate_dir.join("src")).expect("crate dir");
+            let memdb = root.join("examples/memdb");
+            let sources = std::fs::read_dir(memdb.join("src")).expect("memdb's src").map(|e| e.expect("entry").path());
+            for file in sources.chain([memdb.join("manifest.toml")]) {
+                let relative = file.strip_prefix(&memdb).expect("inside memdb");
+                std::fs::copy(&file, crate_dir.join(relative)).expect("copy memdb");
+            }
+            let sdk = root.join("manager-plugin");
+            let cargo_toml = std::fs::read_to_string(root.join("examples/memdb/Cargo.toml"))
+                .expect("memdb's Cargo.toml")
+                .replace("\"../../manager-plugin\"", &format!("{:?}", sdk.display().to_string()));
+            assert!(cargo_toml.contains(&sdk.display().to_string()), "memdb's SDK path line moved: update this helper");
+            std::fs::write(crate_dir.join("Cargo.toml"), format!("{cargo_toml}\n[workspace]\n")).expect("write");
+            std::fs::copy(root.join(OTHER_DEPENDENCIES_LOCK), crate_dir.join("Cargo.lock")).expect("copy lockfile");
+            let target = test_target_dir().join("other-deps");
+            let options = BuildOptions {
+                src_dir: crate_dir,
+                out_dir: build_dir().join("memdb-other-dependencies-out"),
+                release: cfg!(debug_assertions),
+                target_dir: Some(target.clone()),
+                skip_check_dep: false,
+                process: true,
+            };
+            let built = build(&options).unwrap_or_else(|e| panic!("plugin build --process of the memdb copy: {e}"));
+            (built.library, target.join("damocles-plugin-wrappers/memdb-process/Cargo.lock"))
+        })
+        .clone()
+}
+
+/// The version `lockfile` pins for `package`.
+pub fn locked_version(lockfile: &Path, package: &str) -> Option<String> {
+    let text = std::fs::read_to_string(lockfile).ok()?;
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line == format!("name = \"{package}\"") {
+            return lines.next()?.strip_prefix("version = \"")?.strip_suffix('"').map(str::to_string);
+        }
+    }
+    None
 }
 
 /// Builds a known plugin (see [`plugin_src`]) once per process.
