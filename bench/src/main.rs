@@ -3,9 +3,13 @@
 //! `all` also rewrites `docs/performance.md`. Run: `cargo run --release -p bench -- all`.
 
 mod daemon;
+mod disk_probe;
 mod http;
 mod machine;
+mod proc_stats;
+mod redis_peer;
 mod report;
+mod rocksdb_stats;
 mod scenarios;
 mod toolchain;
 

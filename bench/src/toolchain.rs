@@ -18,6 +18,8 @@ pub struct Toolchain {
     pub manager: PathBuf,
     /// Whether the manager and plugins are release builds.
     pub release: bool,
+    /// Which RocksDB the benchmark links ([`crate::machine::rocksdb_origin`]), for the machine line.
+    pub rocksdb: String,
     /// The cargo target dir this benchmark runs from; benchmark plugins and scratch files live under it (a real
     /// disk, never a tmpfs).
     pub target_dir: PathBuf,
@@ -27,6 +29,8 @@ impl Toolchain {
     /// Builds the manager binary in this benchmark's profile (a no-op when it is up to date), or takes `manager`.
     pub fn prepare(manager: Option<PathBuf>) -> anyhow::Result<Toolchain> {
         let release = !cfg!(debug_assertions);
+        let lib_dir = std::env::var("ROCKSDB_LIB_DIR").ok();
+        let rocksdb = crate::machine::rocksdb_origin(release, lib_dir.as_deref()).map_err(anyhow::Error::msg)?;
         let exe = std::env::current_exe().context("where is damocles-bench")?;
         // <target>/<profile>/damocles-bench
         let profile_dir = exe.parent().context("damocles-bench has no directory")?.to_path_buf();
@@ -35,7 +39,8 @@ impl Toolchain {
             if !manager.is_file() {
                 bail!("--manager {}: no such file", manager.display());
             }
-            return Ok(Toolchain { manager, release, target_dir });
+            let rocksdb = format!("RocksDB of the given --manager (this benchmark: {rocksdb})");
+            return Ok(Toolchain { manager, release, rocksdb, target_dir });
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(&cargo);
@@ -59,7 +64,7 @@ impl Toolchain {
         if !manager.is_file() {
             bail!("{} is missing after its build", manager.display());
         }
-        Ok(Toolchain { manager, release, target_dir })
+        Ok(Toolchain { manager, release, rocksdb, target_dir })
     }
 
     /// A scratch dir on the target dir's disk, removed when dropped.
