@@ -6,6 +6,7 @@ mod daemon;
 mod disk_probe;
 mod http;
 mod machine;
+mod nginx;
 mod proc_stats;
 mod redis_peer;
 mod report;

@@ -11,6 +11,8 @@ pub enum Op {
     AtMost,
     /// The figure must be at least the target.
     AtLeast,
+    /// An information line: no target.
+    Info,
 }
 
 impl Op {
@@ -19,6 +21,7 @@ impl Op {
         match self {
             Op::AtMost => "<=",
             Op::AtLeast => ">=",
+            Op::Info => "",
         }
     }
 }
@@ -43,10 +46,24 @@ impl Target {
         Target { op: Op::AtMost, bound }
     }
 
+    /// No target: the figure is printed for information.
+    pub const fn info() -> Target {
+        Target { op: Op::Info, bound: f64::NAN }
+    }
+
+    /// `>=0.700`, `<=150.0`, or `info`.
+    pub fn text(self) -> String {
+        match self.op {
+            Op::Info => "info".into(),
+            op => format!("{}{}", op.symbol(), number(self.bound)),
+        }
+    }
+
     fn met_by(self, value: f64) -> bool {
         match self.op {
             Op::AtMost => value <= self.bound,
             Op::AtLeast => value >= self.bound,
+            Op::Info => true,
         }
     }
 }
@@ -87,15 +104,9 @@ impl Outcome {
         self.value.is_finite() && self.target.met_by(self.value)
     }
 
-    /// `ratio <name> <value> target <op><value>`.
+    /// `ratio <name> <value> target <op><value>` (`target info` for an information line).
     pub fn line(&self) -> String {
-        format!(
-            "ratio {} {} target {}{}",
-            self.name,
-            number(self.value),
-            self.target.op.symbol(),
-            number(self.target.bound)
-        )
+        format!("ratio {} {} target {}", self.name, number(self.value), self.target.text())
     }
 }
 
@@ -136,16 +147,19 @@ pub fn document(outcomes: &[Outcome], machine: &str, tools: &Toolchain) -> Strin
     let _ = writeln!(doc, "Manager: `{}`\n", tools.manager.display());
     doc.push_str("| ratio | figure | baseline (same run) | value | target | met |\n|---|---|---|---|---|---|\n");
     for o in outcomes {
-        let met = if o.met() { "yes" } else { "**no**" };
+        let met = match (o.target.op, o.met()) {
+            (Op::Info, _) => "-",
+            (_, true) => "yes",
+            (_, false) => "**no**",
+        };
         let _ = writeln!(
             doc,
-            "| `{}` | {} | {} | {} | {}{} | {met} |",
+            "| `{}` | {} | {} | {} | {} | {met} |",
             o.name,
             o.figure,
             o.baseline,
             number(o.value),
-            o.target.op.symbol(),
-            number(o.target.bound)
+            o.target.text()
         );
     }
     doc.push_str("\n## Notes per figure\n\n");
@@ -174,5 +188,10 @@ mod tests {
         assert!(!outcome(150.1, Target::at_most(150.0)).met());
         assert_eq!(outcome(f64::NAN, Target::at_most(1.0)).line(), "ratio x nan target <=1.000");
         assert!(!outcome(f64::NAN, Target::at_most(1.0)).met());
+        // An information line has no target and never fails the run (unless it could not be measured).
+        let info = outcome(0.227, Target::info());
+        assert_eq!(info.line(), "ratio x 0.227 target info");
+        assert!(info.met());
+        assert!(!outcome(f64::NAN, Target::info()).met());
     }
 }
