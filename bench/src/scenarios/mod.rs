@@ -2,6 +2,7 @@
 
 mod kv;
 mod piece;
+mod process;
 mod rpc;
 mod scale;
 mod startup;
@@ -37,6 +38,8 @@ impl Scale {
 pub enum Scenario {
     /// `plugin_kv_overhead`.
     PluginKvOverhead,
+    /// `plugin_kv_process_vs_socket`.
+    PluginKvProcessVsSocket,
     /// `rpc_state_vs_noop`.
     RpcStateVsNoop,
     /// `rpc_state_vs_durable_redis`.
@@ -47,6 +50,8 @@ pub enum Scenario {
     PieceGetVsNginx,
     /// `sync_fanout`.
     SyncFanout,
+    /// `sync_fanout_process`.
+    SyncFanoutProcess,
     /// `catchup_linear`.
     CatchupLinear,
     /// `startup_plugins`.
@@ -57,13 +62,15 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::PluginKvOverhead,
+        Scenario::PluginKvProcessVsSocket,
         Scenario::RpcStateVsNoop,
         Scenario::RpcStateVsDurableRedis,
         Scenario::PiecePutVsCopy,
         Scenario::PieceGetVsNginx,
         Scenario::SyncFanout,
+        Scenario::SyncFanoutProcess,
         Scenario::CatchupLinear,
         Scenario::StartupPlugins,
         Scenario::Scale1m,
@@ -73,11 +80,13 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::PluginKvOverhead => "plugin_kv_overhead",
+            Scenario::PluginKvProcessVsSocket => "plugin_kv_process_vs_socket",
             Scenario::RpcStateVsNoop => "rpc_state_vs_noop",
             Scenario::RpcStateVsDurableRedis => "rpc_state_vs_durable_redis",
             Scenario::PiecePutVsCopy => "piece_put_vs_copy",
             Scenario::PieceGetVsNginx => "piece_get_vs_nginx",
             Scenario::SyncFanout => "sync_fanout",
+            Scenario::SyncFanoutProcess => "sync_fanout_process",
             Scenario::CatchupLinear => "catchup_linear",
             Scenario::StartupPlugins => "startup_plugins",
             Scenario::Scale1m => "scale_1m",
@@ -88,6 +97,10 @@ impl Scenario {
     pub fn about(self) -> &'static str {
         match self {
             Scenario::PluginKvOverhead => "get/put/scan on memdb loaded as .so vs the same code linked statically",
+            Scenario::PluginKvProcessVsSocket => {
+                "a KV get on memdb as a process plugin vs a raw Unix-socket round trip with a child carrying the same \
+                 request and reply bytes (the in-process .so figure beside it)"
+            }
             Scenario::RpcStateVsNoop => {
                 "Venus.ReportState on RocksDB, 32 keep-alive clients vs Venus.Version on the same server"
             }
@@ -103,6 +116,9 @@ impl Scenario {
             Scenario::SyncFanout => {
                 "ReportState throughput with 8 SyncSectorState plugins (one sleeping 50 ms per event) vs none"
             }
+            Scenario::SyncFanoutProcess => {
+                "ReportState throughput with 8 process SyncSectorState plugins vs the same 8 in process (.so)"
+            }
             Scenario::CatchupLinear => "drain time of a 32k-event backlog vs a 4k backlog x 8",
             Scenario::StartupPlugins => "exec to first RPC answered with 16 plugins vs none",
             Scenario::Scale1m => "start-up and RSS with 1,000,000 sectors stored, and listing them, vs an empty store",
@@ -113,11 +129,13 @@ impl Scenario {
     pub fn target(self) -> Target {
         match self {
             Scenario::PluginKvOverhead => Target::at_most(1.10),
+            Scenario::PluginKvProcessVsSocket => Target::at_most(1.5),
             Scenario::RpcStateVsNoop => Target::at_least(0.70),
             Scenario::RpcStateVsDurableRedis => Target::at_least(0.80),
             Scenario::PiecePutVsCopy => Target::at_least(0.80),
             Scenario::PieceGetVsNginx => Target::at_least(0.90),
             Scenario::SyncFanout => Target::at_least(0.90),
+            Scenario::SyncFanoutProcess => Target::at_least(0.85),
             Scenario::CatchupLinear => Target::at_most(1.5),
             Scenario::StartupPlugins => Target::at_most(150.0),
             Scenario::Scale1m => Target::at_most(1.5),
@@ -146,11 +164,13 @@ impl Scenario {
     pub fn run(self, tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcome>> {
         match self {
             Scenario::PluginKvOverhead => kv::plugin_kv_overhead(tools, scale),
+            Scenario::PluginKvProcessVsSocket => process::kv_process_vs_socket(tools, scale),
             Scenario::RpcStateVsNoop => rpc::state_vs_noop(tools, scale),
             Scenario::RpcStateVsDurableRedis => rpc::state_vs_durable_redis(tools, scale),
             Scenario::PiecePutVsCopy => piece::put_vs_copy(tools, scale),
             Scenario::PieceGetVsNginx => piece::get_vs_nginx(tools, scale),
             Scenario::SyncFanout => sync::fanout(tools, scale),
+            Scenario::SyncFanoutProcess => sync::fanout_process(tools, scale),
             Scenario::CatchupLinear => sync::catchup_linear(tools, scale),
             Scenario::StartupPlugins => startup::plugins(tools, scale),
             Scenario::Scale1m => scale::one_million(tools, scale),

@@ -24,10 +24,10 @@ const GIB: f64 = (1u64 << 30) as f64;
 /// Timed runs per side; each figure is the median.
 const ROUNDS: usize = 3;
 
-/// Makes the disk state the same for every timed run: `sync` writes back every dirty page (the previous run's,
-/// anyone's) and commits the journal, with the discards of files removed since (the disk is mounted with
-/// `discard` here: the first fsync after removing 2 GiB otherwise waits for their TRIM); then `source` is read
-/// into the page cache again.
+/// Makes the disk state the same for every timed run: `sync` writes back every dirty page first (the previous
+/// run's, the source's, other processes'), which the timed run's own fsync would otherwise wait behind on a shared
+/// disk; then `source` is read into the page cache again (under memory pressure it may have been evicted since
+/// the last run, and a run reading it from disk competes with its own writes).
 fn settle(source: &Path) -> anyhow::Result<()> {
     timed_commands(&[&["sync"], &["sh", "-c", &format!("cat '{}' > /dev/null", source.display())]])?;
     Ok(())
@@ -86,8 +86,7 @@ pub fn put_vs_copy(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcom
             note: format!(
                 "ratio = copy time / PUT time, medians of {ROUNDS} runs per side alternating which goes first \
                  (PUT {}, copy {}); the PUT is answered after the piece store synced the file; before every run a \
-                 global `sync` (so no run pays for the previous run's writeback or for the discard of the files \
-                 it removed) and the source read into the page cache again",
+                 global `sync` (no run waits behind other writeback) and the source read into the page cache again",
                 spread(&puts),
                 spread(&copies)
             ),
