@@ -164,7 +164,7 @@ mod tests {
         for line in ["sendfile on;", "listen 127.0.0.1:4242;", "root /s/home/pieces;", "pid /s/nginx/nginx.pid;"] {
             assert!(text.contains(line), "{line}: {text}");
         }
-        for path in text.split_whitespace().filter(|w| w.starts_with('/')) {
+        for path in text.split_whitespace().filter(|w| w.starts_with('/') && *w != "/") {
             assert!(path.starts_with("/s/"), "{path} is outside the scratch dirs: {text}");
         }
         assert!(!config(Path::new("/s"), Path::new("/r"), 1, None).contains("user "));

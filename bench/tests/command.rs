@@ -54,7 +54,8 @@ fn quick_run_prints_a_ratio_line_per_figure_and_writes_the_document() {
     assert!(text.contains("Machine: `"), "{text}");
     assert!(text.contains("RocksDB "), "the machine line names the RocksDB linked: {text}");
     // The durable peer's figure is explained by what a call cost each server, measured in the same run.
-    let note = text.lines().find(|l| l.starts_with("- `rpc_state_vs_durable_redis`")).expect("its note");
+    let notes = text.split("## Notes per figure").nth(1).expect("a notes section");
+    let note = notes.lines().find(|l| l.starts_with("- `rpc_state_vs_durable_redis`: ")).expect("its note");
     for part in [
         "appendfsync always",
         "µs CPU and",
