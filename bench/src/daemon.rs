@@ -8,6 +8,8 @@ use anyhow::{Context as _, bail};
 use serde_json::Value;
 
 use crate::http;
+use crate::proc_stats::ProcSample;
+use crate::rocksdb_stats::WriteCounts;
 use crate::toolchain::Toolchain;
 
 /// A home made by `daemon init`, listening on a free loopback port.
@@ -93,12 +95,15 @@ impl Home {
             .arg(self.path())
             .args(["daemon", "run"])
             .env("RUST_LOG", "warn")
+            // RocksDB's statistics in its LOG every second: WAL syncs and commit groups per run.
+            .env(crate::rocksdb_stats::DUMP_ENV, "1")
             .stdout(log.try_clone()?)
             .stderr(log)
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("cannot start {}", self.manager.display()))?;
-        let mut daemon = Daemon { child, port: self.port, token, log_path, startup: Duration::ZERO };
+        let rocksdb_log = crate::rocksdb_stats::log_of_home(self.path());
+        let mut daemon = Daemon { child, port: self.port, token, log_path, rocksdb_log, startup: Duration::ZERO };
         daemon.startup = daemon.wait_first_answer(started)?;
         Ok(daemon)
     }
@@ -112,6 +117,7 @@ pub struct Daemon {
     /// Its API token.
     pub token: String,
     log_path: PathBuf,
+    rocksdb_log: PathBuf,
     /// From exec to the first answered `Venus.Version`.
     pub startup: Duration,
 }
@@ -134,6 +140,21 @@ impl Daemon {
     /// One JSON-RPC call on a fresh connection; the `result`, or an error naming the method.
     pub fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
         http::call(self.port, &self.token, method, params)
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its CPU time and context switches so far.
+    pub fn sample(&self) -> anyhow::Result<ProcSample> {
+        ProcSample::read(self.pid())
+    }
+
+    /// RocksDB's write counters, from its next stats dump (everything done before this call is counted).
+    pub fn write_counts(&self) -> anyhow::Result<WriteCounts> {
+        crate::rocksdb_stats::next_dump(&self.rocksdb_log)
     }
 
     /// Peak resident memory so far (VmHWM), MiB.

@@ -179,17 +179,28 @@ pub fn load(
     calls: usize,
     body: impl Fn(usize, usize) -> Vec<u8> + Send + Sync + 'static,
 ) -> anyhow::Result<Load> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let body = std::sync::Arc::new(body);
-    let per_connection = calls.div_ceil(connections);
+    let token: std::sync::Arc<str> = token.into();
+    run_load(connections, calls, move |c, calls| {
+        let (token, body) = (std::sync::Arc::clone(&token), std::sync::Arc::clone(&body));
+        async move { connection(port, &token, calls, |i| body(c, i)).await }
+    })
+}
+
+/// The load generator for any protocol: `connection(c, calls)` runs connection `c`'s `calls` calls, one in flight,
+/// and returns their latencies; all connections run on one single-threaded runtime, so the client takes at most
+/// one core whatever the server is.
+pub fn run_load<F, Fut>(connections: usize, calls: usize, connection: F) -> anyhow::Result<Load>
+where
+    F: Fn(usize, usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Vec<Duration>>> + Send + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let per_connection = calls.div_ceil(connections.max(1));
     let cpu_before = thread_cpu();
     let mut load = runtime.block_on(async move {
         let started = Instant::now();
-        let mut tasks = Vec::new();
-        for c in 0..connections {
-            let (token, body) = (token.to_string(), std::sync::Arc::clone(&body));
-            tasks.push(tokio::spawn(async move { connection(port, &token, per_connection, |i| body(c, i)).await }));
-        }
+        let tasks: Vec<_> = (0..connections).map(|c| tokio::spawn(connection(c, per_connection))).collect();
         let mut latencies = Vec::with_capacity(per_connection * connections);
         for task in tasks {
             latencies.extend(task.await??);

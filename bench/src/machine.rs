@@ -1,10 +1,11 @@
 //! The machine line quoted with every set of figures.
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::toolchain::Toolchain;
 
-/// `cpu <model>, <n> cores, <mem> GiB, Linux <release>, <rustc>, <profile>, <date>`.
+/// `<cpu model>, <n> cores, <mem> GiB, Linux <release>, <rustc>, <profile>, <RocksDB origin>, <date>`.
 pub fn describe(tools: &Toolchain) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
@@ -34,10 +35,50 @@ pub fn describe(tools: &Toolchain) -> String {
     let rustc = output("rustc", &["-V"]);
     let date = output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let profile = if tools.release { "release" } else { "debug (figures not comparable)" };
-    // A RocksDB linked from a prebuilt library (e.g. the test build's, compiled at -O1) is not the release one.
-    let rocksdb = match std::env::var("ROCKSDB_LIB_DIR") {
-        Ok(dir) => format!(", RocksDB prebuilt from {dir}"),
-        Err(_) => String::new(),
+    format!("{model}, {cores} cores, {mem_gib:.1} GiB, Linux {kernel}, {rustc}, {profile}, {}, {date}", tools.rocksdb)
+}
+
+/// Which RocksDB a benchmark build links, for the machine line; an error when a release benchmark would link the
+/// dev profile's RocksDB (compiled at opt-level 1 by `[profile.dev.package."*"]`), whose figures say nothing
+/// about a release daemon.
+pub fn rocksdb_origin(release: bool, lib_dir: Option<&str>) -> Result<String, String> {
+    let Some(dir) = lib_dir.filter(|d| !d.trim().is_empty()) else {
+        let profile = if release { "release profile, opt-level 3" } else { "dev profile, opt-level 1" };
+        return Ok(format!("RocksDB compiled by cargo ({profile})"));
     };
-    format!("{model}, {cores} cores, {mem_gib:.1} GiB, Linux {kernel}, {rustc}, {profile}{rocksdb}, {date}")
+    let dev_build = Path::new(dir).components().any(|c| c.as_os_str() == "debug");
+    match (release, dev_build) {
+        (true, true) => Err(format!(
+            "ROCKSDB_LIB_DIR={dir} is the dev profile's RocksDB (a target/debug build, compiled at opt-level 1): a \
+             release benchmark must link the release one. Point ROCKSDB_LIB_DIR at a release build \
+             (<target>/release/build/librocksdb-sys-*/out, with ROCKSDB_STATIC=1), or unset it and let cargo \
+             compile RocksDB once in the release profile (cached in the target dir)"
+        )),
+        (true, false) => Ok(format!("RocksDB prebuilt in the release profile from {dir}")),
+        (false, _) => Ok(format!("RocksDB prebuilt from {dir}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_benchmark_refuses_the_dev_profiles_rocksdb_and_names_the_release_one() {
+        let debug_dir = "/work/main/target/debug/build/librocksdb-sys-2c84/out";
+        let refused = rocksdb_origin(true, Some(debug_dir)).unwrap_err();
+        assert!(refused.contains(debug_dir) && refused.contains("opt-level 1"), "{refused}");
+        assert!(refused.contains("release/build/librocksdb-sys-*/out"), "{refused}");
+        let release_dir = "/work/main/target/release/build/librocksdb-sys-9a1f/out";
+        assert_eq!(
+            rocksdb_origin(true, Some(release_dir)).unwrap(),
+            format!("RocksDB prebuilt in the release profile from {release_dir}")
+        );
+        // A directory merely named like it (`debugging`) is not the dev profile's.
+        assert!(rocksdb_origin(true, Some("/opt/debugging/rocksdb")).is_ok());
+        assert_eq!(rocksdb_origin(true, None).unwrap(), "RocksDB compiled by cargo (release profile, opt-level 3)");
+        assert_eq!(rocksdb_origin(true, Some("")).unwrap(), "RocksDB compiled by cargo (release profile, opt-level 3)");
+        // A debug benchmark may link anything (its figures are not comparable anyway).
+        assert!(rocksdb_origin(false, Some(debug_dir)).is_ok());
+    }
 }

@@ -3,9 +3,15 @@
 //! `all` also rewrites `docs/performance.md`. Run: `cargo run --release -p bench -- all`.
 
 mod daemon;
+mod disk_probe;
+mod echo;
 mod http;
 mod machine;
+mod nginx;
+mod proc_stats;
+mod redis_peer;
 mod report;
+mod rocksdb_stats;
 mod scenarios;
 mod toolchain;
 
@@ -41,6 +47,10 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // The baseline of `plugin_kv_process_vs_socket` re-runs this binary as its echo server.
+    if echo::serve_if_asked() {
+        return ExitCode::SUCCESS;
+    }
     let cli = Cli::parse();
     match run(&cli) {
         Ok(true) => ExitCode::SUCCESS,

@@ -18,6 +18,8 @@ pub struct Toolchain {
     pub manager: PathBuf,
     /// Whether the manager and plugins are release builds.
     pub release: bool,
+    /// Which RocksDB the benchmark links ([`crate::machine::rocksdb_origin`]), for the machine line.
+    pub rocksdb: String,
     /// The cargo target dir this benchmark runs from; benchmark plugins and scratch files live under it (a real
     /// disk, never a tmpfs).
     pub target_dir: PathBuf,
@@ -27,6 +29,8 @@ impl Toolchain {
     /// Builds the manager binary in this benchmark's profile (a no-op when it is up to date), or takes `manager`.
     pub fn prepare(manager: Option<PathBuf>) -> anyhow::Result<Toolchain> {
         let release = !cfg!(debug_assertions);
+        let lib_dir = std::env::var("ROCKSDB_LIB_DIR").ok();
+        let rocksdb = crate::machine::rocksdb_origin(release, lib_dir.as_deref()).map_err(anyhow::Error::msg)?;
         let exe = std::env::current_exe().context("where is damocles-bench")?;
         // <target>/<profile>/damocles-bench
         let profile_dir = exe.parent().context("damocles-bench has no directory")?.to_path_buf();
@@ -35,7 +39,8 @@ impl Toolchain {
             if !manager.is_file() {
                 bail!("--manager {}: no such file", manager.display());
             }
-            return Ok(Toolchain { manager, release, target_dir });
+            let rocksdb = format!("RocksDB of the given --manager (this benchmark: {rocksdb})");
+            return Ok(Toolchain { manager, release, rocksdb, target_dir });
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(&cargo);
@@ -59,7 +64,7 @@ impl Toolchain {
         if !manager.is_file() {
             bail!("{} is missing after its build", manager.display());
         }
-        Ok(Toolchain { manager, release, target_dir })
+        Ok(Toolchain { manager, release, rocksdb, target_dir })
     }
 
     /// A scratch dir on the target dir's disk, removed when dropped.
@@ -71,12 +76,26 @@ impl Toolchain {
 
     /// An example plugin of the repository (`memdb`, `statelog`, ...), built with `plugin build`.
     pub fn example_plugin(&self, name: &str) -> anyhow::Result<PathBuf> {
-        self.build_plugin(&workspace_root().join("examples").join(name), name)
+        self.build_plugin(&workspace_root().join("examples").join(name), name, false)
+    }
+
+    /// An example plugin built with `plugin build --process`: the executable `plugin-<name>`.
+    pub fn example_process_plugin(&self, name: &str) -> anyhow::Result<PathBuf> {
+        self.build_plugin(&workspace_root().join("examples").join(name), name, true)
     }
 
     /// The `bench-sync` fixture (`bench/plugins/bench-sync`) built under the plugin name `name`: a copy of the
     /// crate whose package and manifest carry that name.
     pub fn bench_sync_plugin(&self, name: &str) -> anyhow::Result<PathBuf> {
+        self.bench_sync(name, false)
+    }
+
+    /// The `bench-sync` fixture under the plugin name `name`, built with `plugin build --process`.
+    pub fn bench_sync_process_plugin(&self, name: &str) -> anyhow::Result<PathBuf> {
+        self.bench_sync(name, true)
+    }
+
+    fn bench_sync(&self, name: &str, process: bool) -> anyhow::Result<PathBuf> {
         let template = workspace_root().join("bench/plugins/bench-sync");
         // A stable place (not a temp dir), so repeated runs rebuild incrementally.
         let crate_dir = self.target_dir.join("bench-plugin-src").join(name);
@@ -96,22 +115,23 @@ impl Toolchain {
         write_if_changed(&crate_dir.join("Cargo.toml"), &cargo_toml)?;
         write_if_changed(&crate_dir.join("manifest.toml"), &manifest)?;
         write_if_changed(&crate_dir.join("src/lib.rs"), &read("src/lib.rs")?)?;
-        self.build_plugin(&crate_dir, name)
+        self.build_plugin(&crate_dir, name, process)
     }
 
-    fn build_plugin(&self, src: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    fn build_plugin(&self, src: &Path, name: &str, process: bool) -> anyhow::Result<PathBuf> {
+        let profile = if self.release { "release" } else { "debug" };
         let options = BuildOptions {
             src_dir: src.to_path_buf(),
             // Per profile: a debug and a release benchmark may build the same plugin at once.
             out_dir: self
                 .target_dir
                 .join("bench-plugin-out")
-                .join(if self.release { "release" } else { "debug" })
+                .join(if process { format!("{profile}-process") } else { profile.to_string() })
                 .join(name),
             release: self.release,
             target_dir: Some(self.target_dir.join("bench-plugins")),
             skip_check_dep: false,
-            process: false,
+            process,
         };
         let built = build(&options).with_context(|| format!("plugin build of {} failed", src.display()))?;
         Ok(built.library)

@@ -1,18 +1,19 @@
-//! `rpc_state_vs_noop` and `rpc_state_vs_redis`: `Venus.ReportState` throughput on RocksDB under 32 keep-alive
-//! clients, against a no-op call on the same server and against a Redis server doing one durable write per call.
-
-use std::io::{Read as _, Write as _};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+//! `rpc_state_vs_noop` and `rpc_state_vs_durable_redis`: `Venus.ReportState` throughput on RocksDB under 32
+//! keep-alive clients, against a no-op call on the same server and against a Redis server doing the same durable
+//! work per call ([`crate::redis_peer`]); each figure with what a call cost the server.
 
 use anyhow::{Context as _, bail};
+use manager::kvstore::{Db as _, RocksDb};
 use serde_json::{Value, json};
 
 use super::{Scale, Scenario};
 use crate::daemon::{Daemon, Home};
+use crate::disk_probe;
 use crate::http::{self, Load};
-use crate::report::Outcome;
+use crate::proc_stats::{ProcCost, ProcSample};
+use crate::redis_peer::RedisPeer;
+use crate::report::{Outcome, Target};
+use crate::rocksdb_stats::WriteCounts;
 use crate::toolchain::Toolchain;
 
 /// Keep-alive client connections of every RPC load.
@@ -56,7 +57,51 @@ pub fn noop_load(daemon: &Daemon, calls: usize) -> anyhow::Result<Load> {
     http::load(daemon.port, &daemon.token, CONNECTIONS, calls, move |_, _| body.clone())
 }
 
-/// `rpc_state_vs_noop`.
+/// A load run and what the daemon paid for it.
+pub struct Measured {
+    /// The client's view.
+    pub load: Load,
+    /// The daemon's CPU time and context switches.
+    pub cost: ProcCost,
+    /// RocksDB's write counters over the run (and up to a second around it).
+    pub writes: WriteCounts,
+}
+
+impl Measured {
+    /// Runs `run` on `daemon`, reading the daemon's `/proc` counters and RocksDB's statistics around it.
+    pub fn run(daemon: &Daemon, run: impl FnOnce() -> anyhow::Result<Load>) -> anyhow::Result<Measured> {
+        let writes_before = daemon.write_counts()?;
+        let before = daemon.sample()?;
+        let load = run()?;
+        let after = daemon.sample()?;
+        let writes_after = daemon.write_counts()?;
+        Ok(Measured { load, cost: before.cost_until(&after), writes: writes_before.until(&writes_after) })
+    }
+
+    /// Both runs as one.
+    pub fn merge(self, other: Measured) -> Measured {
+        Measured {
+            load: self.load.merge(other.load),
+            cost: self.cost.add(other.cost),
+            writes: self.writes.add(other.writes),
+        }
+    }
+
+    /// `self` merged into `total`.
+    pub fn accumulate(self, total: &mut Option<Measured>) {
+        *total = Some(match total.take() {
+            Some(prev) => prev.merge(self),
+            None => self,
+        });
+    }
+
+    /// What one call cost the daemon: CPU, context switches, WAL syncs and writes per sync.
+    pub fn explain(&self) -> String {
+        format!("{}; {}", self.cost.per_call(self.load.calls), self.writes.per_call(self.load.calls))
+    }
+}
+
+/// `rpc_state_vs_noop` and `rpc_state_p99_vs_noop`.
 pub fn state_vs_noop(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcome>> {
     let per_round = scale.pick(30_000, 1_500);
     let home = Home::init(tools)?;
@@ -64,94 +109,140 @@ pub fn state_vs_noop(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outc
     let ids = allocate(&daemon, CONNECTIONS)?;
     // Warm-up: connections, caches, RocksDB's first files.
     report_state_load(&daemon, &ids, per_round / 10)?;
-    let (mut state, mut noop): (Option<Load>, Option<Load>) = (None, None);
+    let (mut state, mut noop): (Option<Measured>, Option<Measured>) = (None, None);
     for round in 0..2 {
-        let run_state = || report_state_load(&daemon, &ids, per_round);
-        let run_noop = || noop_load(&daemon, per_round);
-        let (s, n) = if round == 0 {
-            let s = run_state()?;
-            (s, run_noop()?)
+        let run_state = || Measured::run(&daemon, || report_state_load(&daemon, &ids, per_round));
+        let run_noop = || Measured::run(&daemon, || noop_load(&daemon, per_round));
+        if round == 0 {
+            run_state()?.accumulate(&mut state);
+            run_noop()?.accumulate(&mut noop);
         } else {
-            let n = run_noop()?;
-            (run_state()?, n)
-        };
-        state = Some(match state.take() {
-            Some(prev) => prev.merge(s),
-            None => s,
-        });
-        noop = Some(match noop.take() {
-            Some(prev) => prev.merge(n),
-            None => n,
-        });
+            run_noop()?.accumulate(&mut noop);
+            run_state()?.accumulate(&mut state);
+        }
     }
+    let fdatasync = disk_probe::fdatasync_micros(home.path(), FDATASYNC_ROUNDS)?;
     daemon.stop()?;
     let (state, noop) = (state.context("no rounds")?, noop.context("no rounds")?);
-    Ok(vec![Outcome {
-        name: Scenario::RpcStateVsNoop.name().into(),
-        figure: format!("ReportState: {}", state.summary()),
-        baseline: format!("Version: {}", noop.summary()),
-        value: state.rate() / noop.rate(),
-        target: Scenario::RpcStateVsNoop.target(),
-        note: format!(
-            "{} ReportState and {} Version calls over {CONNECTIONS} keep-alive connections, 2 rounds alternating \
-             which goes first; each ReportState is one synced RocksDB commit{}",
-            state.calls,
-            noop.calls,
-            client_bound_warning(&noop)
-        ),
-    }])
+    let p99 = |m: &Measured| m.load.quantile(0.99).as_secs_f64();
+    Ok(vec![
+        Outcome {
+            name: Scenario::RpcStateVsNoop.name().into(),
+            figure: format!("ReportState: {}", state.load.summary()),
+            baseline: format!("Version: {}", noop.load.summary()),
+            value: state.load.rate() / noop.load.rate(),
+            target: Scenario::RpcStateVsNoop.target(),
+            note: format!(
+                "{} ReportState and {} Version calls over {CONNECTIONS} keep-alive connections, 2 rounds \
+                 alternating which goes first; each ReportState is acknowledged after its synced RocksDB commit. \
+                 Daemon per ReportState: {}. Per Version: {}. The disk: {fdatasync:.0} µs per fdatasync of 512 \
+                 bytes (median of {FDATASYNC_ROUNDS}, same run){}",
+                state.load.calls,
+                noop.load.calls,
+                state.explain(),
+                noop.cost.per_call(noop.load.calls),
+                client_bound_warning(&noop.load)
+            ),
+        },
+        Outcome {
+            name: "rpc_state_p99_vs_noop".into(),
+            figure: format!("ReportState p99 {:.2} ms", p99(&state) * 1e3),
+            baseline: format!("Version p99 {:.2} ms", p99(&noop) * 1e3),
+            value: p99(&state) / p99(&noop),
+            target: Target::at_most(2.0),
+            note: format!("the latencies of the runs above, {CONNECTIONS} clients"),
+        },
+    ])
 }
 
-/// `rpc_state_vs_redis`.
-pub fn state_vs_redis(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcome>> {
-    let (per_round, redis_calls) = scale.pick((30_000, 100_000), (1_500, 5_000));
-    let (plain_dir, durable_dir) = (tools.scratch()?, tools.scratch()?);
-    // The issue's baseline: a Redis as installed (no append-only file); and one as durable as ReportState.
-    let plain = RedisPeer::start(plain_dir.path(), false)?;
-    let durable = RedisPeer::start(durable_dir.path(), true)?;
+/// Rounds of the fdatasync probe printed beside every durable figure.
+const FDATASYNC_ROUNDS: usize = 200;
+
+/// `rpc_state_vs_durable_redis`.
+pub fn state_vs_durable_redis(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcome>> {
+    let per_round = scale.pick(30_000, 1_500);
+    let (state_bytes, event_bytes) = encoded_state_and_event(tools)?;
+    let redis_dir = tools.scratch()?;
+    let redis = RedisPeer::start(redis_dir.path())?;
     let home = Home::init(tools)?;
     let daemon = home.start()?;
     let ids = allocate(&daemon, CONNECTIONS)?;
     report_state_load(&daemon, &ids, per_round / 10)?;
-    let mut state: Option<Load> = None;
-    let (mut plain_rates, mut durable_rates) = (Vec::new(), Vec::new());
+    redis.report_state_load(CONNECTIONS, per_round / 10, &state_bytes, &event_bytes)?;
+    let mut state: Option<Measured> = None;
+    let (mut peer, mut peer_cost): (Option<Load>, ProcCost) = (None, ProcCost::default());
     for round in 0..2 {
-        if round == 1 {
-            plain_rates.push(plain.benchmark(redis_calls)?);
-            durable_rates.push(durable.benchmark(redis_calls)?);
-        }
-        let s = report_state_load(&daemon, &ids, per_round)?;
-        state = Some(match state.take() {
-            Some(prev) => prev.merge(s),
-            None => s,
-        });
+        let mut run_peer = || -> anyhow::Result<()> {
+            let before = ProcSample::read(redis.pid())?;
+            let load = redis.report_state_load(CONNECTIONS, per_round, &state_bytes, &event_bytes)?;
+            peer_cost = peer_cost.add(before.cost_until(&ProcSample::read(redis.pid())?));
+            peer = Some(match peer.take() {
+                Some(prev) => prev.merge(load),
+                None => load,
+            });
+            Ok(())
+        };
         if round == 0 {
-            plain_rates.push(plain.benchmark(redis_calls)?);
-            durable_rates.push(durable.benchmark(redis_calls)?);
+            run_peer()?;
+        }
+        Measured::run(&daemon, || report_state_load(&daemon, &ids, per_round))?.accumulate(&mut state);
+        if round == 1 {
+            run_peer()?;
         }
     }
+    let fdatasync = disk_probe::fdatasync_micros(home.path(), FDATASYNC_ROUNDS)?;
     daemon.stop()?;
-    let state = state.context("no rounds")?;
-    let mean = |rates: &[f64]| rates.iter().sum::<f64>() / rates.len() as f64;
-    let (plain_rate, durable_rate) = (mean(&plain_rates), mean(&durable_rates));
+    let (state, peer) = (state.context("no rounds")?, peer.context("no rounds")?);
     Ok(vec![Outcome {
-        name: Scenario::RpcStateVsRedis.name().into(),
-        figure: format!("ReportState: {}", state.summary()),
-        baseline: format!("redis-benchmark -t set -c 32: {:.1}k calls/s", plain_rate / 1000.0),
-        value: state.rate() / plain_rate,
-        target: Scenario::RpcStateVsRedis.target(),
+        name: Scenario::RpcStateVsDurableRedis.name().into(),
+        figure: format!("ReportState: {}", state.load.summary()),
+        baseline: format!("durable Redis GET+SET+XADD script: {}", peer.summary()),
+        value: state.load.rate() / peer.rate(),
+        target: Scenario::RpcStateVsDurableRedis.target(),
         note: format!(
-            "Redis {} run by the benchmark on a free port with its default persistence (no append-only file, as \
-             installed); {redis_calls} SETs per run, 2 runs interleaved with the ReportState runs. The same with \
-             `appendonly yes`, `appendfsync always` (acknowledged writes on disk, as ReportState's; the set-up of \
-             `scripts/setup.sh`): {:.1}k SETs/s, ratio {:.2}",
-            plain.version,
-            durable_rate / 1000.0,
-            state.rate() / durable_rate
+            "{}, its own server on a free port with `appendonly yes`, `appendfsync always`, no snapshots; per call \
+             one EVALSHA of a Lua script doing GET of the sector's state, SET of the new state ({} bytes) and XADD of \
+             the event ({} bytes) — the bytes the daemon stored for the same ReportState; both driven by the same \
+             load generator, {CONNECTIONS} connections, {} calls per side over 2 rounds alternating. Daemon per \
+             ReportState: {}. Redis per call: {}. The disk: {fdatasync:.0} µs per fdatasync of 512 bytes",
+            redis.version,
+            state_bytes.len(),
+            event_bytes.len(),
+            state.load.calls,
+            state.explain(),
+            peer_cost.per_call(peer.calls)
         ),
     }])
 }
 
+/// A sector state and an outbox event as the daemon encodes them for this benchmark's ReportState calls: read
+/// from the RocksDB of a daemon that ran a few (one sync plugin failing keeps the events in the outbox).
+fn encoded_state_and_event(tools: &Toolchain) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let home = super::sync::home_with_plugins(tools, 1)?;
+    std::fs::write(home.plugins_dir().join(format!("{}.fail", super::sync::plugin_name(0))), "")?;
+    let daemon = home.start()?;
+    let ids = allocate(&daemon, CONNECTIONS)?;
+    report_state_load(&daemon, &ids, CONNECTIONS * 4)?;
+    daemon.stop()?;
+    let dir = home.path().join("db");
+    let db = RocksDb::open(&dir).with_context(|| format!("open the daemon's RocksDB in {}", dir.display()))?;
+    db.run()?;
+    // The daemon's layout (`manager/src/sectors/keys.rs`): one `sectors` collection, states under `online/`,
+    // events under `outbox/`.
+    let sectors = db.open_collection("sectors")?;
+    let last = |prefix: &[u8]| -> anyhow::Result<Option<Vec<u8>>> {
+        let mut iter = sectors.scan(prefix)?;
+        let mut last = None;
+        while let Some((_, value)) = iter.next_entry()? {
+            last = Some(value);
+        }
+        Ok(last)
+    };
+    let state = last(b"online/")?.with_context(|| format!("no sector state in {}", dir.display()))?;
+    let event = last(b"outbox/")?.with_context(|| format!("no outbox event in {}", dir.display()))?;
+    db.close()?;
+    Ok((state, event))
+}
 /// A warning when the load generator used nearly a whole core during `load` (it may have capped the figure).
 pub fn client_bound_warning(load: &Load) -> String {
     if load.client_share() > 0.9 {
@@ -162,74 +253,5 @@ pub fn client_bound_warning(load: &Load) -> String {
         )
     } else {
         String::new()
-    }
-}
-
-/// A redis-server of the benchmark's own.
-struct RedisPeer {
-    child: Child,
-    port: u16,
-    version: String,
-}
-
-impl RedisPeer {
-    /// A redis-server in `dir`; `durable`: append-only with an fsync per write.
-    fn start(dir: &Path, durable: bool) -> anyhow::Result<RedisPeer> {
-        let version = Command::new("redis-benchmark")
-            .arg("--version")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .context(
-                "redis-benchmark is not installed (Debian package redis-tools; scripts/setup.sh --redis installs it)",
-            )?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut command = Command::new("redis-server");
-        command.args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--dir"]).arg(dir);
-        if durable {
-            command.args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"]);
-        }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("redis-server is not installed (scripts/setup.sh --redis installs it)")?;
-        let peer = RedisPeer { child, port, version };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if peer.ping() {
-                return Ok(peer);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        bail!("redis-server on 127.0.0.1:{port} did not answer PING within 10 s")
-    }
-
-    fn ping(&self) -> bool {
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else { return false };
-        let mut answer = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
-    }
-
-    /// `redis-benchmark -t set -c 32 -n <calls>`: SETs per second.
-    fn benchmark(&self, calls: usize) -> anyhow::Result<f64> {
-        let out = Command::new("redis-benchmark")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-t", "set", "-c", "32", "--csv"])
-            .args(["-n", &calls.to_string()])
-            .output()
-            .context("cannot run redis-benchmark")?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        // `"SET","88105.73",...` (the first field the test, the second requests per second).
-        text.lines()
-            .find_map(|l| l.strip_prefix("\"SET\",\""))
-            .and_then(|rest| rest.split('"').next())
-            .and_then(|rps| rps.parse().ok())
-            .with_context(|| format!("no SET rate in redis-benchmark's output: {text}"))
-    }
-}
-
-impl Drop for RedisPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -1,15 +1,15 @@
-//! `sync_fanout` and `catchup_linear`: state changes with SyncSectorState plugins attached (the `bench-sync`
-//! fixture, steered by files in the plugins dir), and the drain of a backlog after an outage.
+//! `sync_fanout`, `sync_fanout_process` and `catchup_linear`: state changes with SyncSectorState plugins attached
+//! (the `bench-sync` fixture, steered by files in the plugins dir; in process or as child processes), and the
+//! drain of a backlog after an outage.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
-use super::rpc::{CONNECTIONS, allocate, report_state_load};
+use super::rpc::{CONNECTIONS, Measured, allocate, report_state_load};
 use super::{Scale, Scenario};
 use crate::daemon::{Daemon, Home};
-use crate::http::Load;
 use crate::report::Outcome;
 use crate::toolchain::Toolchain;
 
@@ -58,51 +58,102 @@ fn wait_drained(daemon: &Daemon, except: &[String], limit: Duration) -> anyhow::
     }
 }
 
+/// ReportState load on two daemons, `per_round` calls each per round over 2 rounds alternating which goes first;
+/// before every run the fast sync plugins of both catch up (all but `slow`), so no delivery runs beside the other
+/// daemon's load.
+fn alternate(sides: [&Daemon; 2], slow: &str, per_round: usize) -> anyhow::Result<[Measured; 2]> {
+    let ids = [allocate(sides[0], CONNECTIONS)?, allocate(sides[1], CONNECTIONS)?];
+    let except_slow = [slow.to_string()];
+    let mut totals: [Option<Measured>; 2] = [None, None];
+    for round in 0..2 {
+        for side in if round == 0 { [0, 1] } else { [1, 0] } {
+            for daemon in sides {
+                wait_drained(daemon, &except_slow, Duration::from_secs(300))?;
+            }
+            let daemon = sides[side];
+            Measured::run(daemon, || report_state_load(daemon, &ids[side], per_round))?.accumulate(&mut totals[side]);
+        }
+    }
+    let [a, b] = totals;
+    Ok([a.context("no rounds")?, b.context("no rounds")?])
+}
+
+/// Tells `home`'s slow plugin to sleep `ms` per event.
+fn set_sleep(home: &Home, slow: &str, ms: u64) -> anyhow::Result<()> {
+    Ok(std::fs::write(home.plugins_dir().join(format!("{slow}.sleep-ms")), ms.to_string())?)
+}
+
+/// After a measured run, the slow plugin's downstream recovers: the whole outbox must drain. The backlog and how
+/// long it took.
+fn drain_slow(home: &Home, daemon: &Daemon, slow: &str) -> anyhow::Result<(u64, Duration)> {
+    let backlog: u64 = pending(daemon)?.iter().map(|(_, p)| p).sum();
+    set_sleep(home, slow, 0)?;
+    Ok((backlog, wait_drained(daemon, &[], Duration::from_secs(600))?))
+}
+
 /// `sync_fanout`.
 pub fn fanout(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcome>> {
     let per_round = scale.pick(20_000, 1_000);
     let bare = Home::init(tools)?;
     let eight = home_with_plugins(tools, 8)?;
     let slow = plugin_name(0);
-    std::fs::write(eight.plugins_dir().join(format!("{slow}.sleep-ms")), "50")?;
+    set_sleep(&eight, &slow, 50)?;
     let bare_daemon = bare.start()?;
     let eight_daemon = eight.start()?;
-    let bare_ids = allocate(&bare_daemon, CONNECTIONS)?;
-    let eight_ids = allocate(&eight_daemon, CONNECTIONS)?;
-    let except_slow = [slow.clone()];
-    let (mut none, mut with): (Option<Load>, Option<Load>) = (None, None);
-    for round in 0..2 {
-        for side in if round == 0 { [0, 1] } else { [1, 0] } {
-            // The seven fast plugins catch up before any measured run, so their delivery never runs beside
-            // the other daemon's load.
-            wait_drained(&eight_daemon, &except_slow, Duration::from_secs(300))?;
-            let (daemon, ids, total) =
-                if side == 0 { (&bare_daemon, &bare_ids, &mut none) } else { (&eight_daemon, &eight_ids, &mut with) };
-            let run = report_state_load(daemon, ids, per_round)?;
-            *total = Some(match total.take() {
-                Some(prev) => prev.merge(run),
-                None => run,
-            });
-        }
-    }
+    let [none, with] = alternate([&bare_daemon, &eight_daemon], &slow, per_round)?;
     bare_daemon.stop()?;
-    let (none, with) = (none.context("no rounds")?, with.context("no rounds")?);
-    // Afterwards: the slow plugin's downstream recovers; the whole outbox must drain.
-    let backlog: u64 = pending(&eight_daemon)?.iter().map(|(_, p)| p).sum();
-    std::fs::write(eight.plugins_dir().join(format!("{slow}.sleep-ms")), "0")?;
-    let drain = wait_drained(&eight_daemon, &[], Duration::from_secs(600))?;
+    let (backlog, drain) = drain_slow(&eight, &eight_daemon, &slow)?;
     eight_daemon.stop()?;
     Ok(vec![Outcome {
         name: Scenario::SyncFanout.name().into(),
-        figure: format!("ReportState with 8 sync plugins: {}", with.summary()),
-        baseline: format!("no sync plugins: {}", none.summary()),
-        value: with.rate() / none.rate(),
+        figure: format!("ReportState with 8 sync plugins: {}", with.load.summary()),
+        baseline: format!("no sync plugins: {}", none.load.summary()),
+        value: with.load.rate() / none.load.rate(),
         target: Scenario::SyncFanout.target(),
         note: format!(
             "one plugin sleeps 50 ms per event, seven return at once; {} calls per side over 2 rounds alternating; \
-             afterwards the slow plugin's {backlog} pending events drained in {:.1} s once it stopped sleeping",
-            with.calls,
-            drain.as_secs_f64()
+             afterwards the slow plugin's {backlog} pending events drained in {:.1} s once it stopped sleeping. \
+             Daemon per ReportState with the plugins: {}. Without: {}",
+            with.load.calls,
+            drain.as_secs_f64(),
+            with.explain(),
+            none.explain()
+        ),
+    }])
+}
+
+/// `sync_fanout_process`.
+pub fn fanout_process(tools: &Toolchain, scale: Scale) -> anyhow::Result<Vec<Outcome>> {
+    let per_round = scale.pick(20_000, 1_000);
+    let in_process = home_with_plugins(tools, 8)?;
+    let process = Home::init(tools)?;
+    for i in 0..8 {
+        process.install_plugin(&tools.bench_sync_process_plugin(&plugin_name(i))?)?;
+    }
+    let slow = plugin_name(0);
+    set_sleep(&in_process, &slow, 50)?;
+    set_sleep(&process, &slow, 50)?;
+    let in_process_daemon = in_process.start()?;
+    let process_daemon = process.start()?;
+    let [so, child] = alternate([&in_process_daemon, &process_daemon], &slow, per_round)?;
+    in_process_daemon.stop()?;
+    let (backlog, drain) = drain_slow(&process, &process_daemon, &slow)?;
+    process_daemon.stop()?;
+    Ok(vec![Outcome {
+        name: Scenario::SyncFanoutProcess.name().into(),
+        figure: format!("ReportState with 8 process sync plugins: {}", child.load.summary()),
+        baseline: format!("8 in-process (.so) sync plugins: {}", so.load.summary()),
+        value: child.load.rate() / so.load.rate(),
+        target: Scenario::SyncFanoutProcess.target(),
+        note: format!(
+            "the bench-sync fixture built both ways (`plugin build` and `plugin build --process`), one plugin \
+             sleeping 50 ms per event on each side, seven returning at once; {} calls per side over 2 rounds \
+             alternating; afterwards the slow process plugin's {backlog} pending events drained in {:.1} s. Daemon \
+             per ReportState with process plugins: {}. With in-process plugins: {}",
+            child.load.calls,
+            drain.as_secs_f64(),
+            child.explain(),
+            so.explain()
         ),
     }])
 }
