@@ -20,7 +20,6 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use manager_plugin::kv::{KvError, KvStore, Txn, update_with_retry};
-use manager_plugin::sync::SectorEvent;
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, CURSOR_PREFIX, OUTBOX_PREFIX, SEQ_DIGITS};
@@ -170,12 +169,23 @@ fn now_nanos() -> u64 {
     u64::try_from(nanos).unwrap_or(u64::MAX)
 }
 
-/// Writes `event` as outbox entry `seq` in `txn`.
-pub(super) fn put_event(txn: &dyn Txn, seq: u64, event: &SectorEvent) -> Result<(), KvError> {
-    let record = OutboxRecord { seq, event };
-    let json = serde_json::to_vec(&record)
-        .map_err(|err| KvError::Aborted(format!("encode outbox entry {seq} ({:?}): {err}", event.ext_point())))?;
-    txn.put(&keys::outbox_key(seq), &json)
+/// Writes `event` (a [`SectorEvent`](manager_plugin::sync::SectorEvent) or its JSON already encoded) to the outbox in `txn`, under a seq drawn from
+/// `ticket`. Call it after the transaction's reads (see [`SeqTicket::draw`]).
+///
+/// The entry's key is read first, so the transaction depends on it: settling an ambiguous commit writes a fence
+/// there (`settle.rs`), which makes this transaction fail if it was still on its way to the store.
+pub(super) fn emit<E: Serialize + ?Sized>(txn: &dyn Txn, ticket: &mut SeqTicket<'_>, event: &E) -> Result<(), KvError> {
+    let seq = ticket.draw();
+    let key = keys::outbox_key(seq);
+    match txn.get(&key) {
+        // Taken (a fence left behind): try again with a new seq.
+        Ok(_) => return Err(KvError::Conflict),
+        Err(KvError::KeyNotFound) => {}
+        Err(err) => return Err(err),
+    }
+    let json = serde_json::to_vec(&OutboxRecord { seq, event })
+        .map_err(|err| KvError::Aborted(format!("encode outbox entry {seq}: {err}")))?;
+    txn.put(&key, &json)
 }
 
 /// Calls `visit(seq, value)` for the outbox entries with `after < seq <= upto`, in seq order, until it returns

@@ -30,7 +30,7 @@ use http_body::Frame;
 use http_body_util::{BodyExt, Full, Limited};
 use jsonrpsee::server::http::{content_type_is_json, response};
 use jsonrpsee::server::{HttpBody, HttpResponse};
-use jsonrpsee::types::{Id, Params, ResponsePayload};
+use jsonrpsee::types::{Id, ResponsePayload};
 use manager_plugin::sector::WorkerState;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
@@ -83,7 +83,7 @@ fn list_sectors_call(body: &[u8]) -> Option<(Id<'static>, WorkerState, JobFilter
         return None;
     }
     let raw = call.params.as_ref().map(|p| p.get());
-    let args = Args::new(METHOD, &Params::new(raw)).ok()?;
+    let args = Args::from_json(METHOD, raw).ok()?;
     let (ws, job) = params(args).ok()?;
     Some((call.id.into_owned(), ws, job))
 }
