@@ -3,7 +3,8 @@
 //! `[API] MaxResponseBodyBytes`.
 //!
 //! - **Which requests**: `POST /rpc/v0` with a JSON content type and a `Content-Length` of at most
-//!   [`PEEK_LIMIT`], whose body is one call of `Venus.ListSectors` with valid params. Everything else (batches,
+//!   [`PEEK_LIMIT`], whose body is one call of `Venus.ListSectors` with valid params (only a body containing the
+//!   method's name verbatim is parsed here, so every other call is parsed once). Everything else (batches,
 //!   other methods, invalid params, WebSocket, a chunked request body) goes to jsonrpsee unchanged, which answers
 //!   it (or the params error) as before. Authorization has already run (`rpc::auth`).
 //! - **Bytes**: `{"jsonrpc":"2.0","id":<id>,"result":[` + each sector's JSON, comma-separated + `]}`: exactly
@@ -70,7 +71,10 @@ pub async fn answer_or_pass(
             return Ok(response::internal_error());
         }
     };
-    let Some((id, ws, job)) = list_sectors_call(&bytes) else {
+    // Most bodies are other calls: only a body naming the method verbatim is parsed here, so they are parsed once,
+    // by jsonrpsee (a method name written with JSON escapes is answered whole by jsonrpsee, like a batch).
+    let names_the_method = bytes.windows(METHOD.len()).any(|window| window == METHOD.as_bytes());
+    let Some((id, ws, job)) = names_the_method.then(|| list_sectors_call(&bytes)).flatten() else {
         return Err(Request::from_parts(parts, HttpBody::new(Full::new(bytes))));
     };
     Ok(stream(id, ws, job, Arc::clone(sectors)).await)
