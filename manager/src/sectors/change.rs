@@ -28,7 +28,7 @@ pub(super) enum Change {
     /// Move offline sector `id` back online (Go's rules unless `forced`).
     Restore { id: SectorId, forced: bool },
     /// Write `state` into `ws` (replacing a record in either state only with `overwrite`).
-    Import { ws: WorkerState, state: SectorState, overwrite: bool },
+    Import { ws: WorkerState, state: Box<SectorState>, overwrite: bool },
 }
 
 /// What finalizing a sector that is already offline does.
@@ -41,6 +41,8 @@ pub(super) enum Repeat {
 }
 
 /// What a change answers its caller.
+// Every answer but an import's is a state: boxing it would add an allocation to the common case.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Answer {
     /// The sector's state after the change (or unchanged).

@@ -303,31 +303,27 @@ fn largest_outbox_seq(store: &dyn KvStore) -> Result<u64, KvError> {
     Ok(largest)
 }
 
-/// Deletes every outbox entry with `seq <= upto`; returns how many it deleted.
-pub(super) fn delete_through(store: &dyn KvStore, upto: u64) -> Result<usize, KvError> {
+/// Deletes every outbox entry with `after < seq <= upto`; returns how many it deleted. The entries are found with
+/// the prefix scans of [`visit_after`], which start after `after`: a collector that passes the seq it collected
+/// through last time never walks again over the deletion markers of its earlier passes.
+pub(super) fn delete_through(store: &dyn KvStore, after: u64, upto: u64) -> Result<usize, KvError> {
     let mut deleted = 0;
+    let mut after = after;
     loop {
-        let mut chunk = Vec::new();
-        let mut iter = store.scan(OUTBOX_PREFIX.as_bytes())?;
-        while let Some((key, _)) = iter.next_entry()? {
-            match keys::parse_outbox_key(&key) {
-                Some(seq) if seq <= upto => chunk.push(key),
-                Some(_) => break,
-                None => continue,
-            }
-            if chunk.len() == GC_CHUNK {
-                break;
-            }
-        }
-        drop(iter);
-        if chunk.is_empty() {
-            return Ok(deleted);
-        }
-        update_with_retry(store, TXN_ATTEMPTS, &mut |txn| chunk.iter().try_for_each(|key| txn.del(key)))?;
+        let mut chunk = Vec::with_capacity(GC_CHUNK);
+        visit_after(store, after, upto, &mut |seq, _| {
+            chunk.push(seq);
+            chunk.len() < GC_CHUNK
+        })?;
+        let Some(&last) = chunk.last() else { return Ok(deleted) };
+        update_with_retry(store, TXN_ATTEMPTS, &mut |txn| {
+            chunk.iter().try_for_each(|&seq| txn.del(&keys::outbox_key(seq)))
+        })?;
         deleted += chunk.len();
         if chunk.len() < GC_CHUNK {
             return Ok(deleted);
         }
+        after = last;
     }
 }
 
@@ -438,9 +434,19 @@ mod tests {
     fn garbage_collection_deletes_only_through_the_given_seq() {
         let seqs: Vec<u64> = (1..=600).collect();
         let store = store_with(&seqs);
-        assert_eq!(delete_through(&*store, 550).expect("gc"), 550);
+        assert_eq!(delete_through(&*store, 0, 550).expect("gc"), 550);
         assert_eq!(seqs_after(&*store, 0, u64::MAX), (551..=600).collect::<Vec<_>>());
         assert_eq!(largest_known_seq(&*store).expect("largest"), 600);
+    }
+
+    #[test]
+    fn garbage_collection_starts_after_where_the_last_pass_ended() {
+        let seqs: Vec<u64> = (1..=600).collect();
+        let store = store_with(&seqs);
+        // Entries at or below `after` are not even looked at: a pass never walks its predecessors' work again.
+        assert_eq!(delete_through(&*store, 100, 550).expect("gc"), 450);
+        let left = seqs_after(&*store, 0, u64::MAX);
+        assert_eq!(left, (1..=100).chain(551..=600).collect::<Vec<_>>());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The changes a [`StateManager`] makes: allocate, update, finalize, restore, import.
 //!
-//! Each one takes the locks of the sectors it touches, then runs ONE transaction that reads the sector, writes
-//! the new state and writes the event to the outbox (the seq drawn after the reads).
+//! Each one runs ONE transaction (its own, under the locks of the sectors it touches, or its group's, `group.rs`)
+//! that reads the sector, writes the new state and writes the event to the outbox (the seq drawn after the
+//! reads). Update, finalize, restore and import are [`Change`]s (`change.rs`); allocation and `update_with` run
+//! here.
 
 use std::sync::Arc;
 
@@ -222,7 +224,7 @@ impl StateManager {
     /// replaced, and a record in the other state is removed, so a sector always lives in one state only.
     /// Writes an `Import` event whenever it writes the sector.
     pub fn import(&self, ws: WorkerState, state: SectorState, overwrite: bool) -> Result<bool, SectorError> {
-        match self.apply(Change::Import { ws, state, overwrite })? {
+        match self.apply(Change::Import { ws, state: Box::new(state), overwrite })? {
             Answer::Imported(imported) => Ok(imported),
             Answer::State(_) => Ok(true),
         }
