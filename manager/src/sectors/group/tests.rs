@@ -286,3 +286,25 @@ fn the_identity_fence_refuses_a_whole_group_and_its_return_lifts_the_refusal() {
     assert_eq!(stored.abort_reason, "", "nothing of the refused group was written");
     assert_eq!(sectors.update(sid(1), abort("back")).unwrap().abort_reason, "back");
 }
+
+#[test]
+fn a_group_stops_at_its_byte_bound_and_the_rest_follow_in_arrival_order() {
+    let (_dir, script, sectors) = open();
+    sectors.allocate(1000, 8, 1).unwrap();
+    // Each change writes about 3 MiB (the state, the event's copy of it, its update): two pass the 4 MiB bound.
+    let big = |i: usize| format!("{i}{}", "x".repeat(1 << 20));
+    let changes = (0..6).map(|i| Change::Update { id: sid(1), updates: abort(&big(i)) }).collect();
+    let (answers, transactions) = behind_a_blocked_group(&sectors, &script, &[], changes);
+    assert_eq!(transactions, 4, "the blocked group, then the six changes in three groups of two");
+    for (i, answer) in answers.iter().enumerate() {
+        assert!(matches!(answer, Ok(Answer::State(s)) if s.abort_reason == big(i)), "change {i}");
+    }
+    let reasons: Vec<String> = events(&sectors)
+        .into_iter()
+        .filter_map(|(_, event)| match event {
+            SectorEvent::Update(update) => update.state.abort_reason.get(..1).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, ["b", "0", "1", "2", "3", "4", "5"], "arrival order across groups");
+}
