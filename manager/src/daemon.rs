@@ -123,12 +123,19 @@ async fn shut_down_plugins(registry: Arc<PluginRegistry>) {
 /// Checks the database's identity against the home's ([`crate::db_identity`]), then opens the sector state.
 async fn open_sectors(home: &Home, config: &Config, db: &Arc<dyn Db>) -> anyhow::Result<Arc<StateManager>> {
     let (db, home, describe) = (Arc::clone(db), home.clone(), DbDescription::of(&config.common.db));
+    let grouped = config.common.db.driver == DbDriver::RocksDb;
     let sectors = tokio::task::spawn_blocking(move || -> anyhow::Result<StateManager> {
         let identity = crate::db_identity::verify(&home, &*db, &describe, home.adopt_db())?;
         // From here on every transaction checks the identity again: a database lost under the running daemon is
         // refused too.
         let fenced: Arc<dyn Db> = Arc::new(IdentityFencedDb::new(db, identity, describe));
-        StateManager::open(fenced).context("opening the sector state manager")
+        // Group commit where a commit is one local synced write; Redis and KVStore plugins keep one transaction
+        // per change (their commits go over a connection, and their own paths are tested as they are).
+        if grouped {
+            StateManager::open_grouped(fenced).context("opening the sector state manager")
+        } else {
+            StateManager::open(fenced).context("opening the sector state manager")
+        }
     })
     .await??;
     Ok(Arc::new(sectors))

@@ -5,7 +5,10 @@
 //! - every acknowledged change is present (state at least as new as the last acknowledged one; acknowledged
 //!   finalizations finalized);
 //! - no sector number was handed out twice, across all rounds;
-//! - every acknowledged change reached statelog at least once, in per-sector order.
+//! - every acknowledged change reached statelog at least once, in per-sector order;
+//! - no change answered with a failure appears: each client sends a late `ReportAborted` for every sector it saw
+//!   finalized (refused with 11001, inside the same commit groups as the others' changes on RocksDB), and its
+//!   abort reason is never stored nor journaled.
 //!
 //! The normal run kills each daemon `DAMOCLES_CRASH_KILLS` times (default 3). The long variant:
 //! `DAMOCLES_CRASH_KILLS=20 cargo test -p manager --test crash -- --nocapture`.
@@ -41,6 +44,8 @@ struct Ledger {
     steps: BTreeMap<u64, u64>,
     /// Sectors whose `ReportFinalized` was acknowledged.
     finalized: BTreeSet<u64>,
+    /// Sectors whose late `ReportAborted` was answered with a refusal (its reason must never appear).
+    refused: BTreeSet<u64>,
 }
 
 /// Figures of one crash scenario.
@@ -78,11 +83,27 @@ async fn client(client: HttpClient, ledger: Arc<Mutex<Ledger>>, stop: Arc<Atomic
             ops.fetch_add(1, Ordering::Relaxed);
             ledger.lock().expect("ledger").steps.insert(number, step);
         }
-        if client.request::<Value, _>("Venus.ReportFinalized", rpc_params![sid(number)]).await.is_ok() {
-            ops.fetch_add(1, Ordering::Relaxed);
-            ledger.lock().expect("ledger").finalized.insert(number);
+        if client.request::<Value, _>("Venus.ReportFinalized", rpc_params![sid(number)]).await.is_err() {
+            continue;
+        }
+        ops.fetch_add(1, Ordering::Relaxed);
+        ledger.lock().expect("ledger").finalized.insert(number);
+        // A late abort of a finalized sector is refused (11001); only an answered refusal is recorded.
+        let late = client.request::<Value, _>("Venus.ReportAborted", rpc_params![sid(number), refused_reason(number)]);
+        match late.await {
+            Err(jsonrpsee::core::ClientError::Call(e)) if e.code() == 11001 => {
+                ops.fetch_add(1, Ordering::Relaxed);
+                ledger.lock().expect("ledger").refused.insert(number);
+            }
+            Ok(answer) => panic!("a late ReportAborted of finalized sector {number} was accepted: {answer}"),
+            Err(_) => {}
         }
     }
+}
+
+/// The abort reason of sector `number`'s refused late `ReportAborted`.
+fn refused_reason(number: u64) -> String {
+    format!("refused-{number}")
 }
 
 /// The step a stored sector state is at (`S<k>` of its last report; 0 without one).
@@ -124,6 +145,10 @@ async fn lost_changes(daemon: &RunningDaemon, ledger: &Ledger) -> usize {
             eprintln!("sector {number}: acknowledged finalization is missing");
             lost += 1;
         }
+        if ledger.refused.contains(&number) && sector["AbortReason"] == refused_reason(number).as_str() {
+            eprintln!("sector {number}: a ReportAborted answered with a refusal was stored");
+            lost += 1;
+        }
     }
     lost
 }
@@ -149,10 +174,26 @@ fn journal(home: &TestHome) -> BTreeMap<u64, Vec<String>> {
     per_sector
 }
 
-/// The acknowledged changes statelog has not journaled (in per-sector order, first occurrences), as messages.
+/// The sectors whose refused abort reason (`refused-<number>`) appears anywhere in statelog's journal, found in
+/// one pass over it (the journal grows to megabytes in the long variant).
+fn journaled_refusals(home: &TestHome) -> BTreeSet<u64> {
+    let text = std::fs::read_to_string(home.plugins_dir().join("statelog.jsonl")).unwrap_or_default();
+    text.split("\"refused-")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next().and_then(|digits| digits.parse().ok()))
+        .collect()
+}
+
+/// The acknowledged changes statelog has not journaled (in per-sector order, first occurrences), and the refused
+/// changes it journaled, as messages.
 fn undelivered(home: &TestHome, ledger: &Ledger) -> Vec<String> {
     let journal = journal(home);
-    let mut missing = Vec::new();
+    let journaled_refusals = journaled_refusals(home);
+    let mut missing: Vec<String> = ledger
+        .refused
+        .intersection(&journaled_refusals)
+        .map(|number| format!("sector {number}: a ReportAborted answered with a refusal was journaled"))
+        .collect();
     for &number in &ledger.allocated {
         let mut expected = vec!["I".to_string()];
         expected.extend((1..=ledger.steps.get(&number).copied().unwrap_or(0)).map(|k| format!("S{k}")));
@@ -198,6 +239,7 @@ async fn crash_rounds(name: &str, home: &TestHome) -> Figures {
                 allocated: ledger.allocated.clone(),
                 steps: ledger.steps.clone(),
                 finalized: ledger.finalized.clone(),
+                refused: ledger.refused.clone(),
             }
         };
         let lost = lost_changes(&daemon, &snapshot).await;
@@ -210,7 +252,7 @@ async fn crash_rounds(name: &str, home: &TestHome) -> Figures {
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         for m in &missing {
-            eprintln!("{name} round {round}: not delivered: {m}");
+            eprintln!("{name} round {round}: not delivered (or a refusal delivered): {m}");
         }
         figures.lost += lost + missing.len();
         assert_eq!(lost, 0, "{name} round {round}: acknowledged changes lost (see stderr)");
@@ -218,12 +260,16 @@ async fn crash_rounds(name: &str, home: &TestHome) -> Figures {
     }
     assert_eq!(daemon.stop(), Some(0));
     figures.operations = ops.load(Ordering::Relaxed);
-    let sectors = ledger.lock().expect("ledger").allocated.len();
+    let (sectors, refused) = {
+        let ledger = ledger.lock().expect("ledger");
+        (ledger.allocated.len(), ledger.refused.len())
+    };
     eprintln!(
-        "crash suite {name}: {} kills, {} acknowledged operations on {sectors} sectors, {} lost",
+        "crash suite {name}: {} kills, {} answered operations on {sectors} sectors ({refused} refusals), {} lost",
         figures.kills, figures.operations, figures.lost
     );
     assert!(sectors > 0, "the clients never got an allocation through");
+    assert!(refused > 0, "no refusal was ever answered: the clients never tested that refused changes stay out");
     figures
 }
 

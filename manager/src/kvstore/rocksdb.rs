@@ -10,20 +10,39 @@
 //!
 //! Every write (plain or committed) is synced to the write-ahead log before it returns, so an acknowledged write
 //! survives a crash of the process or of the machine.
+//!
+//! **Memory** is bounded for a daemon whose whole database is sector metadata: memtables of at most
+//! [`WRITE_BUFFER_BYTES`] per column family and [`ALL_WRITE_BUFFERS_BYTES`] in all (a flush is forced past it),
+//! and one block cache of [`BLOCK_CACHE_BYTES`] shared by every column family (RocksDB's defaults: 64 MiB
+//! memtables per column family and a 32 MiB cache each).
+//!
+//! **WAL recycling** (`recycle_log_file_num`) is deliberately not set: RocksDB turns it off by itself under the
+//! point-in-time WAL recovery that durability needs (`db_impl_open.cc`, `SanitizeOptions`: a known hole in the
+//! recovered data), and the only recovery mode that keeps it (`kSkipAnyCorruptedRecords`) may skip a synced
+//! record after a crash.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use ::rocksdb::{
-    BoundColumnFamily, DBCompressionType, ErrorKind, IteratorMode, MultiThreaded, OptimisticTransactionDB,
-    OptimisticTransactionOptions, Options, ReadOptions, Transaction, WriteOptions,
+    BlockBasedOptions, BoundColumnFamily, Cache, DBCompressionType, ErrorKind, IteratorMode, MultiThreaded,
+    OptimisticTransactionDB, OptimisticTransactionOptions, Options, ReadOptions, Transaction, WriteOptions,
 };
 use manager_plugin::kv::{self, Db, Entry, KvError, KvIter, KvStore, Txn, TxnFn};
 
 use super::{PagedIter, backend_error, read_only_error, successor};
 
 type TxnDb = OptimisticTransactionDB<MultiThreaded>;
+
+/// The memtable size of one column family (the data of a column family is flushed to disk past it).
+const WRITE_BUFFER_BYTES: usize = 8 << 20;
+
+/// The memtables of every column family together.
+const ALL_WRITE_BUFFERS_BYTES: usize = 16 << 20;
+
+/// The block cache shared by every column family.
+const BLOCK_CACHE_BYTES: usize = 8 << 20;
 
 /// An embedded RocksDB database: the manager's default KV driver.
 ///
@@ -41,6 +60,8 @@ struct Shared {
     /// Names of the column families that exist; also serialises their creation.
     collections: Mutex<BTreeSet<String>>,
     write_opts: WriteOptions,
+    /// The one block cache of every column family.
+    cache: Cache,
 }
 
 impl RocksDb {
@@ -50,9 +71,10 @@ impl RocksDb {
             |err: &dyn std::fmt::Display| KvError::Backend(format!("open RocksDB in {}: {err}", dir.display()));
         std::fs::create_dir_all(dir).map_err(|err| open_error(&err))?;
         let names = existing_column_families(dir).map_err(|err| open_error(&err))?;
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let descriptors =
-            names.iter().map(|name| ::rocksdb::ColumnFamilyDescriptor::new(name, column_family_options()));
-        let db = TxnDb::open_cf_descriptors(&db_options(), dir, descriptors).map_err(|err| open_error(&err))?;
+            names.iter().map(|name| ::rocksdb::ColumnFamilyDescriptor::new(name, column_family_options(&cache)));
+        let db = TxnDb::open_cf_descriptors(&db_options(&cache), dir, descriptors).map_err(|err| open_error(&err))?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(true);
         let shared = Shared {
@@ -60,6 +82,7 @@ impl RocksDb {
             db: RwLock::new(Some(Arc::new(db))),
             collections: Mutex::new(names.into_iter().collect()),
             write_opts,
+            cache,
         };
         Ok(RocksDb { shared: Arc::new(shared) })
     }
@@ -70,8 +93,9 @@ impl RocksDb {
     }
 }
 
-fn db_options() -> Options {
-    let mut opts = column_family_options();
+fn db_options(cache: &Cache) -> Options {
+    let mut opts = column_family_options(cache);
+    opts.set_db_write_buffer_size(ALL_WRITE_BUFFERS_BYTES);
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.set_keep_log_file_num(4);
@@ -83,8 +107,12 @@ fn db_options() -> Options {
     opts
 }
 
-fn column_family_options() -> Options {
+fn column_family_options(cache: &Cache) -> Options {
     let mut opts = Options::default();
+    opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    opts.set_block_based_table_factory(&table);
     // The crate is built without compression libraries; say so instead of relying on RocksDB's fallback.
     opts.set_compression_type(DBCompressionType::None);
     // Keep enough memtable history to validate optimistic transactions (`-1`: the whole write buffer) instead of
@@ -112,7 +140,7 @@ impl Shared {
         let db = self.db()?;
         let mut collections = self.collections.lock().unwrap_or_else(PoisonError::into_inner);
         if !collections.contains(name) {
-            db.create_cf(name, &column_family_options())
+            db.create_cf(name, &column_family_options(&self.cache))
                 .map_err(|err| backend_error("create column family", name, err))?;
             collections.insert(name.to_string());
         }

@@ -6,11 +6,13 @@ use manager_plugin::kv::{Db, KvError, KvStore, Txn};
 use manager_plugin::sector::{SectorId, SectorState, WorkerState};
 use manager_plugin::sync::SectorEvent;
 
+use super::change::{Answer, Change, Reads};
 use super::error::SectorError;
+use super::group::GroupWriter;
 use super::keys::{self, COLLECTION};
-use super::locks::LockTable;
+use super::locks::{LockKey, LockTable};
 use super::outbox::{self, SeqTicket, Sequencer, TXN_ATTEMPTS};
-use super::settle::commit_outcome_unknown;
+use super::settle::{commit_outcome_unknown, settle_doubtful, settle_failed_commit};
 
 /// Keeps every sector's state (online while being worked on, offline once finalized), hands out sector numbers,
 /// and records each change in a durable outbox for SyncSectorState plugins (see [`Deliverer`](super::Deliverer)).
@@ -22,13 +24,20 @@ use super::settle::commit_outcome_unknown;
 /// - a change never waits for, or fails because of, event delivery;
 /// - sector numbers are never handed out twice, also across restarts.
 ///
-/// Every method blocks on the store; call them from a blocking context (e.g. `spawn_blocking`).
+/// Every method blocks on the store; call them from a blocking context (e.g. `spawn_blocking`), or use the
+/// `*_async` variants.
+///
+/// Opened with [`open_grouped`](StateManager::open_grouped) (the daemon does for RocksDB), the single-sector
+/// changes (update, finalize, restore, import) go through one writer thread that commits the changes waiting at
+/// once as ONE transaction (`group.rs`); opened with [`open`](StateManager::open), each is its own transaction.
 pub struct StateManager {
-    pub(super) store: Box<dyn KvStore>,
+    pub(super) store: Arc<dyn KvStore>,
     pub(super) locks: LockTable,
-    pub(super) sequencer: Sequencer,
+    pub(super) sequencer: Arc<Sequencer>,
+    /// The group-commit writer, when the changes are grouped.
+    pub(super) group: Option<GroupWriter>,
     /// Keeps the database alive as long as its collection handle.
-    _db: Arc<dyn Db>,
+    db: Arc<dyn Db>,
 }
 
 /// Why a transaction body stopped: a store error (retried on conflict) or a sector-level refusal (returned as is).
@@ -50,14 +59,60 @@ impl From<SectorError> for Abort {
 }
 
 impl StateManager {
-    /// Opens (creating if needed) the `sectors` collection of `db`. The database must already be running.
+    /// Opens (creating if needed) the `sectors` collection of `db`, every change its own transaction. The
+    /// database must already be running.
     pub fn open(db: Arc<dyn Db>) -> Result<StateManager, SectorError> {
-        let store = db
-            .open_collection(COLLECTION)
-            .map_err(|source| SectorError::kv(format!("open collection {COLLECTION:?}"), source))?;
+        let store: Arc<dyn KvStore> = Arc::from(
+            db.open_collection(COLLECTION)
+                .map_err(|source| SectorError::kv(format!("open collection {COLLECTION:?}"), source))?,
+        );
         let seed = outbox::largest_known_seq(&*store)
             .map_err(|source| SectorError::kv(format!("read the outbox of collection {COLLECTION:?}"), source))?;
-        Ok(StateManager { store, locks: LockTable::default(), sequencer: Sequencer::new(seed), _db: db })
+        let sequencer = Arc::new(Sequencer::new(seed));
+        Ok(StateManager { store, locks: LockTable::default(), sequencer, group: None, db })
+    }
+
+    /// Like [`open`](StateManager::open), with group commit for the single-sector changes: one writer thread
+    /// commits every change waiting (up to a bound in count and bytes) as one transaction, one synced write,
+    /// then answers each caller (see `group.rs`). For a store whose transaction commit is one local write
+    /// (RocksDB); a store answering over the network keeps one transaction per change.
+    pub fn open_grouped(db: Arc<dyn Db>) -> Result<StateManager, SectorError> {
+        let mut sectors = StateManager::open(db)?;
+        let writer =
+            GroupWriter::start(Arc::clone(&sectors.store), Arc::clone(&sectors.sequencer), Arc::clone(&sectors.db))
+                .map_err(|err| SectorError::kv("start the group-commit writer", KvError::Backend(err.to_string())))?;
+        sectors.group = Some(writer);
+        Ok(sectors)
+    }
+
+    /// Applies `change`: through the group writer when there is one, else in its own transaction under the
+    /// sector's lock.
+    pub(super) fn apply(&self, change: Change) -> Result<Answer, SectorError> {
+        match &self.group {
+            Some(group) => group.apply_blocking(change),
+            None => self.apply_direct(&change),
+        }
+    }
+
+    /// [`apply`](StateManager::apply) without holding a thread while the group commits (or, without group
+    /// commit, on the blocking pool).
+    pub(super) async fn apply_async(self: &Arc<Self>, change: Change) -> Result<Answer, SectorError> {
+        match &self.group {
+            Some(group) => group.apply(change).await,
+            None => {
+                let this = Arc::clone(self);
+                let describe = change.describe();
+                tokio::task::spawn_blocking(move || this.apply_direct(&change)).await.unwrap_or_else(|err| {
+                    Err(SectorError::kv(describe, KvError::Panicked(format!("the blocking task ended: {err}"))))
+                })
+            }
+        }
+    }
+
+    /// `change` as its own transaction, under its sector's lock.
+    fn apply_direct(&self, change: &Change) -> Result<Answer, SectorError> {
+        let _lock = self.locks.lock([LockKey::Sector(change.sector())]);
+        self.write(|| change.describe(), |txn, ticket| Ok(change.decide(Reads(txn))?.write_in(txn, ticket)?))
     }
 
     /// Sector `id` in state `ws`, or `None` when it is not there.
@@ -117,7 +172,7 @@ impl StateManager {
         op: impl FnOnce() -> String,
         mut body: impl FnMut(&dyn Txn, &mut SeqTicket<'_>) -> Result<T, Abort>,
     ) -> Result<T, SectorError> {
-        self.settle_doubtful();
+        settle_doubtful(&*self.store, &self.sequencer);
         let mut ticket = self.sequencer.ticket();
         let mut output = None;
         let mut refusal = None;
@@ -148,7 +203,7 @@ impl StateManager {
         };
         let result = match (result, ticket.attempt_seq()) {
             (Err(err), Some(seq)) if committing && commit_outcome_unknown(&err) => {
-                self.settle_failed_commit(&mut ticket, seq, err)
+                settle_failed_commit(&*self.store, &mut ticket, seq, err)
             }
             (other, _) => other,
         };
@@ -206,21 +261,12 @@ pub(super) fn decode(key: &[u8], value: &[u8]) -> Result<SectorState, SectorErro
 
 /// Sector `id` in state `ws`, as `txn` sees it.
 pub(super) fn load_sector(txn: &dyn Txn, ws: WorkerState, id: SectorId) -> Result<Option<SectorState>, Abort> {
-    let key = keys::sector_key(ws, id);
-    match txn.get(&key) {
-        Ok(value) => Ok(Some(decode(&key, &value)?)),
-        Err(KvError::KeyNotFound) => Ok(None),
-        Err(err) => Err(err.into()),
-    }
+    Reads(txn).load(ws, id)
 }
 
 /// Whether sector `id` exists in state `ws` (the read is tracked by the transaction like any other).
 pub(super) fn sector_exists(txn: &dyn Txn, ws: WorkerState, id: SectorId) -> Result<bool, Abort> {
-    match txn.peek(&keys::sector_key(ws, id), &mut |_| {}) {
-        Ok(()) => Ok(true),
-        Err(KvError::KeyNotFound) => Ok(false),
-        Err(err) => Err(err.into()),
-    }
+    Reads(txn).exists(ws, id)
 }
 
 /// Writes `state` as sector `state.id` in state `ws`.
@@ -230,22 +276,7 @@ pub(super) fn save_sector(txn: &dyn Txn, ws: WorkerState, state: &SectorState) -
     Ok(txn.put(&key, &json)?)
 }
 
-/// Deletes sector `id` from state `ws`.
-pub(super) fn delete_sector(txn: &dyn Txn, ws: WorkerState, id: SectorId) -> Result<(), Abort> {
-    Ok(txn.del(&keys::sector_key(ws, id))?)
-}
-
-/// Writes `event` to the outbox in `txn`. Call it after the transaction's reads (see [`SeqTicket::draw`]).
-///
-/// The entry's key is read first, so the transaction depends on it: settling an ambiguous commit writes a fence
-/// there (`settle.rs`), which makes this transaction fail if it was still on its way to the store.
+/// Writes `event` to the outbox in `txn` (see [`outbox::emit`]).
 pub(super) fn emit(txn: &dyn Txn, ticket: &mut SeqTicket<'_>, event: &SectorEvent) -> Result<(), Abort> {
-    let seq = ticket.draw();
-    match txn.get(&keys::outbox_key(seq)) {
-        // Taken (a fence left behind): try again with a new seq.
-        Ok(_) => return Err(KvError::Conflict.into()),
-        Err(KvError::KeyNotFound) => {}
-        Err(err) => return Err(err.into()),
-    }
-    Ok(outbox::put_event(txn, seq, event)?)
+    Ok(outbox::emit(txn, ticket, event)?)
 }

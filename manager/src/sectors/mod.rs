@@ -31,8 +31,10 @@
 //! deliverer.stop();
 //! ```
 
+mod change;
 mod deliver;
 mod error;
+mod group;
 mod index;
 mod job;
 mod keys;

@@ -20,7 +20,6 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use manager_plugin::kv::{KvError, KvStore, Txn, update_with_retry};
-use manager_plugin::sync::SectorEvent;
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, CURSOR_PREFIX, OUTBOX_PREFIX, SEQ_DIGITS};
@@ -170,12 +169,23 @@ fn now_nanos() -> u64 {
     u64::try_from(nanos).unwrap_or(u64::MAX)
 }
 
-/// Writes `event` as outbox entry `seq` in `txn`.
-pub(super) fn put_event(txn: &dyn Txn, seq: u64, event: &SectorEvent) -> Result<(), KvError> {
-    let record = OutboxRecord { seq, event };
-    let json = serde_json::to_vec(&record)
-        .map_err(|err| KvError::Aborted(format!("encode outbox entry {seq} ({:?}): {err}", event.ext_point())))?;
-    txn.put(&keys::outbox_key(seq), &json)
+/// Writes `event` (a [`SectorEvent`](manager_plugin::sync::SectorEvent) or its JSON already encoded) to the outbox in `txn`, under a seq drawn from
+/// `ticket`. Call it after the transaction's reads (see [`SeqTicket::draw`]).
+///
+/// The entry's key is read first, so the transaction depends on it: settling an ambiguous commit writes a fence
+/// there (`settle.rs`), which makes this transaction fail if it was still on its way to the store.
+pub(super) fn emit<E: Serialize + ?Sized>(txn: &dyn Txn, ticket: &mut SeqTicket<'_>, event: &E) -> Result<(), KvError> {
+    let seq = ticket.draw();
+    let key = keys::outbox_key(seq);
+    match txn.get(&key) {
+        // Taken (a fence left behind): try again with a new seq.
+        Ok(_) => return Err(KvError::Conflict),
+        Err(KvError::KeyNotFound) => {}
+        Err(err) => return Err(err),
+    }
+    let json = serde_json::to_vec(&OutboxRecord { seq, event })
+        .map_err(|err| KvError::Aborted(format!("encode outbox entry {seq}: {err}")))?;
+    txn.put(&key, &json)
 }
 
 /// Calls `visit(seq, value)` for the outbox entries with `after < seq <= upto`, in seq order, until it returns
@@ -293,31 +303,27 @@ fn largest_outbox_seq(store: &dyn KvStore) -> Result<u64, KvError> {
     Ok(largest)
 }
 
-/// Deletes every outbox entry with `seq <= upto`; returns how many it deleted.
-pub(super) fn delete_through(store: &dyn KvStore, upto: u64) -> Result<usize, KvError> {
+/// Deletes every outbox entry with `after < seq <= upto`; returns how many it deleted. The entries are found with
+/// the prefix scans of [`visit_after`], which start after `after`: a collector that passes the seq it collected
+/// through last time never walks again over the deletion markers of its earlier passes.
+pub(super) fn delete_through(store: &dyn KvStore, after: u64, upto: u64) -> Result<usize, KvError> {
     let mut deleted = 0;
+    let mut after = after;
     loop {
-        let mut chunk = Vec::new();
-        let mut iter = store.scan(OUTBOX_PREFIX.as_bytes())?;
-        while let Some((key, _)) = iter.next_entry()? {
-            match keys::parse_outbox_key(&key) {
-                Some(seq) if seq <= upto => chunk.push(key),
-                Some(_) => break,
-                None => continue,
-            }
-            if chunk.len() == GC_CHUNK {
-                break;
-            }
-        }
-        drop(iter);
-        if chunk.is_empty() {
-            return Ok(deleted);
-        }
-        update_with_retry(store, TXN_ATTEMPTS, &mut |txn| chunk.iter().try_for_each(|key| txn.del(key)))?;
+        let mut chunk = Vec::with_capacity(GC_CHUNK);
+        visit_after(store, after, upto, &mut |seq, _| {
+            chunk.push(seq);
+            chunk.len() < GC_CHUNK
+        })?;
+        let Some(&last) = chunk.last() else { return Ok(deleted) };
+        update_with_retry(store, TXN_ATTEMPTS, &mut |txn| {
+            chunk.iter().try_for_each(|&seq| txn.del(&keys::outbox_key(seq)))
+        })?;
         deleted += chunk.len();
         if chunk.len() < GC_CHUNK {
             return Ok(deleted);
         }
+        after = last;
     }
 }
 
@@ -428,9 +434,19 @@ mod tests {
     fn garbage_collection_deletes_only_through_the_given_seq() {
         let seqs: Vec<u64> = (1..=600).collect();
         let store = store_with(&seqs);
-        assert_eq!(delete_through(&*store, 550).expect("gc"), 550);
+        assert_eq!(delete_through(&*store, 0, 550).expect("gc"), 550);
         assert_eq!(seqs_after(&*store, 0, u64::MAX), (551..=600).collect::<Vec<_>>());
         assert_eq!(largest_known_seq(&*store).expect("largest"), 600);
+    }
+
+    #[test]
+    fn garbage_collection_starts_after_where_the_last_pass_ended() {
+        let seqs: Vec<u64> = (1..=600).collect();
+        let store = store_with(&seqs);
+        // Entries at or below `after` are not even looked at: a pass never walks its predecessors' work again.
+        assert_eq!(delete_through(&*store, 100, 550).expect("gc"), 450);
+        let left = seqs_after(&*store, 0, u64::MAX);
+        assert_eq!(left, (1..=100).chain(551..=600).collect::<Vec<_>>());
     }
 
     #[test]

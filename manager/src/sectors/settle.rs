@@ -14,11 +14,10 @@
 //! 3. When settling fails too (the store is still unreachable), the seq is kept in doubt, holding the horizon,
 //!    and settling is retried before every later change.
 
-use manager_plugin::kv::{KvError, update_with_retry};
+use manager_plugin::kv::{KvError, KvStore, update_with_retry};
 
 use super::keys;
-use super::manager::StateManager;
-use super::outbox::{SeqTicket, TXN_ATTEMPTS};
+use super::outbox::{SeqTicket, Sequencer, TXN_ATTEMPTS};
 
 /// What a fence entry holds: not an outbox record, so no deliverer ever mistakes it for an event.
 const FENCE: &[u8] = b"fence: an ambiguous commit was settled as not applied";
@@ -31,75 +30,73 @@ pub(super) fn commit_outcome_unknown(err: &KvError) -> bool {
     }
 }
 
-impl StateManager {
-    /// After the commit drawing `seq` failed with `err` whose outcome is unknown: `Ok` when it was applied after
-    /// all, `Err(err)` when it was not (and now never will be). When that cannot be told yet, `seq` stays in
-    /// flight ([`SeqTicket::hold_in_doubt`]) and `err` is returned.
-    pub(super) fn settle_failed_commit(
-        &self,
-        ticket: &mut SeqTicket<'_>,
-        seq: u64,
-        err: KvError,
-    ) -> Result<(), KvError> {
-        match self.settle(seq) {
-            Ok(true) => {
-                tracing::warn!(seq, error = %err, "a commit reported an error but was applied; answering success");
-                Ok(())
-            }
-            Ok(false) => Err(err),
-            Err(settle_err) => {
-                tracing::warn!(
-                    seq, error = %err, settle_error = %settle_err,
-                    "cannot tell whether a failed commit was applied; holding delivery at its event until the store \
-                     answers (retried before the next change)"
-                );
-                ticket.hold_in_doubt(seq);
-                Err(err)
-            }
-        }
-    }
-
-    /// Retries settling every seq still in doubt, oldest first; stops at the first the store cannot answer.
-    pub(super) fn settle_doubtful(&self) {
-        for seq in self.sequencer.doubtful() {
-            match self.settle(seq) {
-                Ok(committed) => {
-                    tracing::info!(seq, committed, "settled a commit whose outcome was unknown");
-                    self.sequencer.settled(seq);
-                }
-                Err(err) => {
-                    tracing::warn!(seq, error = %err, "still cannot settle a commit whose outcome is unknown");
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Whether the change that drew `seq` committed; if it did not, fences it so it never will.
-    fn settle(&self, seq: u64) -> Result<bool, KvError> {
-        let key = keys::outbox_key(seq);
-        let mut committed = false;
-        update_with_retry(&*self.store, TXN_ATTEMPTS, &mut |txn| {
-            committed = match txn.get(&key) {
-                Ok(value) => value != FENCE,
-                Err(KvError::KeyNotFound) => {
-                    txn.put(&key, FENCE)?;
-                    false
-                }
-                Err(err) => return Err(err),
-            };
+/// After the commit drawing `seq` (any seq of it: a commit is all or nothing) failed with `err` whose outcome is
+/// unknown: `Ok` when it was applied after all, `Err(err)` when it was not (and now never will be). When that
+/// cannot be told yet, `seq` stays in flight ([`SeqTicket::hold_in_doubt`]) and `err` is returned.
+pub(super) fn settle_failed_commit(
+    store: &dyn KvStore,
+    ticket: &mut SeqTicket<'_>,
+    seq: u64,
+    err: KvError,
+) -> Result<(), KvError> {
+    match settle(store, seq) {
+        Ok(true) => {
+            tracing::warn!(seq, error = %err, "a commit reported an error but was applied; answering success");
             Ok(())
-        })?;
-        if !committed {
-            let removed = update_with_retry(&*self.store, TXN_ATTEMPTS, &mut |txn| match txn.get(&key) {
-                Ok(value) if value == FENCE => txn.del(&key),
-                Ok(_) | Err(KvError::KeyNotFound) => Ok(()),
-                Err(err) => Err(err),
-            });
-            if let Err(err) = removed {
-                tracing::warn!(seq, error = %err, "cannot remove a fence from the outbox; it is skipped and collected");
+        }
+        Ok(false) => Err(err),
+        Err(settle_err) => {
+            tracing::warn!(
+                seq, error = %err, settle_error = %settle_err,
+                "cannot tell whether a failed commit was applied; holding delivery at its event until the store \
+                 answers (retried before the next change)"
+            );
+            ticket.hold_in_doubt(seq);
+            Err(err)
+        }
+    }
+}
+
+/// Retries settling every seq still in doubt, oldest first; stops at the first the store cannot answer.
+pub(super) fn settle_doubtful(store: &dyn KvStore, sequencer: &Sequencer) {
+    for seq in sequencer.doubtful() {
+        match settle(store, seq) {
+            Ok(committed) => {
+                tracing::info!(seq, committed, "settled a commit whose outcome was unknown");
+                sequencer.settled(seq);
+            }
+            Err(err) => {
+                tracing::warn!(seq, error = %err, "still cannot settle a commit whose outcome is unknown");
+                return;
             }
         }
-        Ok(committed)
     }
+}
+
+/// Whether the change that drew `seq` committed; if it did not, fences it so it never will.
+fn settle(store: &dyn KvStore, seq: u64) -> Result<bool, KvError> {
+    let key = keys::outbox_key(seq);
+    let mut committed = false;
+    update_with_retry(store, TXN_ATTEMPTS, &mut |txn| {
+        committed = match txn.get(&key) {
+            Ok(value) => value != FENCE,
+            Err(KvError::KeyNotFound) => {
+                txn.put(&key, FENCE)?;
+                false
+            }
+            Err(err) => return Err(err),
+        };
+        Ok(())
+    })?;
+    if !committed {
+        let removed = update_with_retry(store, TXN_ATTEMPTS, &mut |txn| match txn.get(&key) {
+            Ok(value) if value == FENCE => txn.del(&key),
+            Ok(_) | Err(KvError::KeyNotFound) => Ok(()),
+            Err(err) => Err(err),
+        });
+        if let Err(err) = removed {
+            tracing::warn!(seq, error = %err, "cannot remove a fence from the outbox; it is skipped and collected");
+        }
+    }
+    Ok(committed)
 }

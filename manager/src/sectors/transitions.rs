@@ -1,17 +1,20 @@
 //! The changes a [`StateManager`] makes: allocate, update, finalize, restore, import.
 //!
-//! Each one takes the locks of the sectors it touches, then runs ONE transaction that reads the sector, writes
-//! the new state and writes the event to the outbox (the seq drawn after the reads).
+//! Each one runs ONE transaction (its own, under the locks of the sectors it touches, or its group's, `group.rs`)
+//! that reads the sector, writes the new state and writes the event to the outbox (the seq drawn after the
+//! reads). Update, finalize, restore and import are [`Change`]s (`change.rs`); allocation and `update_with` run
+//! here.
 
-use std::convert::Infallible;
+use std::sync::Arc;
 
 use manager_plugin::sector::{AllocatedSector, SectorId, SectorState, SectorUpdate, WorkerState};
-use manager_plugin::sync::{FinalizeEvent, ImportEvent, InitEvent, RestoreEvent, SectorEvent, UpdateEvent};
+use manager_plugin::sync::{InitEvent, SectorEvent, UpdateEvent};
 
+use super::change::{Answer, Change, Repeat, require};
 use super::error::SectorError;
 use super::keys;
 use super::locks::LockKey;
-use super::manager::{Abort, StateManager, delete_sector, emit, load_sector, save_sector, sector_exists};
+use super::manager::{StateManager, emit, load_sector, save_sector};
 use super::numbers::{NumberRange, plan_numbers};
 
 /// How many times an allocation re-plans when an import took one of its planned numbers in the meantime.
@@ -125,10 +128,17 @@ impl StateManager {
     /// Applies `updates` in order to online sector `id` and writes one `Update` event. An empty list changes
     /// nothing and writes no event. Fails with [`SectorError::NotFound`] when the sector is not online.
     pub fn update(&self, id: SectorId, updates: Vec<SectorUpdate>) -> Result<SectorState, SectorError> {
-        match self.update_with(id, |_| Ok::<_, Infallible>(((), updates.clone())))? {
-            Ok(((), state)) => Ok(state),
-            Err(never) => match never {},
-        }
+        self.apply(Change::Update { id, updates }).map(Answer::into_state)
+    }
+
+    /// [`update`](StateManager::update) for async callers: with group commit it waits for its group without
+    /// holding a thread; otherwise it runs on the blocking pool.
+    pub async fn update_async(
+        self: &Arc<Self>,
+        id: SectorId,
+        updates: Vec<SectorUpdate>,
+    ) -> Result<SectorState, SectorError> {
+        self.apply_async(Change::Update { id, updates }).await.map(Answer::into_state)
     }
 
     /// Lets `decide` look at online sector `id` and choose the updates, inside the sector's transaction: the
@@ -168,7 +178,12 @@ impl StateManager {
     /// worker may safely repeat `ReportFinalized`). Fails with [`SectorError::NotFound`] when the sector is
     /// in neither state.
     pub fn finalize(&self, id: SectorId) -> Result<SectorState, SectorError> {
-        self.finalize_online(id, Vec::new(), Repeat::ReturnUnchanged)
+        self.apply(finalize(id)).map(Answer::into_state)
+    }
+
+    /// [`finalize`](StateManager::finalize) for async callers (see [`update_async`](StateManager::update_async)).
+    pub async fn finalize_async(self: &Arc<Self>, id: SectorId) -> Result<SectorState, SectorError> {
+        self.apply_async(finalize(id)).await.map(Answer::into_state)
     }
 
     /// Applies `updates` and finalizes the ONLINE sector `id`, in one transaction (e.g. the abort reason of
@@ -179,34 +194,17 @@ impl StateManager {
     /// (`damocles-manager/modules/impl/sectors/state_mgr.go`, `Finalize`), so a late `ReportAborted` from a
     /// worker that restarted cannot rewrite a sector finalized meanwhile (answered with code 11001).
     pub fn finalize_with(&self, id: SectorId, updates: Vec<SectorUpdate>) -> Result<SectorState, SectorError> {
-        self.finalize_online(id, updates, Repeat::NotFound)
+        self.apply(Change::Finalize { id, updates, repeat: Repeat::NotFound }).map(Answer::into_state)
     }
 
-    /// Moves online sector `id` offline after applying `updates`; `repeat` says what an offline sector gets.
-    fn finalize_online(
-        &self,
+    /// [`finalize_with`](StateManager::finalize_with) for async callers (see
+    /// [`update_async`](StateManager::update_async)).
+    pub async fn finalize_with_async(
+        self: &Arc<Self>,
         id: SectorId,
         updates: Vec<SectorUpdate>,
-        repeat: Repeat,
     ) -> Result<SectorState, SectorError> {
-        let _lock = self.locks.lock([LockKey::Sector(id)]);
-        self.write(
-            || format!("finalize sector {id}"),
-            |txn, ticket| {
-                let Some(mut state) = load_sector(txn, WorkerState::Online, id)? else {
-                    return match repeat {
-                        Repeat::ReturnUnchanged => require(load_sector(txn, WorkerState::Offline, id)?, id, None),
-                        Repeat::NotFound => Err(SectorError::not_found(id, Some(WorkerState::Online)).into()),
-                    };
-                };
-                updates.iter().for_each(|update| state.apply(update));
-                state.finalized = true;
-                delete_sector(txn, WorkerState::Online, id)?;
-                save_sector(txn, WorkerState::Offline, &state)?;
-                emit(txn, ticket, &SectorEvent::Finalize(FinalizeEvent { sector_id: id, state: state.clone() }))?;
-                Ok(state)
-            },
-        )
+        self.apply_async(Change::Finalize { id, updates, repeat: Repeat::NotFound }).await.map(Answer::into_state)
     }
 
     /// Restores sector `id` from offline to online (`Finalized = false`) and writes a `Restore` event.
@@ -217,30 +215,7 @@ impl StateManager {
     /// unchanged without an event, whatever `forced` says, so a repeated restore is harmless.
     /// Fails with [`SectorError::NotFound`] when the sector is in neither state.
     pub fn restore(&self, id: SectorId, forced: bool) -> Result<SectorState, SectorError> {
-        let _lock = self.locks.lock([LockKey::Sector(id)]);
-        self.write(
-            || format!("restore sector {id}"),
-            |txn, ticket| {
-                let Some(mut state) = load_sector(txn, WorkerState::Offline, id)? else {
-                    return require(load_sector(txn, WorkerState::Online, id)?, id, None);
-                };
-                if !forced {
-                    let refuse = |reason: &str| SectorError::RestoreRefused { id, reason: reason.to_string() };
-                    if state.has_pieces() {
-                        return Err(refuse("it holds deals").into());
-                    }
-                    if state.abort_reason.is_empty() {
-                        return Err(refuse("it was not aborted").into());
-                    }
-                    state.abort_reason.clear();
-                }
-                state.finalized = false;
-                delete_sector(txn, WorkerState::Offline, id)?;
-                save_sector(txn, WorkerState::Online, &state)?;
-                emit(txn, ticket, &SectorEvent::Restore(RestoreEvent { sector_id: id, state: state.clone() }))?;
-                Ok(state)
-            },
-        )
+        self.apply(Change::Restore { id, forced }).map(Answer::into_state)
     }
 
     /// Imports `state`, as given (Go keeps `Imported` as it is sent, `modules/sealer/sealer_cli.go:470-481`), into
@@ -249,39 +224,24 @@ impl StateManager {
     /// replaced, and a record in the other state is removed, so a sector always lives in one state only.
     /// Writes an `Import` event whenever it writes the sector.
     pub fn import(&self, ws: WorkerState, state: SectorState, overwrite: bool) -> Result<bool, SectorError> {
-        let id = state.id;
-        let _lock = self.locks.lock([LockKey::Sector(id)]);
-        self.write(
-            || format!("import sector {id} into {} sectors", ws.collection()),
-            |txn, ticket| {
-                let other = keys::other_state(ws);
-                let in_other = sector_exists(txn, other, id)?;
-                let existed = in_other || sector_exists(txn, ws, id)?;
-                if existed && !overwrite {
-                    return Ok(false);
-                }
-                if in_other {
-                    delete_sector(txn, other, id)?;
-                }
-                save_sector(txn, ws, &state)?;
-                let event = ImportEvent { worker_state: ws, state: state.clone(), overwrite: existed };
-                emit(txn, ticket, &SectorEvent::Import(event))?;
-                Ok(true)
-            },
-        )
+        match self.apply(Change::Import { ws, state: Box::new(state), overwrite })? {
+            Answer::Imported(imported) => Ok(imported),
+            Answer::State(_) => Ok(true),
+        }
     }
 }
 
-/// What finalizing a sector that is already offline does.
-#[derive(Clone, Copy)]
-enum Repeat {
-    /// Return the offline record unchanged, writing nothing (a repeated `ReportFinalized`).
-    ReturnUnchanged,
-    /// Answer [`SectorError::NotFound`] among online sectors, writing nothing (a late `ReportAborted`).
-    NotFound,
+/// `ReportFinalized`'s change: a repeat answers the offline record unchanged.
+fn finalize(id: SectorId) -> Change {
+    Change::Finalize { id, updates: Vec::new(), repeat: Repeat::ReturnUnchanged }
 }
 
-/// The sector, or [`SectorError::NotFound`].
-fn require(state: Option<SectorState>, id: SectorId, ws: Option<WorkerState>) -> Result<SectorState, Abort> {
-    state.ok_or_else(|| SectorError::not_found(id, ws).into())
+impl Answer {
+    /// The state a sector change answers (an import answers whether it wrote, and is never asked for one).
+    fn into_state(self) -> SectorState {
+        match self {
+            Answer::State(state) => state,
+            Answer::Imported(_) => SectorState::default(),
+        }
+    }
 }

@@ -14,6 +14,9 @@ pub mod types;
 pub mod unsupported;
 pub mod workers;
 
+use std::future::Future;
+use std::sync::Arc;
+
 use jsonrpsee::RpcModule;
 use jsonrpsee::types::ErrorObjectOwned;
 use serde::Serialize;
@@ -87,6 +90,25 @@ where
     module.register_blocking_method(name, move |params, state, _| {
         let args = Args::new(name, &params)?;
         f(&state, args)
+    })?;
+    Ok(())
+}
+
+/// Registers one async method: its params are decoded where the call arrives, and `f` returns the future doing
+/// the work (for the sector changes, waiting for their group commit without holding a thread).
+pub(super) fn add_async<R, F, Fut>(
+    module: &mut RpcModule<AppState>,
+    name: &'static str,
+    f: F,
+) -> Result<(), jsonrpsee::core::RegisterMethodError>
+where
+    R: Serialize + Clone + Send + 'static,
+    Fut: Future<Output = Result<R, ErrorObjectOwned>> + Send + 'static,
+    F: Fn(Arc<AppState>, Args<'_>) -> Result<Fut, ErrorObjectOwned> + Clone + Send + Sync + 'static,
+{
+    module.register_async_method(name, move |params, state, _| {
+        let started = Args::new(name, &params).and_then(|args| f(state, args));
+        async move { started?.await }
     })?;
     Ok(())
 }

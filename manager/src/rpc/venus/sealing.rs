@@ -1,6 +1,8 @@
 //! The sealing methods damocles-worker drives a sector with: `Venus.AllocateSector`, `Venus.AllocateSectorsBatch`,
 //! `Venus.ReportState`, `Venus.ReportFinalized`, `Venus.ReportAborted`.
 
+use std::sync::Arc;
+
 use jsonrpsee::RpcModule;
 use jsonrpsee::core::RegisterMethodError;
 use jsonrpsee::types::ErrorObjectOwned;
@@ -8,9 +10,9 @@ use manager_plugin::sector::{AllocatedSector, ReportStateReq, SectorId, SectorSt
 use rand::seq::SliceRandom;
 
 use super::super::AppState;
-use super::super::params::{INVALID_PARAMS, error};
+use super::super::params::{INVALID_PARAMS, SERVER_ERROR, error};
 use super::types::{AllocateSectorSpec, SectorStateResp};
-use super::{add, sector_error};
+use super::{add, add_async, sector_error};
 use crate::sectors::MinerCandidate;
 
 /// The most sectors one `AllocateSectorsBatch` call may allocate (one transaction, one lock on the miner).
@@ -43,36 +45,51 @@ pub fn register(module: &mut RpcModule<AppState>) -> Result<(), RegisterMethodEr
     })?;
     // Go `modules/sealer/sealer.go:417`: an online sector records the report; a finalized (offline) one is answered
     // as it is, unchanged, so the worker learns it is finalized and cleans up; 11001 when it is in neither state.
-    add(module, "Venus.ReportState", |state, mut args| {
+    add_async(module, "Venus.ReportState", |state, mut args| {
         let sid: SectorId = args.next("sid")?;
         let req: ReportStateReq = args.next("req")?;
         args.finish()?;
-        let sector = match state.sectors.update(sid, vec![SectorUpdate::LatestState(req)]) {
-            Ok(updated) => updated,
-            Err(e) if e.is_not_found() => {
-                state.sectors.find(WorkerState::Offline, sid).map_err(sector_error)?.ok_or_else(|| sector_error(e))?
-            }
-            Err(e) => return Err(sector_error(e)),
-        };
-        Ok(state_resp(sector))
+        Ok(async move {
+            let sector = match state.sectors.update_async(sid, vec![SectorUpdate::LatestState(req)]).await {
+                Ok(updated) => updated,
+                Err(e) if e.is_not_found() => {
+                    let sectors = Arc::clone(&state.sectors);
+                    tokio::task::spawn_blocking(move || sectors.find(WorkerState::Offline, sid))
+                        .await
+                        .map_err(|join| error(SERVER_ERROR, format!("Venus.ReportState: find sector {sid}: {join}")))?
+                        .map_err(sector_error)?
+                        .ok_or_else(|| sector_error(e))?
+                }
+                Err(e) => return Err(sector_error(e)),
+            };
+            Ok(state_resp(sector))
+        })
     })?;
     // Go `modules/sealer/sealer.go:445`: the answer is a nil `core.Meta` (`null`), and the sector's reservation
     // is released.
-    add(module, "Venus.ReportFinalized", |state, mut args| {
+    add_async(module, "Venus.ReportFinalized", |state, mut args| {
         let sid: SectorId = args.next("sid")?;
         args.finish()?;
-        state.sectors.finalize(sid).map_err(sector_error)?;
-        state.stores.release(sid);
-        Ok(())
+        Ok(async move {
+            state.sectors.finalize_async(sid).await.map_err(sector_error)?;
+            state.stores.release(sid);
+            Ok(())
+        })
     })?;
     // Go `modules/sealer/sealer.go:471`: as ReportFinalized, with the abort reason recorded.
-    add(module, "Venus.ReportAborted", |state, mut args| {
+    add_async(module, "Venus.ReportAborted", |state, mut args| {
         let sid: SectorId = args.next("sid")?;
         let reason: String = args.next("reason")?;
         args.finish()?;
-        state.sectors.finalize_with(sid, vec![SectorUpdate::AbortReason(reason)]).map_err(sector_error)?;
-        state.stores.release(sid);
-        Ok(())
+        Ok(async move {
+            state
+                .sectors
+                .finalize_with_async(sid, vec![SectorUpdate::AbortReason(reason)])
+                .await
+                .map_err(sector_error)?;
+            state.stores.release(sid);
+            Ok(())
+        })
     })
 }
 

@@ -3,7 +3,8 @@
 //! `[API] MaxResponseBodyBytes`.
 //!
 //! - **Which requests**: `POST /rpc/v0` with a JSON content type and a `Content-Length` of at most
-//!   [`PEEK_LIMIT`], whose body is one call of `Venus.ListSectors` with valid params. Everything else (batches,
+//!   [`PEEK_LIMIT`], whose body is one call of `Venus.ListSectors` with valid params (only a body containing the
+//!   method's name verbatim is parsed here, so every other call is parsed once). Everything else (batches,
 //!   other methods, invalid params, WebSocket, a chunked request body) goes to jsonrpsee unchanged, which answers
 //!   it (or the params error) as before. Authorization has already run (`rpc::auth`).
 //! - **Bytes**: `{"jsonrpc":"2.0","id":<id>,"result":[` + each sector's JSON, comma-separated + `]}`: exactly
@@ -30,7 +31,7 @@ use http_body::Frame;
 use http_body_util::{BodyExt, Full, Limited};
 use jsonrpsee::server::http::{content_type_is_json, response};
 use jsonrpsee::server::{HttpBody, HttpResponse};
-use jsonrpsee::types::{Id, Params, ResponsePayload};
+use jsonrpsee::types::{Id, ResponsePayload};
 use manager_plugin::sector::WorkerState;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
@@ -70,7 +71,10 @@ pub async fn answer_or_pass(
             return Ok(response::internal_error());
         }
     };
-    let Some((id, ws, job)) = list_sectors_call(&bytes) else {
+    // Most bodies are other calls: only a body naming the method verbatim is parsed here, so they are parsed once,
+    // by jsonrpsee (a method name written with JSON escapes is answered whole by jsonrpsee, like a batch).
+    let names_the_method = bytes.windows(METHOD.len()).any(|window| window == METHOD.as_bytes());
+    let Some((id, ws, job)) = names_the_method.then(|| list_sectors_call(&bytes)).flatten() else {
         return Err(Request::from_parts(parts, HttpBody::new(Full::new(bytes))));
     };
     Ok(stream(id, ws, job, Arc::clone(sectors)).await)
@@ -83,7 +87,7 @@ fn list_sectors_call(body: &[u8]) -> Option<(Id<'static>, WorkerState, JobFilter
         return None;
     }
     let raw = call.params.as_ref().map(|p| p.get());
-    let args = Args::new(METHOD, &Params::new(raw)).ok()?;
+    let args = Args::from_json(METHOD, raw).ok()?;
     let (ws, job) = params(args).ok()?;
     Some((call.id.into_owned(), ws, job))
 }
