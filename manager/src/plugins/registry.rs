@@ -19,7 +19,7 @@ use super::host_adapter::{HostDb, HostStore, WriteFence};
 use super::library::{self, LoadError};
 use super::log_sink::PluginLogSink;
 use super::probe;
-use super::process::ProcessOptions;
+use super::process::{ProcessOptions, ProcessPlugin};
 
 /// Why the plugins directory itself could not be read. The message carries the OS error, so it is deliberately
 /// not a `source()` as well: an error chain would print it twice.
@@ -95,9 +95,14 @@ impl PluginRecord {
         }
     }
 
-    /// `in-process`, or `process (pid N)` for a process plugin.
-    pub fn mode(&self) -> String {
+    /// `in-process`, or `process` for a process plugin.
+    pub fn mode(&self) -> &'static str {
         self.backend.mode()
+    }
+
+    /// The supervised process, for a process plugin that started.
+    pub fn process(&self) -> Option<&Arc<ProcessPlugin>> {
+        self.backend.process()
     }
 
     /// The plugin's manifest.
@@ -173,21 +178,33 @@ impl PluginRecord {
     }
 
     fn info(&self) -> PluginInfo {
+        let process = self.backend.process().map(|p| p.status());
         let fenced = self.fence.reason().or_else(|| self.backend.ended());
         let status = self.status();
         let counts = self.counts();
+        let state = match (&process, &fenced) {
+            // A process plugin that does not serve says why: restarting, failed, disabled by the operator.
+            (Some(process), _) if status.state == PluginState::Ready => process.state.clone(),
+            (_, Some(_)) => PluginState::Disabled.to_string(),
+            _ => status.state.to_string(),
+        };
         PluginInfo {
             kind: Some(self.manifest.kind.to_string()),
             name: Some(self.manifest.name.clone()),
             description: self.manifest.description.clone(),
             file: self.file.display().to_string(),
             build_time: Some(self.build_time.clone()),
-            state: if fenced.is_some() { PluginState::Disabled.to_string() } else { status.state.to_string() },
+            state,
             last_error: fenced.or_else(|| status.last_error.clone()).or(counts.last_failure),
             calls: counts.calls,
             errors: counts.errors,
             panics: counts.panics,
             sync_lag: status.sync_lag.clone(),
+            mode: Some(self.mode().to_string()),
+            pid: process.as_ref().and_then(|p| p.pid),
+            restarts: process.as_ref().map_or(0, |p| p.restarts),
+            crashes: process.as_ref().map_or(0, |p| p.crashes),
+            uptime_secs: process.as_ref().and_then(|p| p.uptime).map(|u| u.as_secs()),
         }
     }
 }
@@ -218,6 +235,43 @@ pub struct PluginInfo {
     pub panics: u64,
     /// Delivery lag (SyncSectorState only).
     pub sync_lag: Option<SyncLag>,
+    /// `in-process` (a `.so`) or `process` (absent for a refused file).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// The process id of a running process plugin.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// How often a process plugin was restarted (after crashes and by the operator).
+    #[serde(default)]
+    pub restarts: u64,
+    /// How often a process plugin's process ended unexpectedly (or a restart of it failed).
+    #[serde(default)]
+    pub crashes: u64,
+    /// How long a running process plugin's process has served, in seconds.
+    #[serde(default)]
+    pub uptime_secs: Option<u64>,
+}
+
+/// An operator's command on a running plugin (`util plugins restart|disable|enable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Restart the process from the file now at the plugin's path.
+    Restart,
+    /// Stop the process until `Enable`.
+    Disable,
+    /// Start a disabled or failed process plugin.
+    Enable,
+}
+
+impl Control {
+    /// The command's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Control::Restart => "restart",
+            Control::Disable => "disable",
+            Control::Enable => "enable",
+        }
+    }
 }
 
 /// All plugins of the plugins directory.
@@ -339,7 +393,7 @@ impl PluginRegistry {
             if record.state() == PluginState::Disabled {
                 continue;
             }
-            match record.backend.init(&ctx, &record.label()) {
+            match record.backend.init(&ctx) {
                 Ok(()) => {
                     let mut status = record.status();
                     status.state = PluginState::Ready;
@@ -422,6 +476,44 @@ impl PluginRegistry {
         loaded.chain(refused).collect()
     }
 
+    /// Runs the operator's `command` on the plugin `name` (or `Kind/name` when names repeat across kinds). Only
+    /// process plugins can be restarted, disabled or enabled: a `.so` is never unloaded (its code stays mapped
+    /// for the manager's lifetime), so for one the command is refused, saying so.
+    pub fn control(&self, name: &str, command: Control) -> Result<String, String> {
+        let matching: Vec<&Arc<PluginRecord>> =
+            self.plugins.iter().filter(|p| p.manifest.name == name || p.label() == name).collect();
+        let record = match matching.as_slice() {
+            [] => return Err(format!("no plugin named {name:?} is loaded (`util plugins list` shows them)")),
+            [one] => *one,
+            many => {
+                let labels: Vec<String> = many.iter().map(|p| p.label()).collect();
+                return Err(format!("{name:?} names several plugins ({}); give one as Kind/name", labels.join(", ")));
+            }
+        };
+        let label = record.label();
+        let Some(process) = record.backend.process() else {
+            let why = match record.backend {
+                Backend::Library(_) => format!(
+                    "plugin {label} is a .so loaded into the manager's process: a .so is never unloaded (its code \
+                     may still be referenced), so it cannot be {}d at runtime; replace the file and restart the \
+                     daemon, or build it with `plugin build --process` to run it as a process plugin",
+                    command.name()
+                ),
+                _ => format!(
+                    "plugin {label} did not start when the daemon loaded it ({}); fix the file and restart the daemon",
+                    record.status().last_error.clone().unwrap_or_default()
+                ),
+            };
+            return Err(why);
+        };
+        tracing::info!(plugin = %label, "operator command: {}", command.name());
+        match command {
+            Control::Restart => process.restart(),
+            Control::Disable => process.disable(),
+            Control::Enable => process.enable(),
+        }
+    }
+
     /// The refused files and why.
     pub fn refused(&self) -> impl Iterator<Item = (&Path, &LoadError)> {
         self.refused.iter().map(|(f, e)| (f.as_path(), e))
@@ -460,6 +552,11 @@ fn refused_info(file: &Path, err: &LoadError) -> PluginInfo {
         errors: 0,
         panics: 0,
         sync_lag: None,
+        mode: None,
+        pid: None,
+        restarts: 0,
+        crashes: 0,
+        uptime_secs: None,
     }
 }
 

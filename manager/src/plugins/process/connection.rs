@@ -52,7 +52,7 @@ impl Ended {
     }
 
     /// Waits up to `limit` for a reason.
-    fn wait(&self, limit: Duration) -> Option<String> {
+    pub fn wait(&self, limit: Duration) -> Option<String> {
         let slot = lock(&self.why);
         let (slot, _) =
             self.changed.wait_timeout_while(slot, limit, |why| why.is_none()).unwrap_or_else(|p| p.into_inner());
@@ -171,6 +171,16 @@ impl Connection {
     /// Why the process is gone, if it is.
     pub fn ended(&self) -> Option<String> {
         self.ended.get()
+    }
+
+    /// Waits up to `limit` for the process to be gone; why it went, if it did.
+    pub fn wait_ended(&self, limit: Duration) -> Option<String> {
+        self.ended.wait(limit)
+    }
+
+    /// Kills the process (SIGKILL through its pidfd).
+    pub fn kill(&self) {
+        (self.kill)();
     }
 
     fn record(&self, result: &Result<Value, WireError>) {

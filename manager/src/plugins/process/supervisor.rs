@@ -1,0 +1,395 @@
+//! Supervision of one process plugin: its current [`Generation`], restarts after an unexpected end (a signal, an
+//! exit, a kill after a call passed its deadline) with a doubling backoff, the crash-loop limit after which it is
+//! `Failed`, and the operator's restart / disable / enable. Callers never hold a generation across calls: every
+//! call asks [`ProcessPlugin::current`], which fails at once, naming the plugin, while no process serves.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use manager_plugin::lifecycle::CallStats;
+use manager_plugin::manifest::Manifest;
+use manager_plugin::process::wire::WireError;
+use plugin_image::limits::FileLimits;
+
+use super::ProcessOptions;
+use super::generation::Generation;
+use super::marker::{Marker, read_marker};
+
+/// How long a stopped generation may take to exit after its socket closed before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Where a supervised plugin is.
+#[derive(Clone)]
+enum Phase {
+    /// A process serves.
+    Running(Arc<Generation>),
+    /// Its process ended unexpectedly; a new one starts after the backoff. `after` is the generation that ended.
+    Restarting { why: String, after: u64 },
+    /// It crashed too often within the window; only the operator starts it again.
+    Failed { why: String },
+    /// The operator disabled it.
+    Disabled,
+    /// The manager is shutting it down.
+    ShutDown,
+}
+
+/// What `Plugins.List` shows of a process plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessStatus {
+    /// `Ready`, `Restarting`, `Failed`, `Disabled (by operator)` or `Dying`.
+    pub state: String,
+    /// Why it is not running, when it is not.
+    pub why: Option<String>,
+    /// The running process's id.
+    pub pid: Option<u32>,
+    /// Restarts so far (after crashes and by the operator).
+    pub restarts: u64,
+    /// Unexpected ends of its process so far (and failed starts of a restart).
+    pub crashes: u64,
+    /// How long the running process has served.
+    pub uptime: Option<Duration>,
+}
+
+/// A process plugin under supervision (see the module docs).
+pub struct ProcessPlugin {
+    label: String,
+    manifest: Manifest,
+    file: PathBuf,
+    marker: Mutex<Marker>,
+    options: ProcessOptions,
+    file_limits: FileLimits,
+    stats: Arc<CallStats>,
+    /// The plugins dir `onInit` was told; every new generation is initialized with it.
+    plugins_dir: Mutex<Option<PathBuf>>,
+    phase: Mutex<Phase>,
+    /// Signalled when the phase changes (a backoff wait ends early when the operator acts).
+    changed: Condvar,
+    /// One start or stop at a time (the watcher's restart, the operator's commands).
+    control: Mutex<()>,
+    /// When the recent crashes happened (within the crash-loop window).
+    recent_crashes: Mutex<VecDeque<Instant>>,
+    restarts: AtomicU64,
+    crashes: AtomicU64,
+    generations: AtomicU64,
+}
+
+impl ProcessPlugin {
+    /// Starts `file` (whose marker is `marker`) and watches it. `label` is `<Kind>/<name>`; `stats` counts calls.
+    pub fn start(
+        file: &Path,
+        marker: &Marker,
+        options: &ProcessOptions,
+        file_limits: &FileLimits,
+        label: &str,
+        stats: Arc<CallStats>,
+    ) -> Result<Arc<ProcessPlugin>, String> {
+        let first = Generation::start(file, marker, options, label, Arc::clone(&stats), 1)?;
+        let plugin = Arc::new(ProcessPlugin {
+            label: label.to_string(),
+            manifest: marker.manifest.clone(),
+            file: file.to_path_buf(),
+            marker: Mutex::new(marker.clone()),
+            options: *options,
+            file_limits: *file_limits,
+            stats,
+            plugins_dir: Mutex::default(),
+            phase: Mutex::new(Phase::ShutDown),
+            changed: Condvar::new(),
+            control: Mutex::default(),
+            recent_crashes: Mutex::default(),
+            restarts: AtomicU64::new(0),
+            crashes: AtomicU64::new(0),
+            generations: AtomicU64::new(1),
+        });
+        plugin.install(Arc::new(first));
+        Ok(plugin)
+    }
+
+    /// `<Kind>/<name>`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    /// The generation serving now, or an error saying at once why none does ("plugin NAME restarting …").
+    pub fn current(&self) -> Result<Arc<Generation>, WireError> {
+        let (name, kind) = (&self.manifest.name, self.manifest.kind);
+        let why = match &*lock(&self.phase) {
+            Phase::Running(generation) => return Ok(Arc::clone(generation)),
+            Phase::Restarting { why, .. } => {
+                format!("plugin {name} restarting ({kind} process plugin; its process ended: {why}); try again shortly")
+            }
+            Phase::Failed { why } => format!(
+                "plugin {name} failed ({kind} process plugin, not restarted: {why}); `util plugins restart {name}` \
+                 starts it again"
+            ),
+            Phase::Disabled => format!(
+                "plugin {name} is disabled by the operator ({kind} process plugin); `util plugins enable {name}` \
+                 starts it again"
+            ),
+            Phase::ShutDown => format!("plugin {name} is shut down ({kind} process plugin)"),
+        };
+        Err(WireError::Protocol(why))
+    }
+
+    /// Records `plugins_dir` for `onInit` (run now, and on every later generation) and runs it on the current one.
+    pub fn set_plugins_dir(&self, plugins_dir: &Path) {
+        *lock(&self.plugins_dir) = Some(plugins_dir.to_path_buf());
+    }
+
+    /// The plugins dir `onInit` is told, once known.
+    pub fn plugins_dir(&self) -> Option<PathBuf> {
+        lock(&self.plugins_dir).clone()
+    }
+
+    /// Marks the plugin shut down (its process is not restarted any more) and returns the generation to shut.
+    pub fn begin_shutdown(&self) -> Option<Arc<Generation>> {
+        let _control = lock(&self.control);
+        self.set_phase(Phase::ShutDown)
+    }
+
+    /// State, pid, counters and uptime.
+    pub fn status(&self) -> ProcessStatus {
+        let (state, why, generation) = match &*lock(&self.phase) {
+            Phase::Running(generation) => ("Ready", None, Some(Arc::clone(generation))),
+            Phase::Restarting { why, .. } => ("Restarting", Some(why.clone()), None),
+            Phase::Failed { why } => ("Failed", Some(why.clone()), None),
+            Phase::Disabled => ("Disabled (by operator)", None, None),
+            Phase::ShutDown => ("Dying", None, None),
+        };
+        ProcessStatus {
+            state: state.to_string(),
+            why,
+            pid: generation.as_ref().map(|g| g.pid),
+            restarts: self.restarts.load(Ordering::Relaxed),
+            crashes: self.crashes.load(Ordering::Relaxed),
+            uptime: generation.map(|g| g.started.elapsed()),
+        }
+    }
+
+    /// Whether a process serves now.
+    pub fn is_running(&self) -> bool {
+        matches!(&*lock(&self.phase), Phase::Running(_))
+    }
+
+    /// Replaces the phase; returns the generation that was running, if one was.
+    fn set_phase(&self, phase: Phase) -> Option<Arc<Generation>> {
+        let old = std::mem::replace(&mut *lock(&self.phase), phase);
+        self.changed.notify_all();
+        match old {
+            Phase::Running(generation) => Some(generation),
+            _ => None,
+        }
+    }
+
+    /// Makes `generation` the serving one and starts its watcher.
+    fn install(self: &Arc<Self>, generation: Arc<Generation>) {
+        self.set_phase(Phase::Running(Arc::clone(&generation)));
+        let weak = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name(format!("plugin-watch {}", self.label))
+            .spawn(move || watch(weak, generation));
+        if let Err(e) = spawned {
+            tracing::error!(plugin = %self.label, "cannot start the supervisor thread; a crash will not be restarted: {e}");
+        }
+    }
+
+    /// Starts a new generation and runs `onInit` on it (when the plugin was initialized).
+    fn start_generation(&self) -> Result<Arc<Generation>, String> {
+        let number = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        let marker = lock(&self.marker).clone();
+        let generation =
+            Generation::start(&self.file, &marker, &self.options, &self.label, Arc::clone(&self.stats), number)?;
+        if let Some(dir) = self.plugins_dir() {
+            super::init_generation(&generation, &dir, &self.label).map_err(|e| {
+                generation.stop(Duration::ZERO);
+                format!("onInit failed: {e}")
+            })?;
+        }
+        Ok(Arc::new(generation))
+    }
+
+    /// After `ended` (the serving generation) ended with `why`: counts the crash and either schedules a restart or
+    /// marks the plugin `Failed`. Returns the backoff to wait, or `None` when nothing is to be restarted.
+    fn crashed(&self, ended: u64, why: &str) -> Option<Duration> {
+        let _control = lock(&self.control);
+        {
+            let phase = lock(&self.phase);
+            // Stopped on purpose (operator, shutdown), or already replaced: not a crash.
+            let current = match &*phase {
+                Phase::Running(generation) => generation.number == ended,
+                Phase::Restarting { after, .. } => *after == ended,
+                _ => false,
+            };
+            if !current {
+                return None;
+            }
+        }
+        self.crashes.fetch_add(1, Ordering::Relaxed);
+        let policy = self.options.restart;
+        let recent = {
+            let mut recent = lock(&self.recent_crashes);
+            let now = Instant::now();
+            recent.push_back(now);
+            while recent.front().is_some_and(|t| now.duration_since(*t) > policy.crash_loop_window) {
+                recent.pop_front();
+            }
+            recent.len() as u32
+        };
+        if recent >= policy.crash_loop_limit {
+            let why = format!(
+                "crashed {recent} times within {} s ([Common.Plugins] ProcessCrashLoopLimit / \
+                 ProcessCrashLoopWindowSecs); last: {why}",
+                policy.crash_loop_window.as_secs()
+            );
+            tracing::error!(plugin = %self.label, "process plugin failed: {why}");
+            self.set_phase(Phase::Failed { why });
+            return None;
+        }
+        let backoff = policy.backoff(recent);
+        tracing::warn!(plugin = %self.label, backoff_ms = backoff.as_millis() as u64, "process plugin ended ({why}); restarting");
+        self.set_phase(Phase::Restarting { why: why.to_string(), after: ended });
+        Some(backoff)
+    }
+
+    /// Waits `backoff` (cut short when the operator changes the phase), then restarts the plugin if it is still
+    /// restarting after generation `after`. The new generation, when one started.
+    fn restart_after(self: &Arc<Self>, after: u64, backoff: Duration) -> Result<(), Option<Duration>> {
+        {
+            let phase = lock(&self.phase);
+            let waiting = |p: &mut Phase| matches!(p, Phase::Restarting { after: a, .. } if *a == after);
+            let (phase, _) =
+                self.changed.wait_timeout_while(phase, backoff, waiting).unwrap_or_else(|p| p.into_inner());
+            if !matches!(&*phase, Phase::Restarting { after: a, .. } if *a == after) {
+                return Ok(());
+            }
+        }
+        let control = lock(&self.control);
+        if !matches!(&*lock(&self.phase), Phase::Restarting { after: a, .. } if *a == after) {
+            return Ok(());
+        }
+        match self.start_generation() {
+            Ok(generation) => {
+                self.restarts.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(plugin = %self.label, pid = generation.pid, "process plugin restarted");
+                self.install(generation);
+                Ok(())
+            }
+            Err(e) => {
+                drop(control);
+                tracing::error!(plugin = %self.label, "restarting the process plugin failed: {e}");
+                Err(self.crashed(after, &format!("the restart failed: {e}")))
+            }
+        }
+    }
+
+    /// `util plugins restart`: re-reads the marker of the file now at the plugin's path (it must be the same kind
+    /// and name), stops the running process (if any) and starts the file. Clears the crash-loop count.
+    pub fn restart(self: &Arc<Self>) -> Result<String, String> {
+        let _control = lock(&self.control);
+        let marker = self.reread_marker()?;
+        let old = self.set_phase(Phase::Restarting { why: "restarted by the operator".into(), after: 0 });
+        if let Some(old) = old {
+            old.stop(STOP_GRACE);
+        }
+        self.start_by_operator(marker, "restarted")
+    }
+
+    /// `util plugins disable`: stops the process; it stays stopped until `enable` (or `restart`).
+    pub fn disable(&self) -> Result<String, String> {
+        let _control = lock(&self.control);
+        if matches!(&*lock(&self.phase), Phase::Disabled) {
+            return Ok(format!("plugin {} was already disabled", self.label));
+        }
+        let old = self.set_phase(Phase::Disabled);
+        if let Some(old) = old {
+            old.stop(STOP_GRACE);
+        }
+        tracing::warn!(plugin = %self.label, "process plugin disabled by the operator");
+        Ok(format!("plugin {} disabled; its process is stopped", self.label))
+    }
+
+    /// `util plugins enable`: starts a plugin that is disabled or failed (re-reading its file's marker).
+    pub fn enable(self: &Arc<Self>) -> Result<String, String> {
+        let _control = lock(&self.control);
+        if let Phase::Running(generation) = &*lock(&self.phase) {
+            return Ok(format!("plugin {} is already running (pid {})", self.label, generation.pid));
+        }
+        let marker = self.reread_marker()?;
+        self.start_by_operator(marker, "enabled")
+    }
+
+    fn reread_marker(&self) -> Result<Marker, String> {
+        let marker = read_marker(&self.file, &self.file_limits).map_err(|e| format!("not restarted: {e}"))?;
+        let (kind, name) = (marker.manifest.kind, &marker.manifest.name);
+        if kind != self.manifest.kind || *name != self.manifest.name {
+            return Err(format!(
+                "not restarted: {} now holds the {kind} plugin {name:?}, not the {} plugin {:?} that was started from \
+                 it; put a build of {} there (or restart the daemon to load a different plugin)",
+                self.file.display(),
+                self.manifest.kind,
+                self.manifest.name,
+                self.label
+            ));
+        }
+        Ok(marker)
+    }
+
+    fn start_by_operator(self: &Arc<Self>, marker: Marker, done: &str) -> Result<String, String> {
+        *lock(&self.marker) = marker;
+        lock(&self.recent_crashes).clear();
+        match self.start_generation() {
+            Ok(generation) => {
+                let pid = generation.pid;
+                self.restarts.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(plugin = %self.label, pid, "process plugin {done} by the operator");
+                self.install(generation);
+                Ok(format!("plugin {} {done}: pid {pid}, from {}", self.label, self.file.display()))
+            }
+            Err(e) => {
+                let why = format!("the operator's start failed: {e}");
+                self.set_phase(Phase::Failed { why: why.clone() });
+                Err(format!("plugin {}: {why}", self.label))
+            }
+        }
+    }
+}
+
+impl Drop for ProcessPlugin {
+    fn drop(&mut self) {
+        // The watcher holds the generation, not the plugin: closing its socket ends the process and the watcher.
+        if let Some(generation) = self.set_phase(Phase::ShutDown) {
+            generation.conn.close();
+        }
+    }
+}
+
+/// The watcher of one generation: waits for its process to end and, when that was not asked for, restarts it.
+fn watch(plugin: Weak<ProcessPlugin>, generation: Arc<Generation>) {
+    let why = loop {
+        if let Some(why) = generation.conn.wait_ended(Duration::from_secs(3600)) {
+            break why;
+        }
+    };
+    let number = generation.number;
+    drop(generation);
+    let Some(plugin) = plugin.upgrade() else { return };
+    let mut backoff = plugin.crashed(number, &why);
+    while let Some(wait) = backoff {
+        backoff = match plugin.restart_after(number, wait) {
+            Ok(()) => None,
+            Err(next) => next,
+        };
+    }
+}
