@@ -350,9 +350,15 @@ fn print_sectors(addr: &str, token: &str, ws: &str) -> anyhow::Result<()> {
 
 /// `util plugins restart|disable|enable NAME`: prints what the daemon did.
 async fn control_plugin(client: &HttpClient, method: &str, name: &str) -> anyhow::Result<()> {
-    let done: String = client.request(method, rpc_params![name]).await.context(method.to_string())?;
-    println!("{done}");
-    Ok(())
+    match client.request::<String, _>(method, rpc_params![name]).await {
+        Ok(done) => {
+            println!("{done}");
+            Ok(())
+        }
+        // The daemon's message says what was refused and why; print it once, plainly.
+        Err(jsonrpsee::core::ClientError::Call(refused)) => anyhow::bail!("{method}: {}", refused.message()),
+        Err(e) => Err(e).context(method.to_string()),
+    }
 }
 
 fn print_plugins(plugins: &[PluginInfo]) {

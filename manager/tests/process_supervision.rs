@@ -1,0 +1,435 @@
+//! Supervision of process plugins (issue 18 items 3 and 4) on the real daemon with real process plugins and real
+//! signals: fixtures of each kind (`manager/tests/plugins/crashy-*`) SIGSEGV, abort, exit or hang on their next
+//! call when a trigger file in the plugins dir says so (the file is deleted before the crash, so the restarted
+//! process serves). Under load the manager answers throughout, the failed call says why, calls on a down plugin
+//! fail at once saying it is restarting, the plugin comes back, and nothing acknowledged is lost.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::daemon::{RunningDaemon, TestHome};
+use common::supervision::{
+    crashy, info, install, short_supervision, trigger, trigger_pending, util_plugins, wait_info,
+};
+use jsonrpsee::core::ClientError;
+use jsonrpsee::core::client::ClientT;
+use jsonrpsee::rpc_params;
+use serde_json::{Value, json};
+
+fn sid(number: u64) -> Value {
+    json!({"Miner": 1000, "Number": number})
+}
+
+fn report(step: u64) -> Value {
+    json!({"Worker": {"Instance": "supervision", "Location": "/s"}, "StateChange": {"Prev": "", "Next": format!("S{step}"), "Event": "Go"}, "Failure": null})
+}
+
+/// A failed call as a client saw it.
+#[derive(Debug, Clone)]
+struct Failure {
+    took: Duration,
+    code: i32,
+    message: String,
+}
+
+fn failure(took: Duration, error: &ClientError) -> Failure {
+    match error {
+        ClientError::Call(e) => Failure { took, code: e.code(), message: e.message().to_string() },
+        other => Failure { took, code: 0, message: other.to_string() },
+    }
+}
+
+/// What the sector clients were told.
+#[derive(Default)]
+struct Ledger {
+    /// Acknowledged allocations (a number twice is a number handed out twice).
+    allocated: Vec<u64>,
+    /// Sectors whose `ReportState` was acknowledged.
+    reported: BTreeSet<u64>,
+    failures: Vec<Failure>,
+}
+
+/// Sector clients: allocate, report one state, again, until `stop`.
+fn sector_load(
+    daemon: &RunningDaemon,
+    clients: usize,
+    stop: &Arc<AtomicBool>,
+) -> (Arc<Mutex<Ledger>>, Vec<tokio::task::JoinHandle<()>>) {
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let tasks = (0..clients)
+        .map(|_| {
+            let (client, ledger, stop) = (daemon.client(), Arc::clone(&ledger), Arc::clone(stop));
+            tokio::spawn(async move {
+                let spec = json!({"AllowedMiners": [], "AllowedProofTypes": []});
+                while !stop.load(Ordering::Relaxed) {
+                    let began = Instant::now();
+                    let allocated = client.request::<Value, _>("Venus.AllocateSector", rpc_params![spec.clone()]).await;
+                    let number = match allocated {
+                        Ok(allocated) => allocated["ID"]["Number"].as_u64().expect("a sector number"),
+                        Err(e) => {
+                            ledger.lock().unwrap().failures.push(failure(began.elapsed(), &e));
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    ledger.lock().unwrap().allocated.push(number);
+                    let began = Instant::now();
+                    match client.request::<Value, _>("Venus.ReportState", rpc_params![sid(number), report(1)]).await {
+                        Ok(_) => drop(ledger.lock().unwrap().reported.insert(number)),
+                        Err(e) => ledger.lock().unwrap().failures.push(failure(began.elapsed(), &e)),
+                    }
+                }
+            })
+        })
+        .collect();
+    (ledger, tasks)
+}
+
+/// `Venus.Version` every 50 ms until `stop`: (calls, failures, slowest answer).
+fn version_probe(
+    daemon: &RunningDaemon,
+    stop: &Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(u64, Vec<String>, Duration)> {
+    let (client, stop) = (daemon.client(), Arc::clone(stop));
+    tokio::spawn(async move {
+        let (mut calls, mut failed, mut slowest) = (0, Vec::new(), Duration::ZERO);
+        while !stop.load(Ordering::Relaxed) {
+            let began = Instant::now();
+            let answer = tokio::time::timeout(
+                Duration::from_secs(5),
+                client.request::<String, _>("Venus.Version", rpc_params![]),
+            )
+            .await;
+            slowest = slowest.max(began.elapsed());
+            calls += 1;
+            match answer {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => failed.push(e.to_string()),
+                Err(_) => failed.push("no answer within 5 s".into()),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (calls, failed, slowest)
+    })
+}
+
+/// A KVStore process plugin (the daemon's database) is crashed five ways under concurrent sector calls: SIGSEGV,
+/// abort, exit, SIGSEGV right after a commit reached its disk (the reply never leaves: an ambiguous commit), and a
+/// hang killed at the call deadline. The daemon answers throughout; sector calls while the plugin is down fail at
+/// once with a temporary error naming it ("restarting", never 11001); after each restart sector calls succeed
+/// again; in the end every acknowledged allocation and report is there, no number was handed out twice, and the
+/// SyncSectorState journal holds every allocation's OnInit at least once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kv_plugin_crashed_under_load_fails_fast_while_down_and_loses_no_acknowledged_write() {
+    let home = TestHome::init();
+    install(&home, &["crashy-kv", "crashy-sync"]);
+    home.set_config("Common.DB.Driver", "plugin");
+    home.set_config("Common.DB.Plugin.PluginName", "crashy-kv");
+    home.set_config("Common.DB.Plugin.Meta.dir", home.path().join("kv").display().to_string());
+    short_supervision(&home, 600, 50, 3);
+    let daemon = home.start();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ledger, clients) = sector_load(&daemon, 4, &stop);
+    let probe = version_probe(&daemon, &stop);
+    let crashes = [
+        ("segv", "killed by signal 11 (SIGSEGV)"),
+        ("abort", "killed by signal 6 (SIGABRT)"),
+        ("exit", "exited with status 3"),
+        ("segv-after-commit", "killed by signal 11 (SIGSEGV)"),
+        ("hang", "did not answer within 3 s ([Common.Plugins] ProcessCallTimeoutSecs); its process was killed"),
+    ];
+    for (round, (action, reason)) in crashes.iter().enumerate() {
+        let acked_before = ledger.lock().unwrap().allocated.len();
+        trigger(&home, "crashy-kv", action);
+        let restarts = round as u64 + 1;
+        wait_info(&daemon, "crashy-kv", &format!("restart {restarts} after {action}"), Duration::from_secs(60), |e| {
+            e["Restarts"].as_u64() >= Some(restarts) && e["State"] == "Ready"
+        })
+        .await;
+        assert!(!trigger_pending(&home, "crashy-kv"));
+        assert!(daemon.log().contains(reason), "{action}: the log names how the process ended ({reason})");
+        // Sector calls succeed again on the restarted process.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ledger.lock().unwrap().allocated.len() < acked_before + 8 {
+            assert!(Instant::now() < deadline, "{action}: no allocation succeeded after the restart\n{}", daemon.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.expect("client");
+    }
+    let (calls, version_failures, slowest) = probe.await.expect("probe");
+    assert!(version_failures.is_empty(), "Venus.Version failed while the KV plugin crashed: {version_failures:?}");
+    eprintln!("Venus.Version: {calls} calls, slowest {slowest:?}");
+
+    let ledger = ledger.lock().unwrap();
+    let restarting: Vec<&Failure> =
+        ledger.failures.iter().filter(|f| f.message.contains("plugin crashy-kv restarting")).collect();
+    assert!(!restarting.is_empty(), "no sector call saw the plugin restarting: {:?}", ledger.failures);
+    for f in &ledger.failures {
+        assert_ne!(f.code, 11001, "a sector call on a down KV plugin answered 'not found': {f:?}");
+    }
+    let slowest_restarting = restarting.iter().map(|f| f.took).max().unwrap_or_default();
+    assert!(slowest_restarting < Duration::from_secs(2), "calls while down must fail fast: {restarting:?}");
+    eprintln!(
+        "{} acknowledged allocations, {} failed calls ({} 'restarting', slowest {slowest_restarting:?})",
+        ledger.allocated.len(),
+        ledger.failures.len(),
+        restarting.len()
+    );
+
+    // Every acknowledged write is there.
+    let client = daemon.client();
+    let distinct: BTreeSet<u64> = ledger.allocated.iter().copied().collect();
+    assert_eq!(distinct.len(), ledger.allocated.len(), "a sector number was handed out twice");
+    for &number in &ledger.allocated {
+        let sector: Value = client
+            .request("Venus.FindSectorInAllStates", rpc_params![sid(number)])
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged sector {number} is gone: {e}"));
+        if ledger.reported.contains(&number) {
+            assert!(sector.to_string().contains("S1"), "sector {number}: its acknowledged report is lost: {sector}");
+        }
+    }
+    // Every allocation's event reached the SyncSectorState plugin at least once.
+    let journal = home.plugins_dir().join("statelog.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        let journaled: BTreeSet<u64> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["event"] == "OnInit")
+            .filter_map(|l| l["sectors"][0]["Number"].as_u64())
+            .collect();
+        let missing: Vec<u64> = distinct.difference(&journaled).copied().collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "OnInit never journaled for {missing:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let entry = info(&daemon, "crashy-kv").await;
+    assert!(entry["Crashes"].as_u64() >= Some(5), "{entry}");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// The other kinds: a SyncSectorState plugin SIGSEGVs in a hook (the event is delivered again after its restart);
+/// a FileStore plugin aborts (its store is listed with the plugin restarting while the default store serves, then
+/// it is back); a RegisterJsonRpc plugin SIGSEGVs in a call (that call says so, its namespace answers "plugin
+/// crashy-rpc restarting" while it is down, then works) and hangs (killed at the deadline, restarted). Venus.Version
+/// answers throughout.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_store_and_rpc_plugins_crash_and_come_back_while_the_rest_serves() {
+    let home = TestHome::init();
+    install(&home, &["crashy-sync", "crashy-store", "crashy-rpc"]);
+    home.add_plugin_persist_store("crashy", "crashy-store");
+    home.set_config("Common.StoreCapacityRefresh", "200ms");
+    short_supervision(&home, 1500, 50, 2);
+    let daemon = home.start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = version_probe(&daemon, &stop);
+
+    // RegisterJsonRpc: the crashing call fails saying how; while down the namespace says "restarting".
+    let one: i64 = daemon.call("Crashy.Incr", rpc_params!["n"]).await.expect("the plugin answers");
+    assert_eq!(one, 1);
+    trigger(&home, "crashy-rpc", "segv");
+    let err = daemon.call::<i64>("Crashy.Incr", rpc_params!["n"]).await.expect_err("the crashing call fails");
+    assert!(err.to_string().contains("crashy-rpc") && err.to_string().contains("signal 11 (SIGSEGV)"), "{err}");
+    let began = Instant::now();
+    let down = loop {
+        match daemon.call::<i64>("Crashy.Incr", rpc_params!["n"]).await {
+            Err(e) if e.to_string().contains("plugin crashy-rpc restarting") => break e,
+            Err(e) if e.to_string().contains("SIGSEGV") => {}
+            other => panic!("expected 'restarting' while down, got {other:?}"),
+        }
+        assert!(began.elapsed() < Duration::from_secs(5), "never saw 'restarting'");
+    };
+    assert!(down.to_string().contains("try again shortly"), "{down}");
+    let entry =
+        wait_info(&daemon, "crashy-rpc", "the restart", Duration::from_secs(30), |e| e["State"] == "Ready").await;
+    assert_eq!((entry["Restarts"].as_u64(), entry["Crashes"].as_u64()), (Some(1), Some(1)), "{entry}");
+    let fresh: i64 = daemon.call("Crashy.Incr", rpc_params!["n"]).await.expect("answers after the restart");
+    assert_eq!(fresh, 1, "a new process (the counter started over)");
+
+    // A hang: killed at the 2 s deadline, then restarted.
+    trigger(&home, "crashy-rpc", "hang");
+    let began = Instant::now();
+    let err = daemon.call::<i64>("Crashy.Incr", rpc_params!["n"]).await.expect_err("the hung call fails");
+    let took = began.elapsed();
+    assert!(err.to_string().contains("did not answer within 2 s"), "{err}");
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(10), "killed at the deadline: {took:?}");
+    wait_info(&daemon, "crashy-rpc", "the restart after the hang", Duration::from_secs(30), |e| {
+        e["Restarts"] == 2 && e["State"] == "Ready"
+    })
+    .await;
+    let _: i64 = daemon.call("Crashy.Incr", rpc_params!["n"]).await.expect("answers after the hang");
+
+    // SyncSectorState: the event whose delivery crashed the plugin is delivered after the restart.
+    let spec = json!({"AllowedMiners": [], "AllowedProofTypes": []});
+    trigger(&home, "crashy-sync", "segv");
+    let allocated: Value = daemon.call("Venus.AllocateSector", rpc_params![spec]).await.expect("allocate");
+    let number = allocated["ID"]["Number"].as_u64().expect("number");
+    wait_info(&daemon, "crashy-sync", "the restart", Duration::from_secs(30), |e| {
+        e["Restarts"] == 1 && e["State"] == "Ready"
+    })
+    .await;
+    let journal = home.plugins_dir().join("statelog.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&journal).unwrap_or_default().lines().any(|l| {
+        serde_json::from_str::<Value>(l).is_ok_and(|l| l["event"] == "OnInit" && l["sectors"][0]["Number"] == number)
+    }) {
+        assert!(Instant::now() < deadline, "sector {number}'s OnInit was not redelivered\n{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // FileStore: listed with the plugin restarting while the default store serves; then back.
+    trigger(&home, "crashy-store", "abort");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stores: Vec<Value> = daemon.call("Venus.StoreList", rpc_params![]).await.expect("StoreList answers");
+        let crashy = stores.iter().find(|s| s["Name"] == "crashy").expect("listed");
+        let others_fine = stores.iter().filter(|s| s["Name"] != "crashy").all(|s| s["Error"].is_null());
+        assert!(others_fine, "the other stores serve on: {stores:?}");
+        if crashy["Error"].as_str().is_some_and(|e| e.contains("plugin crashy-store restarting")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the store was never shown restarting: {crashy}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_info(&daemon, "crashy-store", "the restart", Duration::from_secs(30), |e| {
+        e["Restarts"] == 1 && e["State"] == "Ready"
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stores: Vec<Value> = daemon.call("Venus.StoreList", rpc_params![]).await.expect("StoreList answers");
+        let crashy = stores.iter().find(|s| s["Name"] == "crashy").expect("listed");
+        if crashy["Error"].is_null() && crashy["Total"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the store did not come back: {crashy}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(daemon.log().contains("killed by signal 6 (SIGABRT)"));
+
+    stop.store(true, Ordering::Relaxed);
+    let (_, version_failures, _) = probe.await.expect("probe");
+    assert!(version_failures.is_empty(), "Venus.Version failed: {version_failures:?}");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// Crash loop and runtime control: two crashes within the window and the plugin is `Failed` (not restarted, its
+/// calls say so and how to bring it back); `util plugins restart` brings it back; a replaced binary is what the
+/// restart runs; a file of another plugin is refused (the running process serves on); disable and enable; a
+/// `.so` plugin is refused with why; `/metrics` counts restarts and crashes and shows the uptime.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_loop_ends_failed_and_the_operator_restarts_replaces_disables_and_enables() {
+    let home = TestHome::init();
+    install(&home, &["crashy-rpc"]);
+    home.install_plugins(&["memdb"]);
+    short_supervision(&home, 100, 2, 10);
+    let daemon = home.start();
+    let _: i64 = daemon.call("Crashy.Incr", rpc_params!["n"]).await.expect("answers");
+
+    trigger(&home, "crashy-rpc", "exit");
+    let _ = daemon.call::<i64>("Crashy.Incr", rpc_params!["n"]).await.expect_err("exits");
+    wait_info(&daemon, "crashy-rpc", "the first restart", Duration::from_secs(30), |e| {
+        e["State"] == "Ready" && e["Restarts"] == 1
+    })
+    .await;
+    trigger(&home, "crashy-rpc", "abort");
+    let _ = daemon.call::<i64>("Crashy.Incr", rpc_params!["n"]).await.expect_err("aborts");
+    let failed = wait_info(&daemon, "crashy-rpc", "Failed", Duration::from_secs(30), |e| e["State"] == "Failed").await;
+    let why = failed["LastError"].as_str().unwrap_or_default();
+    assert!(why.contains("crashed 2 times within 60 s") && why.contains("SIGABRT"), "{failed}");
+    assert!(failed["Pid"].is_null(), "{failed}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(info(&daemon, "crashy-rpc").await["State"], "Failed", "not restarted after the crash loop");
+    let err = daemon.call::<i64>("Crashy.Incr", rpc_params!["n"]).await.expect_err("failed");
+    assert!(
+        err.to_string().contains("plugin crashy-rpc failed")
+            && err.to_string().contains("util plugins restart crashy-rpc"),
+        "{err}"
+    );
+    let (listed, text) = util_plugins(&home, &["list"]);
+    assert!(listed && text.contains("Failed") && text.contains("MODE") && text.contains("RESTARTS"), "{text}");
+
+    let (ok, text) = util_plugins(&home, &["restart", "crashy-rpc"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("plugin RegisterJsonRpc/crashy-rpc restarted: pid"), "{text}");
+    let _: i64 = daemon.call("Crashy.Incr", rpc_params!["n"]).await.expect("back after the operator's restart");
+
+    // A replaced binary: the restart runs the file now in the plugins dir.
+    let installed = home.plugins_dir().join("plugin-crashy-rpc");
+    let size: u64 = daemon.call("Crashy.Exe", rpc_params![]).await.expect("Exe");
+    assert_eq!(size, std::fs::metadata(&installed).unwrap().len());
+    let mut replacement = std::fs::read(crashy("crashy-rpc")).expect("read");
+    replacement.extend_from_slice(&[0u8; 4096]);
+    let staged = home.plugins_dir().join("staged.tmp");
+    std::fs::write(&staged, &replacement).expect("stage");
+    std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    std::fs::rename(&staged, &installed).expect("replace");
+    let restarted: String = daemon.call("Plugins.Restart", rpc_params!["crashy-rpc"]).await.expect("Plugins.Restart");
+    assert!(restarted.contains("restarted"), "{restarted}");
+    let size: u64 = daemon.call("Crashy.Exe", rpc_params![]).await.expect("Exe");
+    assert_eq!(size, replacement.len() as u64, "the restarted process runs the replaced file");
+
+    // Another plugin's file at its path: refused, the running process serves on.
+    let original = std::fs::read(&installed).expect("read");
+    std::fs::copy(crashy("crashy-sync"), &staged).expect("stage");
+    std::fs::rename(&staged, &installed).expect("replace");
+    let (ok, text) = util_plugins(&home, &["restart", "crashy-rpc"]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("not restarted") && text.contains("SyncSectorState plugin \"crashy-sync\""), "{text}");
+    let _: i64 = daemon.call("Crashy.Incr", rpc_params!["n"]).await.expect("the old process serves on");
+    std::fs::write(&staged, &original).expect("stage");
+    std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    std::fs::rename(&staged, &installed).expect("put back");
+
+    // Disable and enable.
+    let (ok, text) = util_plugins(&home, &["disable", "crashy-rpc"]);
+    assert!(ok, "{text}");
+    assert_eq!(info(&daemon, "crashy-rpc").await["State"], "Disabled (by operator)");
+    let err = daemon.call::<i64>("Crashy.Incr", rpc_params!["n"]).await.expect_err("disabled");
+    assert!(err.to_string().contains("disabled by the operator"), "{err}");
+    let (ok, text) = util_plugins(&home, &["enable", "crashy-rpc"]);
+    assert!(ok, "{text}");
+    let back: i64 = daemon.call("Crashy.Incr", rpc_params!["n"]).await.expect("enabled");
+    assert_eq!(back, 1);
+
+    // A .so is never unloaded.
+    let (ok, text) = util_plugins(&home, &["restart", "memdb"]);
+    assert!(!ok && text.contains("a .so is never unloaded"), "{text}");
+    let err = daemon.call::<String>("Plugins.Disable", rpc_params!["memdb"]).await.expect_err(".so refused");
+    assert!(err.to_string().contains("cannot be disabled at runtime"), "{err}");
+
+    let entry = info(&daemon, "crashy-rpc").await;
+    assert_eq!(
+        (entry["Mode"].as_str(), entry["Restarts"].as_u64(), entry["Crashes"].as_u64()),
+        (Some("process"), Some(4), Some(2)),
+        "{entry}"
+    );
+    assert!(entry["Pid"].as_u64().is_some() && entry["UptimeSecs"].as_u64().is_some(), "{entry}");
+    assert_eq!(info(&daemon, "memdb").await["Mode"], "in-process");
+    let metrics = common::daemon::raw_http(daemon.port, "GET", "/metrics", Some(&daemon.token), b"").expect("metrics");
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    for line in [
+        "damocles_plugin_restarts_total{kind=\"RegisterJsonRpc\",plugin=\"crashy-rpc\"} 4",
+        "damocles_plugin_crashes_total{kind=\"RegisterJsonRpc\",plugin=\"crashy-rpc\"} 2",
+        "damocles_plugin_uptime_seconds{kind=\"RegisterJsonRpc\",plugin=\"crashy-rpc\"}",
+    ] {
+        assert!(text.contains(line), "{line} in /metrics:\n{text}");
+    }
+    assert!(
+        !text.contains("damocles_plugin_restarts_total{kind=\"KVStore\",plugin=\"memdb\"}"),
+        "a .so has no restarts"
+    );
+    assert_eq!(daemon.stop(), Some(0));
+}
