@@ -171,18 +171,29 @@ async fn a_kv_plugin_crashed_under_load_fails_fast_while_down_and_loses_no_ackno
     let ledger = ledger.lock().unwrap();
     let restarting: Vec<&Failure> =
         ledger.failures.iter().filter(|f| f.message.contains("plugin crashy-kv restarting")).collect();
-    assert!(!restarting.is_empty(), "no sector call saw the plugin restarting: {:?}", ledger.failures);
+    assert!(
+        !restarting.is_empty(),
+        "no sector call saw the plugin restarting: {:?}",
+        &ledger.failures[..ledger.failures.len().min(5)]
+    );
     for f in &ledger.failures {
         assert_ne!(f.code, 11001, "a sector call on a down KV plugin answered 'not found': {f:?}");
     }
+    // A call that finds the plugin down fails at once; one queued behind the hung call (sector changes of a
+    // miner take turns) waits at most for the deadline that kills it.
     let slowest_restarting = restarting.iter().map(|f| f.took).max().unwrap_or_default();
-    assert!(slowest_restarting < Duration::from_secs(2), "calls while down must fail fast: {restarting:?}");
+    let fast = restarting.iter().filter(|f| f.took < Duration::from_millis(500)).count();
+    assert!(slowest_restarting < Duration::from_secs(3 + 2), "bounded by the deadline: {slowest_restarting:?}");
+    assert!(fast * 10 >= restarting.len() * 9, "most calls while down fail at once: {fast} of {}", restarting.len());
     eprintln!(
-        "{} acknowledged allocations, {} failed calls ({} 'restarting', slowest {slowest_restarting:?})",
+        "{} acknowledged allocations, {} failed calls ({} 'restarting', {fast} of them within 500 ms, slowest \
+         {slowest_restarting:?})",
         ledger.allocated.len(),
         ledger.failures.len(),
         restarting.len()
     );
+    let other: Vec<&Failure> = ledger.failures.iter().filter(|f| !f.message.contains("restarting")).collect();
+    eprintln!("failures other than 'restarting': {other:#?}");
 
     // Every acknowledged write is there.
     let client = daemon.client();
@@ -215,6 +226,14 @@ async fn a_kv_plugin_crashed_under_load_fails_fast_while_down_and_loses_no_ackno
         assert!(Instant::now() < deadline, "OnInit never journaled for {missing:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The sector change whose commit reached the disk as its process died was settled as applied once the plugin
+    // was back (sectors/settle.rs), before later changes.
+    let log = daemon.log();
+    assert!(
+        log.lines().any(|l| l.contains("settled a commit whose outcome was unknown") && l.contains("committed=true"))
+            || log.contains("a commit reported an error but was applied"),
+        "the ambiguous commit was not settled:\n{log}"
+    );
     let entry = info(&daemon, "crashy-kv").await;
     assert!(entry["Crashes"].as_u64() >= Some(5), "{entry}");
     assert_eq!(daemon.stop(), Some(0));

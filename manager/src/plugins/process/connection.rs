@@ -131,8 +131,11 @@ impl Connection {
         if let Some(why) = self.ended.get() {
             return Err(failed(why));
         }
-        write_line(&mut *lock(&self.writer), message)
-            .map_err(|e| failed(self.ended.get().unwrap_or_else(|| format!("writing to its process failed: {e}"))))
+        write_line(&mut *lock(&self.writer), message).map_err(|e| {
+            // A broken pipe is the process dying: wait a moment for how it ended (its reaper knows), say that.
+            let why = self.ended.wait(Duration::from_millis(500));
+            failed(why.unwrap_or_else(|| format!("writing to its process failed: {e}")))
+        })
     }
 
     /// Sends `call` and returns the handle to wait on it. Counts the call.
