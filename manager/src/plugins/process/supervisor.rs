@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use manager_plugin::lifecycle::CallStats;
-use manager_plugin::manifest::Manifest;
+use manager_plugin::manifest::{Kind, Manifest};
 use manager_plugin::process::wire::WireError;
 use plugin_image::limits::FileLimits;
 
@@ -38,6 +38,106 @@ enum Phase {
     Disabled,
     /// The manager is shutting it down.
     ShutDown,
+}
+
+/// Why a call finds no process serving (the call fails at once with this).
+#[derive(Debug, thiserror::Error)]
+pub enum NotServing {
+    /// Its process ended; a new one starts after the backoff.
+    #[error("plugin {name} restarting ({kind} process plugin; its process ended: {why}); try again shortly")]
+    Restarting {
+        /// The plugin.
+        name: String,
+        /// Its kind.
+        kind: Kind,
+        /// How the process ended.
+        why: String,
+    },
+    /// The crash-loop limit was reached (or the operator's start failed).
+    #[error(
+        "plugin {name} failed ({kind} process plugin, not restarted: {why}); `util plugins restart {name}` starts it \
+         again"
+    )]
+    Failed {
+        /// The plugin.
+        name: String,
+        /// Its kind.
+        kind: Kind,
+        /// Why.
+        why: String,
+    },
+    /// `util plugins disable`.
+    #[error(
+        "plugin {name} is disabled by the operator ({kind} process plugin); `util plugins enable {name}` starts it \
+         again"
+    )]
+    Disabled {
+        /// The plugin.
+        name: String,
+        /// Its kind.
+        kind: Kind,
+    },
+    /// The daemon is stopping.
+    #[error("plugin {name} is shut down ({kind} process plugin); the daemon is stopping")]
+    ShutDown {
+        /// The plugin.
+        name: String,
+        /// Its kind.
+        kind: Kind,
+    },
+}
+
+/// Why a plugin is `Failed` after crashing too often.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "crashed {crashes} times within {window_secs} s ([Common.Plugins] ProcessCrashLoopLimit / \
+     ProcessCrashLoopWindowSecs); last: {last}"
+)]
+pub struct CrashLoop {
+    /// Crashes within the window.
+    pub crashes: u32,
+    /// The window.
+    pub window_secs: u64,
+    /// How the last process ended.
+    pub last: String,
+}
+
+/// Why an operator's restart or enable did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The file at the plugin's path is not a loadable process plugin now.
+    #[error("not restarted: {error}")]
+    MarkerRefused {
+        /// The loader's refusal.
+        error: String,
+    },
+    /// The file at the plugin's path is another plugin.
+    #[error(
+        "not restarted: {file} now holds the {kind} plugin {name:?}, not the {started_kind} plugin {started_name:?} \
+         that was started from it; put a build of {label} there (or restart the daemon to load a different plugin)"
+    )]
+    OtherPlugin {
+        /// The file.
+        file: String,
+        /// Its kind now.
+        kind: Kind,
+        /// Its name now.
+        name: String,
+        /// The running plugin's kind.
+        started_kind: Kind,
+        /// The running plugin's name.
+        started_name: String,
+        /// The running plugin's label.
+        label: String,
+    },
+    /// The new process did not start or complete its handshake and `onInit`.
+    #[error("plugin {label}: the operator's start failed: {why}")]
+    StartFailed {
+        /// The plugin.
+        label: String,
+        /// Why.
+        why: String,
+    },
 }
 
 /// What `Plugins.List` shows of a process plugin.
@@ -124,23 +224,15 @@ impl ProcessPlugin {
 
     /// The generation serving now, or an error saying at once why none does ("plugin NAME restarting …").
     pub fn current(&self) -> Result<Arc<Generation>, WireError> {
-        let (name, kind) = (&self.manifest.name, self.manifest.kind);
-        let why = match &*lock(&self.phase) {
+        let (name, kind) = (self.manifest.name.clone(), self.manifest.kind);
+        let not_serving = match &*lock(&self.phase) {
             Phase::Running(generation) => return Ok(Arc::clone(generation)),
-            Phase::Restarting { why, .. } => {
-                format!("plugin {name} restarting ({kind} process plugin; its process ended: {why}); try again shortly")
-            }
-            Phase::Failed { why } => format!(
-                "plugin {name} failed ({kind} process plugin, not restarted: {why}); `util plugins restart {name}` \
-                 starts it again"
-            ),
-            Phase::Disabled => format!(
-                "plugin {name} is disabled by the operator ({kind} process plugin); `util plugins enable {name}` \
-                 starts it again"
-            ),
-            Phase::ShutDown => format!("plugin {name} is shut down ({kind} process plugin)"),
+            Phase::Restarting { why, .. } => NotServing::Restarting { name, kind, why: why.clone() },
+            Phase::Failed { why } => NotServing::Failed { name, kind, why: why.clone() },
+            Phase::Disabled => NotServing::Disabled { name, kind },
+            Phase::ShutDown => NotServing::ShutDown { name, kind },
         };
-        Err(WireError::Protocol(why))
+        Err(WireError::Protocol(not_serving.to_string()))
     }
 
     /// Records `plugins_dir` for `onInit` (run now, and on every later generation) and runs it on the current one.
@@ -248,11 +340,8 @@ impl ProcessPlugin {
             recent.len() as u32
         };
         if recent >= policy.crash_loop_limit {
-            let why = format!(
-                "crashed {recent} times within {} s ([Common.Plugins] ProcessCrashLoopLimit / \
-                 ProcessCrashLoopWindowSecs); last: {why}",
-                policy.crash_loop_window.as_secs()
-            );
+            let window_secs = policy.crash_loop_window.as_secs();
+            let why = CrashLoop { crashes: recent, window_secs, last: why.to_string() }.to_string();
             tracing::error!(plugin = %self.label, "process plugin failed: {why}");
             self.set_phase(Phase::Failed { why });
             return None;
@@ -331,17 +420,19 @@ impl ProcessPlugin {
     }
 
     fn reread_marker(&self) -> Result<Marker, String> {
-        let marker = read_marker(&self.file, &self.file_limits).map_err(|e| format!("not restarted: {e}"))?;
+        let marker = read_marker(&self.file, &self.file_limits)
+            .map_err(|e| ControlError::MarkerRefused { error: e.to_string() }.to_string())?;
         let (kind, name) = (marker.manifest.kind, &marker.manifest.name);
         if kind != self.manifest.kind || *name != self.manifest.name {
-            return Err(format!(
-                "not restarted: {} now holds the {kind} plugin {name:?}, not the {} plugin {:?} that was started from \
-                 it; put a build of {} there (or restart the daemon to load a different plugin)",
-                self.file.display(),
-                self.manifest.kind,
-                self.manifest.name,
-                self.label
-            ));
+            return Err(ControlError::OtherPlugin {
+                file: self.file.display().to_string(),
+                kind,
+                name: name.clone(),
+                started_kind: self.manifest.kind,
+                started_name: self.manifest.name.clone(),
+                label: self.label.clone(),
+            }
+            .to_string());
         }
         Ok(marker)
     }
@@ -358,9 +449,9 @@ impl ProcessPlugin {
                 Ok(format!("plugin {} {done}: pid {pid}, from {}", self.label, self.file.display()))
             }
             Err(e) => {
-                let why = format!("the operator's start failed: {e}");
-                self.set_phase(Phase::Failed { why: why.clone() });
-                Err(format!("plugin {}: {why}", self.label))
+                let failed = ControlError::StartFailed { label: self.label.clone(), why: e };
+                self.set_phase(Phase::Failed { why: failed.to_string() });
+                Err(failed.to_string())
             }
         }
     }
