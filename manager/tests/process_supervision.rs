@@ -168,7 +168,7 @@ async fn a_kv_plugin_crashed_under_load_fails_fast_while_down_and_loses_no_ackno
     assert!(version_failures.is_empty(), "Venus.Version failed while the KV plugin crashed: {version_failures:?}");
     eprintln!("Venus.Version: {calls} calls, slowest {slowest:?}");
 
-    let ledger = ledger.lock().unwrap();
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
     let restarting: Vec<&Failure> =
         ledger.failures.iter().filter(|f| f.message.contains("plugin crashy-kv restarting")).collect();
     assert!(

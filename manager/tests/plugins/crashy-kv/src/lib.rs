@@ -79,7 +79,7 @@ fn load(file: &Path) -> Result<Map, KvError> {
     let corrupt = || KvError::Backend(format!("{}: truncated record", file.display()));
     let mut map = Map::new();
     let mut rest = bytes.as_slice();
-    let mut take = |rest: &mut &[u8]| -> Result<Vec<u8>, KvError> {
+    let take = |rest: &mut &[u8]| -> Result<Vec<u8>, KvError> {
         let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
         let len = u32::from_le_bytes(*len) as usize;
         let (item, tail) = tail.split_at_checked(len).ok_or_else(corrupt)?;
