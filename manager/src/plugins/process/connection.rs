@@ -32,31 +32,52 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// How the plugin process ended, set once by whoever learns it first (its reaper, or the reader at EOF).
 #[derive(Default)]
 pub struct Ended {
-    why: Mutex<Option<String>>,
+    state: Mutex<EndState>,
     changed: Condvar,
+}
+
+#[derive(Default)]
+struct EndState {
+    why: Option<String>,
+    /// The reaper saw the process exit (the reader's EOF alone does not prove it is gone).
+    exited: bool,
 }
 
 impl Ended {
     /// Records why the process ended (the first reason wins).
     pub fn set(&self, why: String) {
-        let mut slot = lock(&self.why);
-        if slot.is_none() {
-            *slot = Some(why);
+        let mut state = lock(&self.state);
+        if state.why.is_none() {
+            state.why = Some(why);
         }
         self.changed.notify_all();
     }
 
+    /// The reaper's record: the process exited, `why`.
+    pub fn set_exited(&self, why: String) {
+        lock(&self.state).exited = true;
+        self.set(why);
+    }
+
     /// Why it ended, if it did.
     pub fn get(&self) -> Option<String> {
-        lock(&self.why).clone()
+        lock(&self.state).why.clone()
     }
 
     /// Waits up to `limit` for a reason.
     pub fn wait(&self, limit: Duration) -> Option<String> {
-        let slot = lock(&self.why);
-        let (slot, _) =
-            self.changed.wait_timeout_while(slot, limit, |why| why.is_none()).unwrap_or_else(|p| p.into_inner());
-        slot.clone()
+        let state = lock(&self.state);
+        let (state, _) =
+            self.changed.wait_timeout_while(state, limit, |s| s.why.is_none()).unwrap_or_else(|p| p.into_inner());
+        state.why.clone()
+    }
+
+    /// Waits up to `limit` for the process to have exited (reaped); whether it has.
+    pub fn wait_exited(&self, limit: Duration) -> bool {
+        let state = lock(&self.state);
+        let (state, _) =
+            self.changed.wait_timeout_while(state, limit, |s| !s.exited).unwrap_or_else(|p| p.into_inner());
+        state.exited
     }
 }
 
@@ -181,6 +202,11 @@ impl Connection {
         self.ended.wait(limit)
     }
 
+    /// Waits up to `limit` for the process to have exited (reaped, not only its socket closed); whether it has.
+    pub fn wait_exited(&self, limit: Duration) -> bool {
+        self.ended.wait_exited(limit)
+    }
+
     /// Kills the process (SIGKILL through its pidfd).
     pub fn kill(&self) {
         (self.kill)();
@@ -243,6 +269,12 @@ impl PendingCall {
         let error = WireError::Protocol(format!("plugin {}: {why}", self.conn.label));
         self.conn.record(&Err(error.clone()));
         Err(error)
+    }
+
+    /// The next reply or callback if it arrives within `limit` (no deadline kill: for a caller that stops the
+    /// process anyway).
+    pub fn next_within(&self, limit: Duration) -> Option<Incoming> {
+        self.rx.recv_timeout(limit).ok()
     }
 
     /// Answers a callback of this call.

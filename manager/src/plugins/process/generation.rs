@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use manager_plugin::lifecycle::CallStats;
 use manager_plugin::process::codec::LineReader;
-use manager_plugin::process::wire::{FromPlugin, PROTOCOL_MAJOR};
+use manager_plugin::process::wire::{Call, FromPlugin, PROTOCOL_MAJOR};
 
 use super::ProcessOptions;
 use super::connection::Connection;
@@ -95,14 +95,25 @@ impl Generation {
         self.conn.ended()
     }
 
-    /// Ends the process: closes its socket (a plugin exits when it sees the end of it), waits up to `grace` for it
-    /// to go, then kills it. Returns once the process is gone (or after a further second if even SIGKILL is not
-    /// seen, which only a reaper that cannot run would cause).
+    /// Ends the process on purpose: runs its `onShutdown` (waiting at most `grace`), closes its socket (a plugin
+    /// exits when it sees the end of it), waits up to `grace` for it to exit, then kills it. Returns once the
+    /// process has exited (so a restarted one never meets it holding files or locks), or after a further second
+    /// if even SIGKILL is not seen, which only a reaper that cannot run would cause.
     pub fn stop(&self, grace: Duration) {
+        if self.ended().is_none()
+            && let Ok(pending) = self.conn.start_call(Call::Shutdown)
+            && pending.next_within(grace).is_none()
+        {
+            tracing::warn!(
+                pid = self.pid,
+                "onShutdown did not return within {} s; stopping the process",
+                grace.as_secs()
+            );
+        }
         self.conn.close();
-        if self.conn.wait_ended(grace).is_none() {
+        if !self.conn.wait_exited(grace) {
             self.conn.kill();
-            self.conn.wait_ended(Duration::from_secs(1));
+            self.conn.wait_exited(Duration::from_secs(1));
         }
     }
 }

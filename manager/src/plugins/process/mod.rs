@@ -142,3 +142,22 @@ impl ProcessPlugin {
         self.current().err().map(|e| describe(&e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_restart_backoff_doubles_per_recent_crash_up_to_the_maximum() {
+        let policy = RestartPolicy {
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(3),
+            crash_loop_limit: 10,
+            crash_loop_window: Duration::from_secs(60),
+        };
+        let waits: Vec<u128> = (1..=6).map(|n| policy.backoff(n).as_millis()).collect();
+        assert_eq!(waits, [500, 1000, 2000, 3000, 3000, 3000]);
+        assert_eq!(policy.backoff(0), Duration::from_millis(500), "no crash yet counts as the first");
+        assert_eq!(policy.backoff(u32::MAX), Duration::from_secs(3), "no overflow");
+    }
+}

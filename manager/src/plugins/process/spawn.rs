@@ -204,7 +204,7 @@ fn reap(mut child: Child, label: &str, ended: Arc<Ended>) {
         } else {
             tracing::warn!(plugin = %label, "{why}");
         }
-        ended.set(why);
+        ended.set_exited(why);
     });
     if let Err(e) = spawned {
         tracing::error!(plugin = %label, "cannot start the reaper thread: {e}");

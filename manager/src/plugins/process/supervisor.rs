@@ -305,7 +305,9 @@ impl ProcessPlugin {
             Generation::start(&self.file, &marker, &self.options, &self.label, Arc::clone(&self.stats), number)?;
         if let Some(dir) = self.plugins_dir() {
             super::init_generation(&generation, &dir, &self.label).map_err(|e| {
-                generation.stop(Duration::ZERO);
+                // Not initialized, so no onShutdown is owed: just end it.
+                generation.conn.kill();
+                generation.conn.wait_exited(Duration::from_secs(1));
                 format!("onInit failed: {e}")
             })?;
         }
