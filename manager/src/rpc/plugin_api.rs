@@ -31,11 +31,15 @@ pub fn register(module: &mut RpcModule<AppState>) -> Result<(), RegisterMethodEr
     add(module, "Plugins.RetireSyncCursor", |state, mut args| {
         let name: String = args.next("name")?;
         args.finish()?;
-        if state.registry.get(Kind::SyncSectorState, &name).is_some() {
+        // A process plugin that is restarting, failed or disabled by the operator is still a delivery target.
+        let loaded = state.registry.get(Kind::SyncSectorState, &name).is_some()
+            || state.registry.find_any(Kind::SyncSectorState, &name).is_some_and(|r| r.process().is_some());
+        if loaded {
             return Err(error(
                 super::params::INVALID_PARAMS,
                 format!(
-                    "SyncSectorState plugin {name:?} is loaded and ready; remove it and restart before retiring its cursor"
+                    "SyncSectorState plugin {name:?} is loaded (ready, or a supervised process plugin); remove it and \
+                     restart before retiring its cursor"
                 ),
             ));
         }
