@@ -351,7 +351,7 @@ async fn sync_store_and_rpc_plugins_crash_and_come_back_while_the_rest_serves() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_loop_ends_failed_and_the_operator_restarts_replaces_disables_and_enables() {
     let home = TestHome::init();
-    install(&home, &["crashy-rpc"]);
+    install(&home, &["crashy-rpc", "crashy-sync"]);
     home.install_plugins(&["memdb"]);
     short_supervision(&home, 100, 2, 10);
     let daemon = home.start();
@@ -422,6 +422,12 @@ async fn a_crash_loop_ends_failed_and_the_operator_restarts_replaces_disables_an
     assert!(ok, "{text}");
     let back: i64 = daemon.call("Crashy.Incr", rpc_params!["n"]).await.expect("enabled");
     assert_eq!(back, 1);
+
+    // A SyncSectorState process plugin disabled by the operator is still a delivery target: its cursor stays.
+    let (ok, text) = util_plugins(&home, &["disable", "crashy-sync"]);
+    assert!(ok, "{text}");
+    let err = daemon.call::<bool>("Plugins.RetireSyncCursor", rpc_params!["crashy-sync"]).await.expect_err("kept");
+    assert!(err.to_string().contains("is loaded"), "{err}");
 
     // A .so is never unloaded.
     let (ok, text) = util_plugins(&home, &["restart", "memdb"]);

@@ -475,6 +475,9 @@ fn watch(plugin: Weak<ProcessPlugin>, generation: Arc<Generation>) {
             break why;
         }
     };
+    // The socket's end alone does not prove the process is gone: make sure before a new one starts.
+    generation.conn.kill();
+    generation.conn.wait_exited(Duration::from_secs(2));
     let number = generation.number;
     drop(generation);
     let Some(plugin) = plugin.upgrade() else { return };
