@@ -29,6 +29,7 @@ const ERROR_ATTR: &[&str] = &["#[error("];
 const SOURCES: &[Source] = &[
     Source { file: "manager/src/plugins/library.rs", block: None, openers: ERROR_ATTR, containing: None },
     Source { file: "manager/src/plugins/registry.rs", block: None, openers: ERROR_ATTR, containing: None },
+    Source { file: "manager/src/plugins/registry/control.rs", block: None, openers: ERROR_ATTR, containing: None },
     Source {
         file: "manager/src/plugins/registry.rs",
         block: Some("pub fn why_not_ready"),

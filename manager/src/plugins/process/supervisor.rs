@@ -217,11 +217,6 @@ impl ProcessPlugin {
         &self.label
     }
 
-    /// The plugin's name.
-    pub fn name(&self) -> &str {
-        &self.manifest.name
-    }
-
     /// The generation serving now, or an error saying at once why none does ("plugin NAME restarting …").
     pub fn current(&self) -> Result<Arc<Generation>, WireError> {
         let (name, kind) = (self.manifest.name.clone(), self.manifest.kind);
@@ -268,11 +263,6 @@ impl ProcessPlugin {
             crashes: self.crashes.load(Ordering::Relaxed),
             uptime: generation.map(|g| g.started.elapsed()),
         }
-    }
-
-    /// Whether a process serves now.
-    pub fn is_running(&self) -> bool {
-        matches!(&*lock(&self.phase), Phase::Running(_))
     }
 
     /// Replaces the phase; returns the generation that was running, if one was.
