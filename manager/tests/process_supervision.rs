@@ -209,23 +209,7 @@ async fn a_kv_plugin_crashed_under_load_fails_fast_while_down_and_loses_no_ackno
         }
     }
     // Every allocation's event reached the SyncSectorState plugin at least once.
-    let journal = home.plugins_dir().join("statelog.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(&journal).unwrap_or_default();
-        let journaled: BTreeSet<u64> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|l| l["event"] == "OnInit")
-            .filter_map(|l| l["sectors"][0]["Number"].as_u64())
-            .collect();
-        let missing: Vec<u64> = distinct.difference(&journaled).copied().collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "OnInit never journaled for {missing:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    every_init_journaled(&home, &daemon, &distinct).await;
     // The sector change whose commit reached the disk as its process died was settled as applied once the plugin
     // was back (sectors/settle.rs), before later changes.
     let log = daemon.log();
@@ -239,21 +223,46 @@ async fn a_kv_plugin_crashed_under_load_fails_fast_while_down_and_loses_no_ackno
     assert_eq!(daemon.stop(), Some(0));
 }
 
-/// The other kinds: a SyncSectorState plugin SIGSEGVs in a hook (the event is delivered again after its restart);
-/// a FileStore plugin aborts (its store is listed with the plugin restarting while the default store serves, then
-/// it is back); a RegisterJsonRpc plugin SIGSEGVs in a call (that call says so, its namespace answers "plugin
-/// crashy-rpc restarting" while it is down, then works) and hangs (killed at the deadline, restarted). Venus.Version
-/// answers throughout.
+/// The journal's sector numbers with an OnInit line (statelog's format: `event`, `sectors`).
+fn journaled_inits(home: &TestHome) -> BTreeSet<u64> {
+    let text = std::fs::read_to_string(home.plugins_dir().join("statelog.jsonl")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["event"] == "OnInit")
+        .filter_map(|l| l["sectors"][0]["Number"].as_u64())
+        .collect()
+}
+
+/// Waits (at most 30 s) until every sector of `allocated` has its OnInit in the journal.
+async fn every_init_journaled(home: &TestHome, daemon: &RunningDaemon, allocated: &BTreeSet<u64>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let missing: Vec<u64> = allocated.difference(&journaled_inits(home)).copied().collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "OnInit never journaled for {missing:?}\n{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The other kinds, under sector load (which also feeds the SyncSectorState plugin its events) and `Venus.Version`
+/// every 50 ms: a RegisterJsonRpc plugin SIGSEGVs in a call (that call says so, its namespace answers "plugin
+/// crashy-rpc restarting" while it is down, then works), hangs (killed at the 2 s deadline, restarted) and is
+/// SIGKILLed from outside as the OOM killer does; a SyncSectorState plugin SIGSEGVs, aborts and hangs in its hooks
+/// (every event is delivered at least once); a FileStore plugin aborts, SIGSEGVs and hangs (its store is listed
+/// with the plugin's error while the other stores serve, then it is back).
 #[tokio::test(flavor = "multi_thread")]
 async fn sync_store_and_rpc_plugins_crash_and_come_back_while_the_rest_serves() {
     let home = TestHome::init();
     install(&home, &["crashy-sync", "crashy-store", "crashy-rpc"]);
     home.add_plugin_persist_store("crashy", "crashy-store");
     home.set_config("Common.StoreCapacityRefresh", "200ms");
-    short_supervision(&home, 1500, 50, 2);
+    short_supervision(&home, 300, 50, 2);
     let daemon = home.start();
     let stop = Arc::new(AtomicBool::new(false));
     let probe = version_probe(&daemon, &stop);
+    let (ledger, clients) = sector_load(&daemon, 2, &stop);
 
     // RegisterJsonRpc: the crashing call fails saying how; while down the namespace says "restarting".
     let one: i64 = daemon.call("Crashy.Incr", rpc_params!["n"]).await.expect("the plugin answers");
@@ -284,63 +293,79 @@ async fn sync_store_and_rpc_plugins_crash_and_come_back_while_the_rest_serves() 
     let took = began.elapsed();
     assert!(err.to_string().contains("did not answer within 2 s"), "{err}");
     assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(10), "killed at the deadline: {took:?}");
-    wait_info(&daemon, "crashy-rpc", "the restart after the hang", Duration::from_secs(30), |e| {
+    let entry = wait_info(&daemon, "crashy-rpc", "the restart after the hang", Duration::from_secs(30), |e| {
         e["Restarts"] == 2 && e["State"] == "Ready"
     })
     .await;
     let _: i64 = daemon.call("Crashy.Incr", rpc_params!["n"]).await.expect("answers after the hang");
 
-    // SyncSectorState: the event whose delivery crashed the plugin is delivered after the restart.
-    let spec = json!({"AllowedMiners": [], "AllowedProofTypes": []});
-    trigger(&home, "crashy-sync", "segv");
-    let allocated: Value = daemon.call("Venus.AllocateSector", rpc_params![spec]).await.expect("allocate");
-    let number = allocated["ID"]["Number"].as_u64().expect("number");
-    wait_info(&daemon, "crashy-sync", "the restart", Duration::from_secs(30), |e| {
-        e["Restarts"] == 1 && e["State"] == "Ready"
+    // SIGKILL from outside, as the kernel's OOM killer sends it.
+    let pid = entry["Pid"].as_u64().expect("a running process has a pid") as i32;
+    // SAFETY: kill(2) of the plugin's process, a child of the daemon under test.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let entry = wait_info(&daemon, "crashy-rpc", "the restart after SIGKILL", Duration::from_secs(30), |e| {
+        e["Restarts"] == 3 && e["State"] == "Ready"
     })
     .await;
-    let journal = home.plugins_dir().join("statelog.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&journal).unwrap_or_default().lines().any(|l| {
-        serde_json::from_str::<Value>(l).is_ok_and(|l| l["event"] == "OnInit" && l["sectors"][0]["Number"] == number)
-    }) {
-        assert!(Instant::now() < deadline, "sector {number}'s OnInit was not redelivered\n{}", daemon.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_ne!(entry["Pid"].as_u64(), Some(pid as u64), "a new process");
+    assert!(daemon.log().contains("killed by signal 9 (SIGKILL)"));
+    let _: i64 = daemon.call("Crashy.Incr", rpc_params!["n"]).await.expect("answers after SIGKILL");
 
-    // FileStore: listed with the plugin restarting while the default store serves; then back.
-    trigger(&home, "crashy-store", "abort");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stores: Vec<Value> = daemon.call("Venus.StoreList", rpc_params![]).await.expect("StoreList answers");
-        let crashy = stores.iter().find(|s| s["Name"] == "crashy").expect("listed");
-        let others_fine = stores.iter().filter(|s| s["Name"] != "crashy").all(|s| s["Error"].is_null());
-        assert!(others_fine, "the other stores serve on: {stores:?}");
-        if crashy["Error"].as_str().is_some_and(|e| e.contains("plugin crashy-store restarting")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the store was never shown restarting: {crashy}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // SyncSectorState: a crash in a hook; the events keep coming from the sector load and all arrive.
+    for (round, action) in ["segv", "abort", "hang"].into_iter().enumerate() {
+        trigger(&home, "crashy-sync", action);
+        let restarts = round as u64 + 1;
+        wait_info(&daemon, "crashy-sync", &format!("the restart after {action}"), Duration::from_secs(30), |e| {
+            e["Restarts"] == restarts && e["State"] == "Ready"
+        })
+        .await;
     }
-    wait_info(&daemon, "crashy-store", "the restart", Duration::from_secs(30), |e| {
-        e["Restarts"] == 1 && e["State"] == "Ready"
-    })
-    .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stores: Vec<Value> = daemon.call("Venus.StoreList", rpc_params![]).await.expect("StoreList answers");
-        let crashy = stores.iter().find(|s| s["Name"] == "crashy").expect("listed");
-        if crashy["Error"].is_null() && crashy["Total"].as_u64() > Some(0) {
-            break;
+    assert!(daemon.log().contains("SyncSectorState/crashy-sync") && daemon.log().contains("signal 6 (SIGABRT)"));
+
+    // FileStore: listed with the plugin's error while the other stores serve; then back.
+    for (round, action) in ["abort", "segv", "hang"].into_iter().enumerate() {
+        trigger(&home, "crashy-store", action);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let stores: Vec<Value> = daemon.call("Venus.StoreList", rpc_params![]).await.expect("StoreList answers");
+            let crashy = stores.iter().find(|s| s["Name"] == "crashy").expect("listed");
+            let others_fine = stores.iter().filter(|s| s["Name"] != "crashy").all(|s| s["Error"].is_null());
+            assert!(others_fine, "the other stores serve on: {stores:?}");
+            // "plugin crashy-store restarting …", the crashed call's "plugin FileStore/crashy-store: …", or a hang.
+            if crashy["Error"].as_str().is_some_and(|e| e.contains("crashy-store") || e.contains("has not answered")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{action}: the store was never shown failing: {crashy}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(Instant::now() < deadline, "the store did not come back: {crashy}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let restarts = round as u64 + 1;
+        wait_info(&daemon, "crashy-store", "the restart", Duration::from_secs(30), |e| {
+            e["Restarts"] == restarts && e["State"] == "Ready"
+        })
+        .await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let stores: Vec<Value> = daemon.call("Venus.StoreList", rpc_params![]).await.expect("StoreList answers");
+            let crashy = stores.iter().find(|s| s["Name"] == "crashy").expect("listed");
+            if crashy["Error"].is_null() && crashy["Total"].as_u64() > Some(0) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{action}: the store did not come back: {crashy}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
-    assert!(daemon.log().contains("killed by signal 6 (SIGABRT)"));
+    assert!(daemon.log().contains("plugin crashy-store restarting"), "the store was listed restarting at least once");
 
     stop.store(true, Ordering::Relaxed);
-    let (_, version_failures, _) = probe.await.expect("probe");
+    for client in clients {
+        client.await.expect("client");
+    }
+    let (_, version_failures, slowest) = probe.await.expect("probe");
     assert!(version_failures.is_empty(), "Venus.Version failed: {version_failures:?}");
+    let allocated: BTreeSet<u64> = ledger.lock().unwrap().allocated.iter().copied().collect();
+    assert!(allocated.len() > 10, "the sector load ran: {allocated:?}");
+    every_init_journaled(&home, &daemon, &allocated).await;
+    eprintln!("{} allocations under the crashes, all journaled; Venus.Version slowest {slowest:?}", allocated.len());
     assert_eq!(daemon.stop(), Some(0));
 }
 
