@@ -186,10 +186,11 @@ impl PluginRecord {
         let fenced = self.fence.reason().or_else(|| self.backend.ended());
         let status = self.status();
         let counts = self.counts();
-        let state = match (&process, &fenced) {
-            // A process plugin that does not serve says why: restarting, failed, disabled by the operator.
-            (Some(process), _) if status.state == PluginState::Ready => process.state.clone(),
-            (_, Some(_)) => PluginState::Disabled.to_string(),
+        let state = match &process {
+            _ if self.fence.reason().is_some() => PluginState::Disabled.to_string(),
+            // A process plugin says whether it serves: Ready, Restarting, Failed, Disabled (by operator).
+            Some(process) if status.state == PluginState::Ready => process.state.clone(),
+            _ if fenced.is_some() => PluginState::Disabled.to_string(),
             _ => status.state.to_string(),
         };
         PluginInfo {
