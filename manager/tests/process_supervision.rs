@@ -258,7 +258,7 @@ async fn sync_store_and_rpc_plugins_crash_and_come_back_while_the_rest_serves() 
     install(&home, &["crashy-sync", "crashy-store", "crashy-rpc"]);
     home.add_plugin_persist_store("crashy", "crashy-store");
     home.set_config("Common.StoreCapacityRefresh", "200ms");
-    short_supervision(&home, 300, 50, 2);
+    short_supervision(&home, 800, 50, 2);
     let daemon = home.start();
     let stop = Arc::new(AtomicBool::new(false));
     let probe = version_probe(&daemon, &stop);
