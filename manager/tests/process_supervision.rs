@@ -483,3 +483,90 @@ async fn a_crash_loop_ends_failed_and_the_operator_restarts_replaces_disables_an
     );
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// `Crashy.Incr` with `key` on a client of its own, bounded by 20 s: (the answer, or None at 20 s; how long it took).
+fn incr_bounded(
+    daemon: &RunningDaemon,
+    key: String,
+) -> tokio::task::JoinHandle<(Option<Result<i64, String>>, Duration)> {
+    let client = daemon.client();
+    tokio::spawn(async move {
+        let began = Instant::now();
+        let call = client.request::<i64, _>("Crashy.Incr", rpc_params![key]);
+        let answer =
+            tokio::time::timeout(Duration::from_secs(20), call).await.ok().map(|r| r.map_err(|e| e.to_string()));
+        (answer, began.elapsed())
+    })
+}
+
+/// SIGSTOPs `pid` and starts a call larger than the socket's buffer (its write blocks), then a small one queued
+/// behind it. Returns both calls.
+async fn stop_under_a_big_call(
+    daemon: &RunningDaemon,
+    pid: i32,
+) -> [tokio::task::JoinHandle<(Option<Result<i64, String>>, Duration)>; 2] {
+    // SAFETY: kill(2) of the plugin's process, a child of the daemon under test.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let big = incr_bounded(daemon, "x".repeat(4 << 20));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    [big, incr_bounded(daemon, "n".into())]
+}
+
+/// A plugin that stops reading its socket (SIGSTOP) while a call larger than the socket's buffer is written to it:
+/// that call and the one queued behind it fail by the 2 s deadline, the process is killed and restarted; and
+/// `util plugins disable` during such a write answers (the writer has a write timeout and `close` never waits for
+/// the writer's lock).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_that_stops_reading_its_socket_is_killed_at_the_deadline_and_disable_does_not_hang() {
+    let home = TestHome::init();
+    install(&home, &["crashy-rpc"]);
+    short_supervision(&home, 100, 50, 2);
+    let daemon = home.start();
+    let _: i64 = daemon.call("Crashy.Incr", rpc_params!["n"]).await.expect("answers");
+    let pid = info(&daemon, "crashy-rpc").await["Pid"].as_u64().expect("pid") as i32;
+
+    for call in stop_under_a_big_call(&daemon, pid).await {
+        let (answer, took) = call.await.expect("call");
+        let err = answer.expect("the call answered within 20 s").expect_err("the stopped plugin fails it");
+        assert!(err.contains("crashy-rpc"), "{err}");
+        assert!(took < Duration::from_secs(8), "bounded by the 2 s deadline: {took:?} ({err})");
+    }
+    assert!(daemon.log().contains("did not read its socket within 2 s"), "{}", daemon.log());
+    let entry = wait_info(&daemon, "crashy-rpc", "the restart", Duration::from_secs(30), |e| {
+        e["State"] == "Ready" && e["Restarts"] == 1
+    })
+    .await;
+    let pid = entry["Pid"].as_u64().expect("pid") as i32;
+    let _: i64 = daemon.call("Crashy.Incr", rpc_params!["n"]).await.expect("answers after the restart");
+
+    // The operator disables it while a write to it is stuck.
+    let calls = stop_under_a_big_call(&daemon, pid).await;
+    let began = Instant::now();
+    let disable = {
+        let home_path = home.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(common::daemon::binary())
+                .arg("--home")
+                .arg(&home_path)
+                .args(["util", "plugins", "disable", "crashy-rpc"])
+                .output()
+                .expect("run util plugins");
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            (out.status.success(), text)
+        })
+    };
+    let (ok, text) = tokio::time::timeout(Duration::from_secs(30), disable)
+        .await
+        .unwrap_or_else(|_| panic!("util plugins disable hung\n{}", daemon.log()))
+        .expect("disable");
+    assert!(ok && text.contains("disabled"), "{text}");
+    assert!(began.elapsed() < Duration::from_secs(15), "disable took {:?}", began.elapsed());
+    for call in calls {
+        let (answer, _) = call.await.expect("call");
+        answer.expect("the call answered within 20 s").expect_err("the stopped plugin fails it");
+    }
+    assert_eq!(info(&daemon, "crashy-rpc").await["State"], "Disabled (by operator)");
+    // SAFETY: kill(2) with signal 0 only checks whether the (reaped) process still exists.
+    assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "the stopped process is gone");
+    assert_eq!(daemon.stop(), Some(0));
+}

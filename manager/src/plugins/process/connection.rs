@@ -84,7 +84,11 @@ impl Ended {
 /// One process plugin's connection.
 pub struct Connection {
     label: String,
+    /// The writing half; its write timeout is the call deadline (a plugin that stops reading its socket must not
+    /// hold every later call, and the operator's stop, behind a full socket buffer).
     writer: Mutex<UnixStream>,
+    /// Another descriptor of the same socket, so that [`Connection::close`] never waits for the writer's lock.
+    closer: UnixStream,
     pending: Mutex<HashMap<u64, Sender<Incoming>>>,
     next_id: AtomicU64,
     /// Set when the process is gone; every later call fails with it.
@@ -106,9 +110,12 @@ impl Connection {
         timeout: Duration,
         kill: Box<dyn Fn() + Send + Sync>,
     ) -> std::io::Result<Arc<Connection>> {
+        writer.set_write_timeout(Some(timeout))?;
+        let closer = writer.try_clone()?;
         let conn = Arc::new(Connection {
             label,
             writer: Mutex::new(writer),
+            closer,
             pending: Mutex::default(),
             next_id: AtomicU64::new(1),
             ended,
@@ -152,11 +159,31 @@ impl Connection {
         if let Some(why) = self.ended.get() {
             return Err(failed(why));
         }
-        write_line(&mut *lock(&self.writer), message).map_err(|e| {
-            // A broken pipe is the process dying: wait a moment for how it ended (its reaper knows), say that.
-            let why = self.ended.wait(Duration::from_millis(500));
-            failed(why.unwrap_or_else(|| format!("writing to its process failed: {e}")))
-        })
+        let written = {
+            let mut writer = lock(&self.writer);
+            // A send that waited for the lock behind one that timed out must not write into a killed process.
+            if let Some(why) = self.ended.get() {
+                return Err(failed(why));
+            }
+            write_line(&mut *writer, message)
+        };
+        let Err(e) = written else { return Ok(()) };
+        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+            // Its socket stayed full for the whole deadline: the plugin stopped reading (stopped, stuck). A line
+            // may be half written, so this connection can never be used again.
+            let why = format!(
+                "it did not read its socket within {} s ([Common.Plugins] ProcessCallTimeoutSecs); its process was \
+                 killed",
+                self.timeout.as_secs()
+            );
+            tracing::error!(plugin = %self.label, "{why}");
+            self.ended.set(why);
+            (self.kill)();
+            return Err(failed(self.ended.get().unwrap_or_default()));
+        }
+        // A broken pipe is the process dying: wait a moment for how it ended (its reaper knows), say that.
+        let why = self.ended.wait(Duration::from_millis(500));
+        Err(failed(why.unwrap_or_else(|| format!("writing to its process failed: {e}"))))
     }
 
     /// Sends `call` and returns the handle to wait on it. Counts the call.
@@ -188,8 +215,9 @@ impl Connection {
     }
 
     /// Closes the socket: the plugin process exits when it sees the end of it.
+    /// Never waits for a send in progress (that one fails at once).
     pub fn close(&self) {
-        let _ = lock(&self.writer).shutdown(std::net::Shutdown::Both);
+        let _ = self.closer.shutdown(std::net::Shutdown::Both);
     }
 
     /// Why the process is gone, if it is.
