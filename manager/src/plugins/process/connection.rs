@@ -64,6 +64,11 @@ impl Ended {
         lock(&self.state).why.clone()
     }
 
+    /// Whether the reaper saw the process exit (a reason alone, from a deadline or the socket's end, is not that).
+    pub fn exited(&self) -> bool {
+        lock(&self.state).exited
+    }
+
     /// Waits up to `limit` for a reason.
     pub fn wait(&self, limit: Duration) -> Option<String> {
         let state = lock(&self.state);
@@ -238,6 +243,21 @@ impl Connection {
     /// Kills the process (SIGKILL through its pidfd).
     pub fn kill(&self) {
         (self.kill)();
+    }
+
+    /// Kills the process and returns once its reaper saw it exit, killing again every 2 s until then (logging
+    /// each time): a new generation must never run beside the old one (a KV plugin's old process could still
+    /// commit after the restart's settle fenced it off).
+    pub fn kill_until_exited(&self) {
+        let mut tries = 0u32;
+        loop {
+            (self.kill)();
+            if self.ended.wait_exited(Duration::from_secs(2)) {
+                return;
+            }
+            tries += 1;
+            tracing::error!(plugin = %self.label, tries, "the plugin process has not exited after SIGKILL; killing it again before a new one starts");
+        }
     }
 
     fn record(&self, result: &Result<Value, WireError>) {

@@ -97,8 +97,7 @@ impl Generation {
 
     /// Ends the process on purpose: runs its `onShutdown` (waiting at most `grace`), closes its socket (a plugin
     /// exits when it sees the end of it), waits up to `grace` for it to exit, then kills it. Returns once the
-    /// process has exited (so a restarted one never meets it holding files or locks), or after a further second
-    /// if even SIGKILL is not seen, which only a reaper that cannot run would cause.
+    /// process has exited (so a restarted one never meets it holding files or locks), killing it again until then.
     pub fn stop(&self, grace: Duration) {
         if self.ended().is_none()
             && let Ok(pending) = self.conn.start_call(Call::Shutdown)
@@ -112,8 +111,7 @@ impl Generation {
         }
         self.conn.close();
         if !self.conn.wait_exited(grace) {
-            self.conn.kill();
-            self.conn.wait_exited(Duration::from_secs(1));
+            self.conn.kill_until_exited();
         }
     }
 }

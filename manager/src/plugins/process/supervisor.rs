@@ -296,8 +296,7 @@ impl ProcessPlugin {
         if let Some(dir) = self.plugins_dir() {
             super::init_generation(&generation, &dir, &self.label).map_err(|e| {
                 // Not initialized, so no onShutdown is owed: just end it.
-                generation.conn.kill();
-                generation.conn.wait_exited(Duration::from_secs(1));
+                generation.conn.kill_until_exited();
                 format!("onInit failed: {e}")
             })?;
         }
@@ -466,8 +465,7 @@ fn watch(plugin: Weak<ProcessPlugin>, generation: Arc<Generation>) {
         }
     };
     // The socket's end alone does not prove the process is gone: make sure before a new one starts.
-    generation.conn.kill();
-    generation.conn.wait_exited(Duration::from_secs(2));
+    generation.conn.kill_until_exited();
     let number = generation.number;
     drop(generation);
     let Some(plugin) = plugin.upgrade() else { return };
