@@ -508,7 +508,8 @@ async fn stop_under_a_big_call(
     // SAFETY: kill(2) of the plugin's process, a child of the daemon under test.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     let big = incr_bounded(daemon, "x".repeat(4 << 20));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Long enough for the big request to reach its write (the small one must queue behind it, not go first).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     [big, incr_bounded(daemon, "n".into())]
 }
 
@@ -542,19 +543,7 @@ async fn a_plugin_that_stops_reading_its_socket_is_killed_at_the_deadline_and_di
     // The operator disables it while a write to it is stuck.
     let calls = stop_under_a_big_call(&daemon, pid).await;
     let began = Instant::now();
-    let disable = {
-        let home_path = home.path().to_path_buf();
-        tokio::task::spawn_blocking(move || {
-            let out = std::process::Command::new(common::daemon::binary())
-                .arg("--home")
-                .arg(&home_path)
-                .args(["util", "plugins", "disable", "crashy-rpc"])
-                .output()
-                .expect("run util plugins");
-            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-            (out.status.success(), text)
-        })
-    };
+    let disable = util_plugins_in_background(&home, "disable");
     let (ok, text) = tokio::time::timeout(Duration::from_secs(30), disable)
         .await
         .unwrap_or_else(|_| panic!("util plugins disable hung\n{}", daemon.log()))
@@ -566,7 +555,43 @@ async fn a_plugin_that_stops_reading_its_socket_is_killed_at_the_deadline_and_di
         answer.expect("the call answered within 20 s").expect_err("the stopped plugin fails it");
     }
     assert_eq!(info(&daemon, "crashy-rpc").await["State"], "Disabled (by operator)");
-    // SAFETY: kill(2) with signal 0 only checks whether the (reaped) process still exists.
-    assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "the stopped process is gone");
+    assert!(!alive(pid), "the stopped process is gone");
+
+    // A disable of a process that does not exit: onShutdown's 5 s, the socket closed, then the documented 5 s
+    // grace before SIGKILL (not the watcher's kill 2 s after the close).
+    let (ok, text) = util_plugins(&home, &["enable", "crashy-rpc"]);
+    assert!(ok, "{text}");
+    let pid = info(&daemon, "crashy-rpc").await["Pid"].as_u64().expect("pid") as i32;
+    // SAFETY: kill(2) of the plugin's process, a child of the daemon under test.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let began = Instant::now();
+    let disable = util_plugins_in_background(&home, "disable");
+    tokio::time::sleep(Duration::from_millis(8500)).await;
+    assert!(alive(pid), "killed before the 5 s grace after the close ended\n{}", daemon.log());
+    let (ok, text) = disable.await.expect("disable");
+    assert!(ok, "{text}");
+    assert!(began.elapsed() >= Duration::from_millis(9500), "the grace was cut short: {:?}", began.elapsed());
+    assert!(!alive(pid), "killed after the grace");
     assert_eq!(daemon.stop(), Some(0));
+}
+
+/// Whether the process `pid` still exists.
+fn alive(pid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks whether the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// `util plugins COMMAND crashy-rpc` on a blocking thread: (success, output).
+fn util_plugins_in_background(home: &TestHome, command: &str) -> tokio::task::JoinHandle<(bool, String)> {
+    let (home_path, command) = (home.path().to_path_buf(), command.to_string());
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(common::daemon::binary())
+            .arg("--home")
+            .arg(&home_path)
+            .args(["util", "plugins", &command, "crashy-rpc"])
+            .output()
+            .expect("run util plugins");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    })
 }

@@ -230,6 +230,11 @@ impl ProcessPlugin {
         Err(WireError::Protocol(not_serving.to_string()))
     }
 
+    /// Whether generation `number` is the one serving (not stopped on purpose, not replaced).
+    fn serves(&self, number: u64) -> bool {
+        matches!(&*lock(&self.phase), Phase::Running(generation) if generation.number == number)
+    }
+
     /// Records `plugins_dir` for `onInit` (run now, and on every later generation) and runs it on the current one.
     pub fn set_plugins_dir(&self, plugins_dir: &Path) {
         *lock(&self.plugins_dir) = Some(plugins_dir.to_path_buf());
@@ -464,11 +469,16 @@ fn watch(plugin: Weak<ProcessPlugin>, generation: Arc<Generation>) {
             break why;
         }
     };
-    // The socket's end alone does not prove the process is gone: make sure before a new one starts.
-    generation.conn.kill_until_exited();
     let number = generation.number;
+    let plugin = plugin.upgrade();
+    // Stopped on purpose (the operator's restart or disable, the daemon's shutdown): `Generation::stop` owns the
+    // kill, after its grace. Otherwise the socket's end alone does not prove the process is gone: make sure before
+    // a new one starts.
+    if plugin.as_ref().is_none_or(|p| p.serves(number)) {
+        generation.conn.kill_until_exited();
+    }
     drop(generation);
-    let Some(plugin) = plugin.upgrade() else { return };
+    let Some(plugin) = plugin else { return };
     let mut backoff = plugin.crashed(number, &why);
     while let Some(wait) = backoff {
         backoff = match plugin.restart_after(number, wait) {
