@@ -595,3 +595,30 @@ fn util_plugins_in_background(home: &TestHome, command: &str) -> tokio::task::Jo
         (out.status.success(), text)
     })
 }
+
+/// A crash in `onInit` when the daemon loads the plugin: the registry disables it, and no process of it runs
+/// afterwards (its watcher does not restart it), the operator's restart and enable are refused saying why, and its
+/// namespace is not mounted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_in_on_init_at_load_leaves_no_process_running_and_control_refuses() {
+    let home = TestHome::init();
+    install(&home, &["crashy-rpc"]);
+    short_supervision(&home, 100, 50, 2);
+    trigger(&home, "crashy-rpc", "segv");
+    let daemon = home.start();
+    let entry = info(&daemon, "crashy-rpc").await;
+    assert_eq!(entry["State"], "Disabled", "{entry}");
+    assert!(entry["LastError"].as_str().is_some_and(|e| e.contains("onInit failed")), "{entry}");
+    // Well past the 100 ms backoff: still no process.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let entry = info(&daemon, "crashy-rpc").await;
+    assert!(entry["Pid"].is_null() && entry["Restarts"] == 0, "a process of the disabled plugin runs: {entry}");
+    assert!(entry["LastError"].as_str().is_some_and(|e| e.contains("onInit failed")), "{entry}");
+    for command in ["restart", "enable"] {
+        let (ok, text) = util_plugins(&home, &[command, "crashy-rpc"]);
+        assert!(!ok && text.contains("did not start when the daemon loaded it (onInit failed"), "{command}: {text}");
+    }
+    assert!(info(&daemon, "crashy-rpc").await["Pid"].is_null());
+    daemon.call::<i64>("Crashy.Incr", rpc_params!["n"]).await.expect_err("not mounted");
+    assert_eq!(daemon.stop(), Some(0));
+}

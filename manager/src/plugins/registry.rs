@@ -124,9 +124,11 @@ impl PluginRecord {
         &self.file
     }
 
-    /// Current state (`Disabled` once a KV write panicked: see [`WriteFence`]; or once its process ended).
+    /// Current state (`Disabled` once a KV write panicked: see [`WriteFence`]). A process plugin restarting,
+    /// failed or disabled by the operator stays `Ready` here, so the daemon wires it at start: its proxies fail
+    /// fast, saying why, while no process serves, and serve again once one does.
     pub fn state(&self) -> PluginState {
-        if self.fence.reason().is_some() || self.backend.ended().is_some() {
+        if self.fence.reason().is_some() {
             return PluginState::Disabled;
         }
         self.status().state
@@ -183,8 +185,10 @@ impl PluginRecord {
 
     fn info(&self) -> PluginInfo {
         let process = self.backend.process().map(|p| p.status());
-        let fenced = self.fence.reason().or_else(|| self.backend.ended());
         let status = self.status();
+        // Disabled at load (onInit failed): its own reason, not the process's stopped state.
+        let at_load = status.state == PluginState::Disabled;
+        let fenced = self.fence.reason().or_else(|| if at_load { None } else { self.backend.ended() });
         let counts = self.counts();
         let state = match &process {
             _ if self.fence.reason().is_some() => PluginState::Disabled.to_string(),

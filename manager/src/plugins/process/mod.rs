@@ -99,11 +99,20 @@ fn init_generation(generation: &Generation, plugins_dir: &Path, label: &str) -> 
 }
 
 impl ProcessPlugin {
-    /// Runs the plugin's `onInit` with `plugins_dir` (and again on every process that replaces this one).
+    /// Runs the plugin's `onInit` with `plugins_dir` (and again on every process that replaces this one). When it
+    /// fails, the process is stopped for good.
     pub fn init(&self, plugins_dir: &Path) -> Result<(), PluginError> {
         self.set_plugins_dir(plugins_dir);
-        let generation = self.current().map_err(plugin_error)?;
-        init_generation(&generation, plugins_dir, self.label())
+        let result = self
+            .current()
+            .map_err(plugin_error)
+            .and_then(|generation| init_generation(&generation, plugins_dir, self.label()));
+        if result.is_err() {
+            // The registry disables the plugin: no process of it may run (none would ever be used), also not one
+            // its watcher restarted after a crash in onInit.
+            self.stop_for_good();
+        }
+        result
     }
 
     /// Runs the plugin's `onShutdown` and ends its process; it is not restarted after.

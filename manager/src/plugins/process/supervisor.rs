@@ -251,6 +251,17 @@ impl ProcessPlugin {
         self.set_phase(Phase::ShutDown)
     }
 
+    /// Stops the process for good and never restarts it (`onInit` failed when the daemon loaded the plugin, which
+    /// the registry then disables; the operator's commands are refused for it).
+    pub fn stop_for_good(&self) {
+        let _control = lock(&self.control);
+        if let Some(generation) = self.set_phase(Phase::Disabled) {
+            // Not initialized: no onShutdown is owed.
+            generation.conn.close();
+            generation.conn.kill_until_exited();
+        }
+    }
+
     /// State, pid, counters and uptime.
     pub fn status(&self) -> ProcessStatus {
         let (state, why, generation) = match &*lock(&self.phase) {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Backend, PluginRecord, PluginRegistry};
+use super::{Backend, PluginRecord, PluginRegistry, PluginState};
 
 /// Why an operator's command on a plugin was refused before reaching it.
 #[derive(Debug, thiserror::Error)]
@@ -82,12 +82,22 @@ impl PluginRegistry {
             }
         };
         let label = record.label();
-        let Some(process) = record.backend.process() else {
-            let refused = match record.backend {
-                Backend::Library(_) => ControlRefused::InProcess { label, command: command.name() },
-                _ => ControlRefused::NotStarted { label, why: record.status().last_error.clone().unwrap_or_default() },
-            };
-            return Err(refused.to_string());
+        let not_started = || {
+            let why = record.status().last_error.clone();
+            ControlRefused::NotStarted {
+                label: label.clone(),
+                why: why.unwrap_or_else(|| "its process did not start".into()),
+            }
+        };
+        let process = match record.backend.process() {
+            None if matches!(record.backend, Backend::Library(_)) => {
+                return Err(ControlRefused::InProcess { label, command: command.name() }.to_string());
+            }
+            None => return Err(not_started().to_string()),
+            // Disabled by the registry at load (its onInit failed, its namespace collided): never wired, so a
+            // process of it would serve nothing.
+            Some(_) if record.status().state == PluginState::Disabled => return Err(not_started().to_string()),
+            Some(process) => process,
         };
         tracing::info!(plugin = %label, "operator command: {}", command.name());
         match command {

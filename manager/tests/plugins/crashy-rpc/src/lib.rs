@@ -1,6 +1,6 @@
 //! Test fixture: the counter example's handler mounted as namespace `Crashy`, plus `Crashy.Exe` (the size of the
 //! executable this process runs, to tell a replaced binary from the old one); every call first checks the crash
-//! trigger (`crash-trigger`).
+//! trigger (`crash-trigger`), and so does `onInit`.
 
 use std::convert::Infallible;
 
@@ -12,6 +12,8 @@ const NAME: &str = "crashy-rpc";
 /// Remembers the plugins dir for the trigger.
 pub fn init(ctx: &PluginContext) -> Result<(), Infallible> {
     crash_trigger::init(ctx);
+    // A trigger present when the daemon loads it crashes onInit.
+    crash_trigger::check(NAME);
     Ok(())
 }
 
