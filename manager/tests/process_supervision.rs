@@ -538,6 +538,10 @@ async fn a_plugin_that_stops_reading_its_socket_is_killed_at_the_deadline_and_di
     })
     .await;
     let pid = entry["Pid"].as_u64().expect("pid") as i32;
+    // The handler was re-opened on the new process before it served (not by its first caller).
+    let log = daemon.log();
+    let reopened = log.find("re-opened a plugin object on the restarted process").expect("re-opened");
+    assert!(reopened < log.find("process plugin restarted").expect("restarted"), "re-opened after serving:\n{log}");
     let _: i64 = daemon.call("Crashy.Incr", rpc_params!["n"]).await.expect("answers after the restart");
 
     // The operator disables it while a write to it is stuck.

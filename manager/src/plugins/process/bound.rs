@@ -1,6 +1,6 @@
 //! A plugin-side object (a database, a collection, a store, the JSON-RPC handler) bound to whichever generation
-//! of a process plugin serves now: its handle is re-opened on a new generation before first use there (OpenDb /
-//! OpenCollection / OpenStore / RpcHandler again, with the same arguments), and a handle of a dead generation is
+//! of a process plugin serves now: its handle is re-opened on a new generation before that one serves (OpenDb /
+//! OpenCollection / OpenStore / RpcHandler again, with the same arguments; else at first use there), and a handle of a dead generation is
 //! never sent (the dead generation's connection refuses every call with how its process ended).
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,10 +28,12 @@ pub struct Bound {
 }
 
 impl Bound {
-    /// Opens the object on the current generation with `open`, which re-opens it on every later one.
-    pub fn open(plugin: Arc<ProcessPlugin>, open: Opener, releases: bool) -> Result<Bound, WireError> {
-        let bound = Bound { plugin, open, slot: Mutex::new(None), releases };
+    /// Opens the object on the current generation with `open`, which re-opens it on every later one (before that
+    /// one serves: see [`ProcessPlugin::register`]).
+    pub fn open(plugin: Arc<ProcessPlugin>, open: Opener, releases: bool) -> Result<Arc<Bound>, WireError> {
+        let bound = Arc::new(Bound { plugin, open, slot: Mutex::new(None), releases });
         bound.get()?;
+        bound.plugin.register(&bound);
         Ok(bound)
     }
 

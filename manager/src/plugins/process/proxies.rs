@@ -120,7 +120,7 @@ impl RemoteDb {
             }
             Ok(db)
         });
-        Ok(RemoteDb { db: Arc::new(Bound::open(plugin, opener, true)?), ran })
+        Ok(RemoteDb { db: Bound::open(plugin, opener, true)?, ran })
     }
 }
 
@@ -146,7 +146,7 @@ impl Db for RemoteDb {
     }
 }
 
-struct RemoteKvStore(Bound);
+struct RemoteKvStore(Arc<Bound>);
 
 impl RemoteKvStore {
     fn call(&self, call: impl FnOnce(Handle) -> Call) -> Result<Value, KvError> {
@@ -268,7 +268,7 @@ impl Txn for RemoteTxn<'_> {
 
 /// A FileStore plugin's store instance; its infallible methods answer what the plugin said when it was opened.
 pub struct RemoteStore {
-    store: Bound,
+    store: Arc<Bound>,
     type_name: String,
     version: String,
     instance: String,
@@ -412,7 +412,7 @@ impl Read for RemoteReader {
 
 /// A RegisterJsonRpc plugin's handler.
 pub struct RemoteHandler {
-    handler: Bound,
+    handler: Arc<Bound>,
     methods: Vec<String>,
 }
 
@@ -437,7 +437,8 @@ impl RemoteHandler {
                         // The mounted names stay until the daemon restarts; calls reach the new handler.
                         tracing::warn!(
                             plugin = %label,
-                            "the restarted process serves namespace {namespace} ({}), mounted was {} ({}); restart                              the daemon to mount the new names",
+                            "the restarted process serves namespace {namespace} ({}), mounted was {} ({}); restart \
+                             the daemon to mount the new names",
                             methods.join(", "), expected.0, expected.1.join(", ")
                         );
                     }

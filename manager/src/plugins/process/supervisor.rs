@@ -15,6 +15,7 @@ use manager_plugin::process::wire::WireError;
 use plugin_image::limits::FileLimits;
 
 use super::ProcessOptions;
+use super::bound::Bound;
 use super::generation::Generation;
 use super::marker::{Marker, read_marker};
 
@@ -178,6 +179,9 @@ pub struct ProcessPlugin {
     restarts: AtomicU64,
     crashes: AtomicU64,
     generations: AtomicU64,
+    /// The plugin-side objects the manager opened (databases, collections, stores, the handler): re-opened on a
+    /// new generation before it serves, so the first callers after a restart do not queue behind the re-open.
+    objects: Mutex<Vec<Weak<Bound>>>,
 }
 
 impl ProcessPlugin {
@@ -207,6 +211,7 @@ impl ProcessPlugin {
             restarts: AtomicU64::new(0),
             crashes: AtomicU64::new(0),
             generations: AtomicU64::new(1),
+            objects: Mutex::default(),
         });
         plugin.install(Arc::new(first));
         Ok(plugin)
@@ -228,6 +233,13 @@ impl ProcessPlugin {
             Phase::ShutDown => NotServing::ShutDown { name, kind },
         };
         Err(WireError::Protocol(not_serving.to_string()))
+    }
+
+    /// Registers `object` to be re-opened on every new generation before it serves.
+    pub fn register(&self, object: &Arc<Bound>) {
+        let mut objects = lock(&self.objects);
+        objects.retain(|o| o.strong_count() > 0);
+        objects.push(Arc::downgrade(object));
     }
 
     /// Whether generation `number` is the one serving (not stopped on purpose, not replaced).
@@ -316,7 +328,16 @@ impl ProcessPlugin {
                 format!("onInit failed: {e}")
             })?;
         }
-        Ok(Arc::new(generation))
+        let generation = Arc::new(generation);
+        // Opened in registration order: a collection after its database (which it would open itself anyway).
+        let objects: Vec<Arc<Bound>> = lock(&self.objects).iter().filter_map(Weak::upgrade).collect();
+        for object in objects {
+            if let Err(e) = object.on(&generation) {
+                // Its callers retry at first use and get this error then.
+                tracing::warn!(plugin = %self.label, "re-opening a plugin object on the new process failed: {}", super::connection::describe(&e));
+            }
+        }
+        Ok(generation)
     }
 
     /// After `ended` (the serving generation) ended with `why`: counts the crash and either schedules a restart or
