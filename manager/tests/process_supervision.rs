@@ -626,3 +626,38 @@ async fn a_crash_in_on_init_at_load_leaves_no_process_running_and_control_refuse
     daemon.call::<i64>("Crashy.Incr", rpc_params!["n"]).await.expect_err("not mounted");
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// An automatic restart never runs a file replaced since the process started: the plugin is `Failed`, saying the
+/// file changed and which command starts it; `util plugins restart` then runs the file at the path.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_automatic_restart_refuses_a_file_replaced_since_the_process_started() {
+    let home = TestHome::init();
+    install(&home, &["crashy-rpc"]);
+    short_supervision(&home, 100, 50, 10);
+    let daemon = home.start();
+    let _: i64 = daemon.call("Crashy.Incr", rpc_params!["n"]).await.expect("answers");
+    let pid = info(&daemon, "crashy-rpc").await["Pid"].as_u64().expect("pid") as i32;
+    let (installed, staged) = (home.plugins_dir().join("plugin-crashy-rpc"), home.plugins_dir().join("staged.tmp"));
+    // Replaced as documented: a rename (`mv`), not a copy onto the running executable.
+    std::fs::copy(crashy("crashy-sync"), &staged).expect("stage");
+    std::fs::rename(&staged, &installed).expect("replace");
+    // SAFETY: kill(2) of the plugin's process, a child of the daemon under test.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let entry = wait_info(&daemon, "crashy-rpc", "Failed", Duration::from_secs(30), |e| e["State"] == "Failed").await;
+    let why = entry["LastError"].as_str().unwrap_or_default();
+    let expected = format!(
+        "the file at {} changed since it was started; run `util plugins restart crashy-rpc`",
+        installed.display()
+    );
+    assert!(why.contains(&expected), "{entry}");
+    assert_eq!(entry["Restarts"], 0, "{entry}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(info(&daemon, "crashy-rpc").await["State"], "Failed", "not retried");
+
+    std::fs::copy(crashy("crashy-rpc"), &staged).expect("stage");
+    std::fs::rename(&staged, &installed).expect("put back");
+    let (ok, text) = util_plugins(&home, &["restart", "crashy-rpc"]);
+    assert!(ok, "{text}");
+    let _: i64 = daemon.call("Crashy.Incr", rpc_params!["n"]).await.expect("answers after the operator's restart");
+    assert_eq!(daemon.stop(), Some(0));
+}

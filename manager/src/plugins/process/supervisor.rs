@@ -103,6 +103,17 @@ pub struct CrashLoop {
     pub last: String,
 }
 
+/// Why an automatic restart did not happen: the executable was replaced since its process started (the operator
+/// starts the new file, knowingly).
+#[derive(Debug, thiserror::Error)]
+#[error("the file at {file} changed since it was started; run `util plugins restart {name}`")]
+pub struct FileChanged {
+    /// The plugin's file.
+    pub file: String,
+    /// The plugin.
+    pub name: String,
+}
+
 /// Why an operator's restart or enable did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -396,6 +407,11 @@ impl ProcessPlugin {
         if !matches!(&*lock(&self.phase), Phase::Restarting { after: a, .. } if *a == after) {
             return Ok(());
         }
+        if let Err(changed) = self.same_file() {
+            tracing::error!(plugin = %self.label, "not restarting the process plugin: {changed}");
+            self.set_phase(Phase::Failed { why: changed.to_string() });
+            return Ok(());
+        }
         match self.start_generation() {
             Ok(generation) => {
                 self.restarts.fetch_add(1, Ordering::Relaxed);
@@ -445,6 +461,21 @@ impl ProcessPlugin {
         }
         let marker = self.reread_marker()?;
         self.start_by_operator(marker, "enabled")
+    }
+
+    /// Whether the file at the plugin's path still carries the marker its process was started from (an automatic
+    /// restart must not run a replaced or removed file unasked).
+    fn same_file(&self) -> Result<(), FileChanged> {
+        let now = read_marker(&self.file, &self.file_limits).ok();
+        let started = lock(&self.marker);
+        let same = now.is_some_and(|m| {
+            (&m.manifest_text, &m.build_time, &m.protocol)
+                == (&started.manifest_text, &started.build_time, &started.protocol)
+        });
+        if same {
+            return Ok(());
+        }
+        Err(FileChanged { file: self.file.display().to_string(), name: self.manifest.name.clone() })
     }
 
     fn reread_marker(&self) -> Result<Marker, String> {
