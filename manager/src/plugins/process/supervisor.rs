@@ -431,6 +431,7 @@ impl ProcessPlugin {
     /// and name), stops the running process (if any) and starts the file. Clears the crash-loop count.
     pub fn restart(self: &Arc<Self>) -> Result<String, String> {
         let _control = lock(&self.control);
+        self.refuse_when_shut_down()?;
         let marker = self.reread_marker()?;
         let old = self.set_phase(Phase::Restarting { why: "restarted by the operator".into(), after: 0 });
         if let Some(old) = old {
@@ -442,6 +443,7 @@ impl ProcessPlugin {
     /// `util plugins disable`: stops the process; it stays stopped until `enable` (or `restart`).
     pub fn disable(&self) -> Result<String, String> {
         let _control = lock(&self.control);
+        self.refuse_when_shut_down()?;
         if matches!(&*lock(&self.phase), Phase::Disabled) {
             return Ok(format!("plugin {} was already disabled", self.label));
         }
@@ -456,11 +458,27 @@ impl ProcessPlugin {
     /// `util plugins enable`: starts a plugin that is disabled or failed (re-reading its file's marker).
     pub fn enable(self: &Arc<Self>) -> Result<String, String> {
         let _control = lock(&self.control);
-        if let Phase::Running(generation) = &*lock(&self.phase) {
+        self.refuse_when_shut_down()?;
+        if let Phase::Running(generation) = &*lock(&self.phase)
+            && generation.ended().is_none()
+        {
             return Ok(format!("plugin {} is already running (pid {})", self.label, generation.pid));
         }
         let marker = self.reread_marker()?;
+        // A process that ended before its watcher noticed: make sure it is gone before the new one starts.
+        if let Some(dead) = self.set_phase(Phase::Restarting { why: "enabled by the operator".into(), after: 0 }) {
+            dead.stop(STOP_GRACE);
+        }
         self.start_by_operator(marker, "enabled")
+    }
+
+    /// The operator's commands are refused once the daemon is stopping its plugins (no process may start then).
+    fn refuse_when_shut_down(&self) -> Result<(), String> {
+        if matches!(&*lock(&self.phase), Phase::ShutDown) {
+            let (name, kind) = (self.manifest.name.clone(), self.manifest.kind);
+            return Err(NotServing::ShutDown { name, kind }.to_string());
+        }
+        Ok(())
     }
 
     /// Whether the file at the plugin's path still carries the marker its process was started from (an automatic
