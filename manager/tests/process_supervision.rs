@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{RunningDaemon, TestHome};
 use common::supervision::{
-    crashy, info, install, short_supervision, trigger, trigger_pending, util_plugins, wait_info,
+    crashy, info, install, short_supervision, trigger, trigger_pending, util_plugins, util_plugins_in_background,
+    wait_info,
 };
 use jsonrpsee::core::ClientError;
 use jsonrpsee::core::client::ClientT;
@@ -547,7 +548,7 @@ async fn a_plugin_that_stops_reading_its_socket_is_killed_at_the_deadline_and_di
     // The operator disables it while a write to it is stuck.
     let calls = stop_under_a_big_call(&daemon, pid).await;
     let began = Instant::now();
-    let disable = util_plugins_in_background(&home, "disable");
+    let disable = util_plugins_in_background(&home, &["disable", "crashy-rpc"]);
     let (ok, text) = tokio::time::timeout(Duration::from_secs(30), disable)
         .await
         .unwrap_or_else(|_| panic!("util plugins disable hung\n{}", daemon.log()))
@@ -569,7 +570,7 @@ async fn a_plugin_that_stops_reading_its_socket_is_killed_at_the_deadline_and_di
     // SAFETY: kill(2) of the plugin's process, a child of the daemon under test.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     let began = Instant::now();
-    let disable = util_plugins_in_background(&home, "disable");
+    let disable = util_plugins_in_background(&home, &["disable", "crashy-rpc"]);
     tokio::time::sleep(Duration::from_millis(8500)).await;
     assert!(alive(pid), "killed before the 5 s grace after the close ended\n{}", daemon.log());
     let (ok, text) = disable.await.expect("disable");
@@ -583,21 +584,6 @@ async fn a_plugin_that_stops_reading_its_socket_is_killed_at_the_deadline_and_di
 fn alive(pid: i32) -> bool {
     // SAFETY: kill(2) with signal 0 only checks whether the process exists.
     unsafe { libc::kill(pid, 0) == 0 }
-}
-
-/// `util plugins COMMAND crashy-rpc` on a blocking thread: (success, output).
-fn util_plugins_in_background(home: &TestHome, command: &str) -> tokio::task::JoinHandle<(bool, String)> {
-    let (home_path, command) = (home.path().to_path_buf(), command.to_string());
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(common::daemon::binary())
-            .arg("--home")
-            .arg(&home_path)
-            .args(["util", "plugins", &command, "crashy-rpc"])
-            .output()
-            .expect("run util plugins");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        (out.status.success(), text)
-    })
 }
 
 /// A crash in `onInit` when the daemon loads the plugin: the registry disables it, and no process of it runs

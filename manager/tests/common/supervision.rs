@@ -67,9 +67,19 @@ pub async fn wait_info(
 
 /// Runs `util plugins <args>` against the daemon of `home`; (success, stdout + stderr).
 pub fn util_plugins(home: &TestHome, args: &[&str]) -> (bool, String) {
+    util_plugins_at(home.path(), args)
+}
+
+/// [`util_plugins`] on a blocking thread (for a command that may wait on the daemon).
+pub fn util_plugins_in_background(home: &TestHome, args: &[&str]) -> tokio::task::JoinHandle<(bool, String)> {
+    let (home, args) = (home.path().to_path_buf(), args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+    tokio::task::spawn_blocking(move || util_plugins_at(&home, &args.iter().map(String::as_str).collect::<Vec<_>>()))
+}
+
+fn util_plugins_at(home: &std::path::Path, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(super::daemon::binary())
         .arg("--home")
-        .arg(home.path())
+        .arg(home)
         .args(["util", "plugins"])
         .args(args)
         .output()
