@@ -28,11 +28,13 @@ pub struct Bound {
 }
 
 impl Bound {
-    /// Opens the object on the current generation with `open`, which re-opens it on every later one (before that
-    /// one serves: see [`ProcessPlugin::register`]).
+    /// Opens the object on the current generation (waiting while the plugin restarts) with `open`, which re-opens
+    /// it on every later one (before that one serves: see [`ProcessPlugin::register`]).
     pub fn open(plugin: Arc<ProcessPlugin>, open: Opener, releases: bool) -> Result<Arc<Bound>, WireError> {
         let bound = Arc::new(Bound { plugin, open, slot: Mutex::new(None), releases });
-        bound.get()?;
+        // Opened when the daemon wires the plugin: a restarting one is waited for, not left out.
+        let generation = bound.plugin.wait_serving()?;
+        bound.on(&generation)?;
         bound.plugin.register(&bound);
         Ok(bound)
     }

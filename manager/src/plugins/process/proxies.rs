@@ -290,7 +290,7 @@ fn opened(value: Value) -> Result<Opened, WireError> {
 impl RemoteStore {
     /// Opens the store `config` on `plugin` (and again, with the same config, on every restarted process).
     pub fn open(plugin: Arc<ProcessPlugin>, config: StoreConfig) -> Result<RemoteStore, WireError> {
-        let generation = plugin.current()?;
+        let generation = plugin.wait_serving()?;
         let (first, type_name, version, instance, effective) =
             generation.conn.call(Call::OpenStore { config: config.clone() }).and_then(opened)?;
         let reopen = std::sync::Mutex::new(Some((Arc::clone(&generation), first)));
@@ -419,7 +419,7 @@ pub struct RemoteHandler {
 impl RemoteHandler {
     /// Builds the handler on `plugin` (and again on every restarted process); returns its namespace too.
     pub fn open(plugin: Arc<ProcessPlugin>) -> Result<(String, RemoteHandler), WireError> {
-        let generation = plugin.current()?;
+        let generation = plugin.wait_serving()?;
         let (namespace, methods) = match generation.conn.call(Call::RpcHandler)? {
             Value::Handler { namespace, methods } => (namespace, methods),
             other => return Err(unexpected(other)),

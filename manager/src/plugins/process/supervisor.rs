@@ -246,6 +246,18 @@ impl ProcessPlugin {
         Err(WireError::Protocol(not_serving.to_string()))
     }
 
+    /// Like [`current`](Self::current), but while the plugin is restarting waits for the new process (at most
+    /// the longest backoff plus two start timeouts): the daemon wiring a plugin at start must not leave it out
+    /// for the whole run because its process was restarting at that moment.
+    pub fn wait_serving(&self) -> Result<Arc<Generation>, WireError> {
+        let limit = self.options.restart.backoff_max + self.options.start_timeout * 2;
+        let phase = lock(&self.phase);
+        let restarting = |p: &mut Phase| matches!(p, Phase::Restarting { .. });
+        let (phase, _) = self.changed.wait_timeout_while(phase, limit, restarting).unwrap_or_else(|p| p.into_inner());
+        drop(phase);
+        self.current()
+    }
+
     /// Registers `object` to be re-opened on every new generation before it serves.
     pub fn register(&self, object: &Arc<Bound>) {
         let mut objects = lock(&self.objects);

@@ -51,6 +51,17 @@ pub fn check_at(plugin: &str, point: &str) {
     }
 }
 
+/// When the trigger says `<action>-<point>`, does `<action>` on a thread of its own after `delay` (e.g.
+/// `exit-after-init`: the process ends just after `onInit` answered).
+pub fn check_later(plugin: &str, point: &str, delay: std::time::Duration) {
+    if let Some(action) = trigger(plugin).and_then(|file| take(&file, Some(point))) {
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            act(&action);
+        });
+    }
+}
+
 fn act(action: &str) {
     match action {
         // SAFETY: none: this is the fault the test asks for, a write to the unmapped first page. (Not through a

@@ -12,8 +12,9 @@ const NAME: &str = "crashy-rpc";
 /// Remembers the plugins dir for the trigger.
 pub fn init(ctx: &PluginContext) -> Result<(), Infallible> {
     crash_trigger::init(ctx);
-    // A trigger present when the daemon loads it crashes onInit.
+    // A trigger present when the daemon loads it crashes onInit, or (`<action>-after-init`) the process just after.
     crash_trigger::check(NAME);
+    crash_trigger::check_later(NAME, "after-init", std::time::Duration::from_millis(20));
     Ok(())
 }
 
