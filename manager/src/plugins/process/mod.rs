@@ -120,6 +120,10 @@ impl ProcessPlugin {
         let Some(generation) = self.begin_shutdown() else { return Ok(()) };
         let result = generation.conn.call(Call::Shutdown).map(drop).map_err(plugin_error);
         generation.conn.close();
+        // Its watcher leaves a generation stopped on purpose to the one stopping it: the kill after the grace.
+        if !generation.conn.wait_exited(supervisor::STOP_GRACE) {
+            generation.conn.kill_until_exited();
+        }
         result
     }
 

@@ -20,7 +20,7 @@ use super::generation::Generation;
 use super::marker::{Marker, read_marker};
 
 /// How long a stopped generation may take to exit after its socket closed before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+pub(super) const STOP_GRACE: Duration = Duration::from_secs(5);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
