@@ -1,7 +1,8 @@
 //! A plugin-side object (a database, a collection, a store, the JSON-RPC handler) bound to whichever generation
 //! of a process plugin serves now: its handle is re-opened on a new generation before that one serves (OpenDb /
-//! OpenCollection / OpenStore / RpcHandler again, with the same arguments; else at first use there), and a handle of a dead generation is
-//! never sent (the dead generation's connection refuses every call with how its process ended).
+//! OpenCollection / OpenStore / RpcHandler again, with the same arguments; else at first use there), and a
+//! handle of a dead generation is never sent (the dead generation's connection refuses every call with how its
+//! process ended).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
