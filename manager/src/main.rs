@@ -115,6 +115,22 @@ enum PluginsCommand {
         /// The event's seq (in `plugins list`: the hung event, or `event <seq>` in the last error).
         seq: u64,
     },
+    /// Restart a process plugin from the file now in the plugins dir (a replaced binary), without restarting the
+    /// daemon. `.so` plugins are refused: they are never unloaded.
+    Restart {
+        /// The plugin's name (or Kind/name).
+        name: String,
+    },
+    /// Stop a process plugin until `enable`.
+    Disable {
+        /// The plugin's name (or Kind/name).
+        name: String,
+    },
+    /// Start a disabled or failed process plugin again.
+    Enable {
+        /// The plugin's name (or Kind/name).
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -288,6 +304,15 @@ async fn util(home: &Home, command: UtilCommand) -> anyhow::Result<()> {
                 .context("Plugins.SkipSyncEvent")?;
             println!("skipped event {seq} for {name:?}; the event was saved to {saved}");
         }
+        UtilCommand::Plugins(PluginsCommand::Restart { name }) => {
+            control_plugin(&client, "Plugins.Restart", &name).await?
+        }
+        UtilCommand::Plugins(PluginsCommand::Disable { name }) => {
+            control_plugin(&client, "Plugins.Disable", &name).await?
+        }
+        UtilCommand::Plugins(PluginsCommand::Enable { name }) => {
+            control_plugin(&client, "Plugins.Enable", &name).await?
+        }
         UtilCommand::Sectors(SectorsCommand::List { offline }) => {
             let ws = if offline { "offline" } else { "online" };
             let (addr, token) = (home.load_config()?.api.listen, home.read_token()?);
@@ -323,19 +348,38 @@ fn print_sectors(addr: &str, token: &str, ws: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `util plugins restart|disable|enable NAME`: prints what the daemon did.
+async fn control_plugin(client: &HttpClient, method: &str, name: &str) -> anyhow::Result<()> {
+    match client.request::<String, _>(method, rpc_params![name]).await {
+        Ok(done) => {
+            println!("{done}");
+            Ok(())
+        }
+        // The daemon's message says what was refused and why; print it once, plainly.
+        Err(jsonrpsee::core::ClientError::Call(refused)) => anyhow::bail!("{method}: {}", refused.message()),
+        Err(e) => Err(e).context(method.to_string()),
+    }
+}
+
 fn print_plugins(plugins: &[PluginInfo]) {
     println!(
-        "{:<16} {:<14} {:<13} {:>7} {:>6} {:>6} {:>18}  FILE / LAST ERROR",
-        "KIND", "NAME", "STATE", "CALLS", "ERRORS", "PANICS", "PENDING"
+        "{:<16} {:<14} {:<13} {:<10} {:>7} {:>8} {:>7} {:>8} {:>7} {:>6} {:>6} {:>18}  FILE / LAST ERROR",
+        "KIND", "NAME", "STATE", "MODE", "PID", "RESTARTS", "CRASHES", "UPTIME", "CALLS", "ERRORS", "PANICS", "PENDING"
     );
     for p in plugins {
         let pending = p.sync_lag.as_ref().map(|l| format!("{} {}", l.pending, l.state)).unwrap_or_else(|| "-".into());
+        let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         println!(
-            "{:<16} {:<14} {:<13} {:>7} {:>6} {:>6} {:>18}  {}",
+            "{:<16} {:<14} {:<13} {:<10} {:>7} {:>8} {:>7} {:>8} {:>7} {:>6} {:>6} {:>18}  {}",
             // A file refused before its manifest could be trusted has no kind (and maybe no name) to show.
             p.kind.as_deref().unwrap_or("(refused)"),
             p.name.as_deref().unwrap_or("-"),
             p.state,
+            p.mode.as_deref().unwrap_or("-"),
+            or_dash(p.pid.map(|pid| pid.to_string())),
+            p.restarts,
+            p.crashes,
+            or_dash(p.uptime_secs.map(|s| format!("{s}s"))),
             p.calls,
             p.errors,
             p.panics,

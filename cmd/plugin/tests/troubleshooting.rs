@@ -29,12 +29,15 @@ const ERROR_ATTR: &[&str] = &["#[error("];
 const SOURCES: &[Source] = &[
     Source { file: "manager/src/plugins/library.rs", block: None, openers: ERROR_ATTR, containing: None },
     Source { file: "manager/src/plugins/registry.rs", block: None, openers: ERROR_ATTR, containing: None },
+    Source { file: "manager/src/plugins/registry/control.rs", block: None, openers: ERROR_ATTR, containing: None },
     Source {
         file: "manager/src/plugins/registry.rs",
         block: Some("pub fn why_not_ready"),
         openers: &["format!("],
         containing: None,
     },
+    // Supervised process plugins: why a call finds no process, why a restart was refused.
+    Source { file: "manager/src/plugins/process/supervisor.rs", block: None, openers: ERROR_ATTR, containing: None },
     Source { file: "manager/src/filestore/error.rs", block: None, openers: ERROR_ATTR, containing: Some("plugin") },
     // Why a file's bytes are refused before anything is mapped: the loader prints `{file}: {refusal}`, `plugin
     // inspect` prints `incompatible: {refusal}`.

@@ -123,6 +123,16 @@ pub struct PluginsConfig {
     /// `ProcessCallTimeoutSecs`: how long the manager waits for an answer of a process plugin before it kills the
     /// process; default 60, 0 counts as 1.
     pub process_call_timeout_secs: u64,
+    /// `ProcessRestartBackoffMs`: the wait before restarting a crashed process plugin; doubles with each crash
+    /// within the crash-loop window; default 500, 0 counts as 1.
+    pub process_restart_backoff_ms: u64,
+    /// `ProcessRestartBackoffMaxMs`: the longest restart wait; default 30000.
+    pub process_restart_backoff_max_ms: u64,
+    /// `ProcessCrashLoopLimit`: this many crashes within `ProcessCrashLoopWindowSecs` and the plugin is `Failed`
+    /// (not restarted until `util plugins restart`/`enable`); default 5, 0 counts as 1.
+    pub process_crash_loop_limit: u32,
+    /// `ProcessCrashLoopWindowSecs`: the crash-loop window; default 300.
+    pub process_crash_loop_window_secs: u64,
     /// `ProcessMaxAddressSpace`: a process plugin's `RLIMIT_AS` in bytes; 0 (default) leaves it unlimited.
     pub process_max_address_space: u64,
     /// `ProcessMaxOpenFiles`: a process plugin's `RLIMIT_NOFILE`; 0 (default) keeps the manager's.
@@ -142,6 +152,10 @@ impl Default for PluginsConfig {
             sync_hung_after_secs: 60,
             sync_backlog_warning: 10_000,
             process_call_timeout_secs: 60,
+            process_restart_backoff_ms: 500,
+            process_restart_backoff_max_ms: 30_000,
+            process_crash_loop_limit: 5,
+            process_crash_loop_window_secs: 300,
             process_max_address_space: 0,
             process_max_open_files: 0,
             process_uid: None,
@@ -160,6 +174,14 @@ impl PluginsConfig {
                 address_space: nonzero(self.process_max_address_space),
                 open_files: nonzero(self.process_max_open_files),
                 uid: self.process_uid,
+            },
+            restart: crate::plugins::process::RestartPolicy {
+                backoff_initial: std::time::Duration::from_millis(self.process_restart_backoff_ms.max(1)),
+                backoff_max: std::time::Duration::from_millis(
+                    self.process_restart_backoff_max_ms.max(self.process_restart_backoff_ms.max(1)),
+                ),
+                crash_loop_limit: self.process_crash_loop_limit.max(1),
+                crash_loop_window: std::time::Duration::from_secs(self.process_crash_loop_window_secs),
             },
             ..Default::default()
         }

@@ -297,3 +297,27 @@ fn trusted_networks_are_cidr_and_a_bad_one_names_the_line() {
     assert!(message.contains("line 2") && message.contains("10.0.0.0/40") && message.contains(FILE), "{message}");
     assert!(parse("").unwrap().api.trusted_networks.is_empty(), "default: nobody is trusted");
 }
+
+#[test]
+fn process_restart_keys_set_the_restart_policy_with_zero_counting_as_one() {
+    let config = parse(
+        "[Common.Plugins]\nProcessRestartBackoffMs = 250\nProcessRestartBackoffMaxMs = 4000\n\
+         ProcessCrashLoopLimit = 3\nProcessCrashLoopWindowSecs = 90\n",
+    )
+    .unwrap();
+    let policy = config.common.plugins.process_options().restart;
+    assert_eq!(policy.backoff_initial, std::time::Duration::from_millis(250));
+    assert_eq!(policy.backoff_max, std::time::Duration::from_millis(4000));
+    assert_eq!((policy.crash_loop_limit, policy.crash_loop_window.as_secs()), (3, 90));
+    let defaults = parse("").unwrap().common.plugins.process_options().restart;
+    assert_eq!(defaults, crate::plugins::process::RestartPolicy::default(), "defaults match the documented ones");
+    let zeros = parse(
+        "[Common.Plugins]\nProcessRestartBackoffMs = 0\nProcessRestartBackoffMaxMs = 0\nProcessCrashLoopLimit = 0\n",
+    )
+    .unwrap()
+    .common
+    .plugins
+    .process_options()
+    .restart;
+    assert_eq!((zeros.backoff_initial.as_millis(), zeros.backoff_max.as_millis(), zeros.crash_loop_limit), (1, 1, 1));
+}

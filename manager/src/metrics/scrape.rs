@@ -74,9 +74,29 @@ fn plugin_families(registry: &PluginRegistry) -> Vec<MetricFamily> {
         "1 while a hook call has run past [Common.Plugins] SyncHungAfterSecs.",
         &["plugin"],
     );
+    let restarts = counter_vec(
+        "plugin_restarts_total",
+        "Restarts of the process plugin (after crashes and by the operator).",
+        &labels,
+    );
+    let crashes = counter_vec(
+        "plugin_crashes_total",
+        "Unexpected ends of the process plugin's process (signal, exit, killed past a deadline) and failed restarts.",
+        &labels,
+    );
+    let uptime = gauge_vec(
+        "plugin_uptime_seconds",
+        "How long the process plugin's running process has served; 0 while it is not running.",
+        &labels,
+    );
     for info in registry.list() {
         let (Some(kind), Some(plugin)) = (&info.kind, &info.name) else { continue };
         let values = [plugin.as_str(), kind.as_str()];
+        if info.mode.as_deref() == Some("process") {
+            restarts.with_label_values(&values).inc_by(info.restarts);
+            crashes.with_label_values(&values).inc_by(info.crashes);
+            uptime.with_label_values(&values).set(gauge_value(info.uptime_secs.unwrap_or(0)));
+        }
         calls.with_label_values(&values).inc_by(info.calls);
         errors.with_label_values(&values).inc_by(info.errors);
         panics.with_label_values(&values).inc_by(info.panics);
@@ -90,6 +110,7 @@ fn plugin_families(registry: &PluginRegistry) -> Vec<MetricFamily> {
     [calls.collect(), errors.collect(), panics.collect(), ready.collect()]
         .into_iter()
         .chain([pending.collect(), failing.collect(), hung.collect()])
+        .chain([restarts.collect(), crashes.collect(), uptime.collect()])
         .flatten()
         .collect()
 }

@@ -31,10 +31,10 @@ pub enum Backend {
 
 impl Backend {
     /// Runs the plugin's `onInit`.
-    pub fn init(&self, ctx: &PluginContext, label: &str) -> Result<(), PluginError> {
+    pub fn init(&self, ctx: &PluginContext) -> Result<(), PluginError> {
         match self {
             Backend::Library(module) => (module.init)(ctx),
-            Backend::Process(process) => process.init(&ctx.plugins_dir, label),
+            Backend::Process(process) => process.init(&ctx.plugins_dir),
             Backend::NotStarted => Err(PluginError::msg("the plugin process is not running")),
         }
     }
@@ -100,16 +100,23 @@ impl Backend {
         }
     }
 
-    /// `in process` or `process <pid>`, for listings.
-    pub fn mode(&self) -> String {
+    /// `in-process` or `process`, for listings.
+    pub fn mode(&self) -> &'static str {
         match self {
-            Backend::Library(_) => "in-process".into(),
-            Backend::Process(process) => format!("process (pid {})", process.pid()),
-            Backend::NotStarted => "process (not running)".into(),
+            Backend::Library(_) => "in-process",
+            Backend::Process(_) | Backend::NotStarted => "process",
         }
     }
 
-    /// Why the plugin's process is gone, if it is one and it is.
+    /// The supervised process plugin, if this is one that started.
+    pub fn process(&self) -> Option<&Arc<ProcessPlugin>> {
+        match self {
+            Backend::Process(process) => Some(process),
+            Backend::Library(_) | Backend::NotStarted => None,
+        }
+    }
+
+    /// Why the plugin's process does not serve now, if it is one and it does not.
     pub fn ended(&self) -> Option<String> {
         match self {
             Backend::Library(_) | Backend::NotStarted => None,

@@ -14,7 +14,7 @@ pub mod registry;
 pub mod selftest;
 
 pub use library::LoadError;
-pub use registry::{LoadOptions, PluginInfo, PluginRecord, PluginRegistry, PluginsDirError, SyncLag};
+pub use registry::{Control, LoadOptions, PluginInfo, PluginRecord, PluginRegistry, PluginsDirError, SyncLag};
 
 // The manager binary's own fingerprint, in the same kind of section plugins carry, so `plugin inspect --manager`
 // can compare a plugin with a manager binary without running it.

@@ -19,7 +19,11 @@ use super::host_adapter::{HostDb, HostStore, WriteFence};
 use super::library::{self, LoadError};
 use super::log_sink::PluginLogSink;
 use super::probe;
-use super::process::ProcessOptions;
+use super::process::{ProcessOptions, ProcessPlugin};
+
+mod control;
+
+pub use control::{Control, ControlRefused};
 
 /// Why the plugins directory itself could not be read. The message carries the OS error, so it is deliberately
 /// not a `source()` as well: an error chain would print it twice.
@@ -95,9 +99,14 @@ impl PluginRecord {
         }
     }
 
-    /// `in-process`, or `process (pid N)` for a process plugin.
-    pub fn mode(&self) -> String {
+    /// `in-process`, or `process` for a process plugin.
+    pub fn mode(&self) -> &'static str {
         self.backend.mode()
+    }
+
+    /// The supervised process, for a process plugin that started.
+    pub fn process(&self) -> Option<&Arc<ProcessPlugin>> {
+        self.backend.process()
     }
 
     /// The plugin's manifest.
@@ -115,9 +124,11 @@ impl PluginRecord {
         &self.file
     }
 
-    /// Current state (`Disabled` once a KV write panicked: see [`WriteFence`]; or once its process ended).
+    /// Current state (`Disabled` once a KV write panicked: see [`WriteFence`]). A process plugin restarting,
+    /// failed or disabled by the operator stays `Ready` here, so the daemon wires it at start: its proxies fail
+    /// fast, saying why, while no process serves, and serve again once one does.
     pub fn state(&self) -> PluginState {
-        if self.fence.reason().is_some() || self.backend.ended().is_some() {
+        if self.fence.reason().is_some() {
             return PluginState::Disabled;
         }
         self.status().state
@@ -173,21 +184,36 @@ impl PluginRecord {
     }
 
     fn info(&self) -> PluginInfo {
-        let fenced = self.fence.reason().or_else(|| self.backend.ended());
+        let process = self.backend.process().map(|p| p.status());
         let status = self.status();
+        // Disabled at load (onInit failed): its own reason, not the process's stopped state.
+        let at_load = status.state == PluginState::Disabled;
+        let fenced = self.fence.reason().or_else(|| if at_load { None } else { self.backend.ended() });
         let counts = self.counts();
+        let state = match &process {
+            _ if self.fence.reason().is_some() => PluginState::Disabled.to_string(),
+            // A process plugin says whether it serves: Ready, Restarting, Failed, Disabled (by operator).
+            Some(process) if status.state == PluginState::Ready => process.state.clone(),
+            _ if fenced.is_some() => PluginState::Disabled.to_string(),
+            _ => status.state.to_string(),
+        };
         PluginInfo {
             kind: Some(self.manifest.kind.to_string()),
             name: Some(self.manifest.name.clone()),
             description: self.manifest.description.clone(),
             file: self.file.display().to_string(),
             build_time: Some(self.build_time.clone()),
-            state: if fenced.is_some() { PluginState::Disabled.to_string() } else { status.state.to_string() },
+            state,
             last_error: fenced.or_else(|| status.last_error.clone()).or(counts.last_failure),
             calls: counts.calls,
             errors: counts.errors,
             panics: counts.panics,
             sync_lag: status.sync_lag.clone(),
+            mode: Some(self.mode().to_string()),
+            pid: process.as_ref().and_then(|p| p.pid),
+            restarts: process.as_ref().map_or(0, |p| p.restarts),
+            crashes: process.as_ref().map_or(0, |p| p.crashes),
+            uptime_secs: process.as_ref().and_then(|p| p.uptime).map(|u| u.as_secs()),
         }
     }
 }
@@ -218,6 +244,21 @@ pub struct PluginInfo {
     pub panics: u64,
     /// Delivery lag (SyncSectorState only).
     pub sync_lag: Option<SyncLag>,
+    /// `in-process` (a `.so`) or `process` (absent for a refused file).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// The process id of a running process plugin.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// How often a process plugin was restarted (after crashes and by the operator).
+    #[serde(default)]
+    pub restarts: u64,
+    /// How often a process plugin's process ended unexpectedly (or a restart of it failed).
+    #[serde(default)]
+    pub crashes: u64,
+    /// How long a running process plugin's process has served, in seconds.
+    #[serde(default)]
+    pub uptime_secs: Option<u64>,
 }
 
 /// All plugins of the plugins directory.
@@ -339,7 +380,7 @@ impl PluginRegistry {
             if record.state() == PluginState::Disabled {
                 continue;
             }
-            match record.backend.init(&ctx, &record.label()) {
+            match record.backend.init(&ctx) {
                 Ok(()) => {
                     let mut status = record.status();
                     status.state = PluginState::Ready;
@@ -460,6 +501,11 @@ fn refused_info(file: &Path, err: &LoadError) -> PluginInfo {
         errors: 0,
         panics: 0,
         sync_lag: None,
+        mode: None,
+        pid: None,
+        restarts: 0,
+        crashes: 0,
+        uptime_secs: None,
     }
 }
 

@@ -13,7 +13,7 @@ use super::AppState;
 use super::params::{SERVER_ERROR, error};
 use super::venus::add;
 use crate::metrics::PluginCallTimer;
-use crate::plugins::PluginRegistry;
+use crate::plugins::{Control, PluginRegistry};
 
 /// Namespaces plugins may not take.
 pub const RESERVED_NAMESPACES: [&str; 2] = ["Venus", "Plugins"];
@@ -21,7 +21,8 @@ pub const RESERVED_NAMESPACES: [&str; 2] = ["Venus", "Plugins"];
 /// How long `Plugins.SkipSyncEvent` waits for the delivery thread to save and skip the event.
 const SKIP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Registers `Plugins.List`, `Plugins.RetireSyncCursor` and `Plugins.SkipSyncEvent`.
+/// Registers `Plugins.List`, `Plugins.RetireSyncCursor`, `Plugins.SkipSyncEvent` and the operator's
+/// `Plugins.Restart`, `Plugins.Disable` and `Plugins.Enable` (process plugins only; a `.so` is refused).
 pub fn register(module: &mut RpcModule<AppState>) -> Result<(), RegisterMethodError> {
     add(module, "Plugins.List", |state, args| {
         args.finish()?;
@@ -30,11 +31,15 @@ pub fn register(module: &mut RpcModule<AppState>) -> Result<(), RegisterMethodEr
     add(module, "Plugins.RetireSyncCursor", |state, mut args| {
         let name: String = args.next("name")?;
         args.finish()?;
-        if state.registry.get(Kind::SyncSectorState, &name).is_some() {
+        // A process plugin that is restarting, failed or disabled by the operator is still a delivery target.
+        let loaded = state.registry.get(Kind::SyncSectorState, &name).is_some()
+            || state.registry.find_any(Kind::SyncSectorState, &name).is_some_and(|r| r.process().is_some());
+        if loaded {
             return Err(error(
                 super::params::INVALID_PARAMS,
                 format!(
-                    "SyncSectorState plugin {name:?} is loaded and ready; remove it and restart before retiring its cursor"
+                    "SyncSectorState plugin {name:?} is loaded (ready, or a supervised process plugin); remove it and \
+                     restart before retiring its cursor"
                 ),
             ));
         }
@@ -46,7 +51,19 @@ pub fn register(module: &mut RpcModule<AppState>) -> Result<(), RegisterMethodEr
         args.finish()?;
         let saved = state.delivery.skip(&name, seq, SKIP_WAIT).map_err(|e| error(SERVER_ERROR, e.to_string()))?;
         Ok(saved.display().to_string())
-    })
+    })?;
+    for (method, command) in [
+        ("Plugins.Restart", Control::Restart),
+        ("Plugins.Disable", Control::Disable),
+        ("Plugins.Enable", Control::Enable),
+    ] {
+        add(module, method, move |state, mut args| {
+            let name: String = args.next("name")?;
+            args.finish()?;
+            state.registry.control(&name, command).map_err(|e| error(SERVER_ERROR, e))
+        })?;
+    }
+    Ok(())
 }
 
 /// Mounts every ready RegisterJsonRpc plugin. A plugin whose handler fails, whose namespace is reserved or taken,

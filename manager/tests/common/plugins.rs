@@ -15,9 +15,8 @@ pub fn workspace_root() -> PathBuf {
 pub fn plugin_src(name: &str) -> PathBuf {
     let root = workspace_root();
     match name {
-        "panicky-kv" | "panicky-store" | "hung-store" | "stuck-sync" | "sloppy-kv" => {
-            root.join("manager/tests/plugins").join(name)
-        }
+        "panicky-kv" | "panicky-store" | "hung-store" | "stuck-sync" | "sloppy-kv" | "crashy-kv" | "crashy-store"
+        | "crashy-sync" | "crashy-rpc" => root.join("manager/tests/plugins").join(name),
         _ => root.join("examples").join(name),
     }
 }

@@ -32,38 +32,68 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// How the plugin process ended, set once by whoever learns it first (its reaper, or the reader at EOF).
 #[derive(Default)]
 pub struct Ended {
-    why: Mutex<Option<String>>,
+    state: Mutex<EndState>,
     changed: Condvar,
+}
+
+#[derive(Default)]
+struct EndState {
+    why: Option<String>,
+    /// The reaper saw the process exit (the reader's EOF alone does not prove it is gone).
+    exited: bool,
 }
 
 impl Ended {
     /// Records why the process ended (the first reason wins).
     pub fn set(&self, why: String) {
-        let mut slot = lock(&self.why);
-        if slot.is_none() {
-            *slot = Some(why);
+        let mut state = lock(&self.state);
+        if state.why.is_none() {
+            state.why = Some(why);
         }
         self.changed.notify_all();
     }
 
+    /// The reaper's record: the process exited, `why`.
+    pub fn set_exited(&self, why: String) {
+        lock(&self.state).exited = true;
+        self.set(why);
+    }
+
     /// Why it ended, if it did.
     pub fn get(&self) -> Option<String> {
-        lock(&self.why).clone()
+        lock(&self.state).why.clone()
+    }
+
+    /// Whether the reaper saw the process exit (a reason alone, from a deadline or the socket's end, is not that).
+    pub fn exited(&self) -> bool {
+        lock(&self.state).exited
     }
 
     /// Waits up to `limit` for a reason.
-    fn wait(&self, limit: Duration) -> Option<String> {
-        let slot = lock(&self.why);
-        let (slot, _) =
-            self.changed.wait_timeout_while(slot, limit, |why| why.is_none()).unwrap_or_else(|p| p.into_inner());
-        slot.clone()
+    pub fn wait(&self, limit: Duration) -> Option<String> {
+        let state = lock(&self.state);
+        let (state, _) =
+            self.changed.wait_timeout_while(state, limit, |s| s.why.is_none()).unwrap_or_else(|p| p.into_inner());
+        state.why.clone()
+    }
+
+    /// Waits up to `limit` for the process to have exited (reaped); whether it has.
+    pub fn wait_exited(&self, limit: Duration) -> bool {
+        let state = lock(&self.state);
+        let (state, _) =
+            self.changed.wait_timeout_while(state, limit, |s| !s.exited).unwrap_or_else(|p| p.into_inner());
+        state.exited
     }
 }
 
 /// One process plugin's connection.
 pub struct Connection {
     label: String,
+    /// The writing half; its write timeout is the call deadline (a plugin that stops reading its socket must not
+    /// hold every later call, and the operator's stop, behind a full socket buffer).
     writer: Mutex<UnixStream>,
+    /// Another descriptor of the same socket, so that [`Connection::close`] never waits for the writer's lock.
+    closer: UnixStream,
     pending: Mutex<HashMap<u64, Sender<Incoming>>>,
     next_id: AtomicU64,
     /// Set when the process is gone; every later call fails with it.
@@ -85,9 +115,12 @@ impl Connection {
         timeout: Duration,
         kill: Box<dyn Fn() + Send + Sync>,
     ) -> std::io::Result<Arc<Connection>> {
+        writer.set_write_timeout(Some(timeout))?;
+        let closer = writer.try_clone()?;
         let conn = Arc::new(Connection {
             label,
             writer: Mutex::new(writer),
+            closer,
             pending: Mutex::default(),
             next_id: AtomicU64::new(1),
             ended,
@@ -131,8 +164,31 @@ impl Connection {
         if let Some(why) = self.ended.get() {
             return Err(failed(why));
         }
-        write_line(&mut *lock(&self.writer), message)
-            .map_err(|e| failed(self.ended.get().unwrap_or_else(|| format!("writing to its process failed: {e}"))))
+        let written = {
+            let mut writer = lock(&self.writer);
+            // A send that waited for the lock behind one that timed out must not write into a killed process.
+            if let Some(why) = self.ended.get() {
+                return Err(failed(why));
+            }
+            write_line(&mut *writer, message)
+        };
+        let Err(e) = written else { return Ok(()) };
+        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+            // Its socket stayed full for the whole deadline: the plugin stopped reading (stopped, stuck). A line
+            // may be half written, so this connection can never be used again.
+            let why = format!(
+                "it did not read its socket within {} s ([Common.Plugins] ProcessCallTimeoutSecs); its process was \
+                 killed",
+                self.timeout.as_secs()
+            );
+            tracing::error!(plugin = %self.label, "{why}");
+            self.ended.set(why);
+            (self.kill)();
+            return Err(failed(self.ended.get().unwrap_or_default()));
+        }
+        // A broken pipe is the process dying: wait a moment for how it ended (its reaper knows), say that.
+        let why = self.ended.wait(Duration::from_millis(500));
+        Err(failed(why.unwrap_or_else(|| format!("writing to its process failed: {e}"))))
     }
 
     /// Sends `call` and returns the handle to wait on it. Counts the call.
@@ -164,13 +220,44 @@ impl Connection {
     }
 
     /// Closes the socket: the plugin process exits when it sees the end of it.
+    /// Never waits for a send in progress (that one fails at once).
     pub fn close(&self) {
-        let _ = lock(&self.writer).shutdown(std::net::Shutdown::Both);
+        let _ = self.closer.shutdown(std::net::Shutdown::Both);
     }
 
     /// Why the process is gone, if it is.
     pub fn ended(&self) -> Option<String> {
         self.ended.get()
+    }
+
+    /// Waits up to `limit` for the process to be gone; why it went, if it did.
+    pub fn wait_ended(&self, limit: Duration) -> Option<String> {
+        self.ended.wait(limit)
+    }
+
+    /// Waits up to `limit` for the process to have exited (reaped, not only its socket closed); whether it has.
+    pub fn wait_exited(&self, limit: Duration) -> bool {
+        self.ended.wait_exited(limit)
+    }
+
+    /// Kills the process (SIGKILL through its pidfd).
+    pub fn kill(&self) {
+        (self.kill)();
+    }
+
+    /// Kills the process and returns once its reaper saw it exit, killing again every 2 s until then (logging
+    /// each time): a new generation must never run beside the old one (a KV plugin's old process could still
+    /// commit after the restart's settle fenced it off).
+    pub fn kill_until_exited(&self) {
+        let mut tries = 0u32;
+        loop {
+            (self.kill)();
+            if self.ended.wait_exited(Duration::from_secs(2)) {
+                return;
+            }
+            tries += 1;
+            tracing::error!(plugin = %self.label, tries, "the plugin process has not exited after SIGKILL; killing it again before a new one starts");
+        }
     }
 
     fn record(&self, result: &Result<Value, WireError>) {
@@ -230,6 +317,12 @@ impl PendingCall {
         let error = WireError::Protocol(format!("plugin {}: {why}", self.conn.label));
         self.conn.record(&Err(error.clone()));
         Err(error)
+    }
+
+    /// The next reply or callback if it arrives within `limit` (no deadline kill: for a caller that stops the
+    /// process anyway).
+    pub fn next_within(&self, limit: Duration) -> Option<Incoming> {
+        self.rx.recv_timeout(limit).ok()
     }
 
     /// Answers a callback of this call.

@@ -32,9 +32,10 @@ pub fn start_all(registry: &mut PluginRegistry, files: Vec<PathBuf>) {
         }
         let label = format!("{kind}/{name}");
         let stats = Arc::new(CallStats::default());
-        let options = registry.options().process;
-        let (backend, failure) = match ProcessPlugin::start(&file, &marker, &options, &label, Arc::clone(&stats)) {
-            Ok(process) => (Backend::Process(Arc::new(process)), None),
+        let (options, limits) = (registry.options().process, registry.options().file_limits);
+        let started = ProcessPlugin::start(&file, &marker, &options, &limits, &label, Arc::clone(&stats));
+        let (backend, failure) = match started {
+            Ok(process) => (Backend::Process(process), None),
             Err(why) => (Backend::NotStarted, Some(why)),
         };
         let record = PluginRecord::new(marker.manifest, file.clone(), marker.build_time, backend, stats);

@@ -1,13 +1,18 @@
 //! Process plugins, the manager's side: an executable `plugin-<name>` in the plugins dir (built by
 //! `plugin build --process`) is started as a contained child process ([`spawn`]) and spoken to over a Unix socket
 //! ([`connection`], protocol in `docs/plugin-protocol.md`); [`proxies`] give the rest of the manager the same SDK
-//! traits a `.so` plugin's objects implement. [`marker`] reads what the executable is without running it.
+//! traits a `.so` plugin's objects implement, bound ([`bound`]) to whichever process serves now. [`supervisor`]
+//! restarts a process that ended ([`generation`]: one run of it). [`marker`] reads what the executable is without
+//! running it.
 
+pub mod bound;
 pub mod connection;
+pub mod generation;
 pub mod load;
 pub mod marker;
 pub mod proxies;
 pub mod spawn;
+pub mod supervisor;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,15 +22,15 @@ use manager_plugin::PluginError;
 use manager_plugin::filestore::{Store, StoreConfig};
 use manager_plugin::jsonrpc::JsonRpcHandler;
 use manager_plugin::kv::{Db, Meta};
-use manager_plugin::lifecycle::{CallStats, LogSink as _};
-use manager_plugin::process::codec::LineReader;
-use manager_plugin::process::wire::{Call, FromPlugin, PROTOCOL_MAJOR, Value};
+use manager_plugin::lifecycle::LogSink as _;
+use manager_plugin::process::wire::Call;
 use manager_plugin::sync::SectorEvent;
 
-use self::connection::Connection;
-use self::marker::Marker;
-use self::proxies::{RemoteDb, RemoteHandler, RemoteStore, handle, plugin_error};
+use self::connection::describe;
+use self::generation::Generation;
+use self::proxies::{RemoteDb, RemoteHandler, RemoteStore, plugin_error};
 use self::spawn::Limits;
+pub use self::supervisor::{ProcessPlugin, ProcessStatus};
 use super::log_sink::PluginLogSink;
 
 /// How process plugins are run (`[Common.Plugins]`).
@@ -37,6 +42,8 @@ pub struct ProcessOptions {
     pub start_timeout: Duration,
     /// Resource limits and uid.
     pub limits: Limits,
+    /// Restarts after a crash.
+    pub restart: RestartPolicy,
 }
 
 impl Default for ProcessOptions {
@@ -45,131 +52,125 @@ impl Default for ProcessOptions {
             call_timeout: Duration::from_secs(60),
             start_timeout: Duration::from_secs(10),
             limits: Limits::default(),
+            restart: RestartPolicy::default(),
         }
     }
 }
 
-/// A running process plugin.
-pub struct ProcessPlugin {
-    conn: Arc<Connection>,
-    pid: u32,
+/// When a crashed process plugin is started again (`[Common.Plugins]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// The wait before the first restart after a crash.
+    pub backoff_initial: Duration,
+    /// The longest wait (it doubles with every crash within the window up to this).
+    pub backoff_max: Duration,
+    /// This many crashes within `crash_loop_window` and the plugin is `Failed`: not restarted until the operator
+    /// restarts or enables it.
+    pub crash_loop_limit: u32,
+    /// The window of the crash-loop limit.
+    pub crash_loop_window: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            crash_loop_limit: 5,
+            crash_loop_window: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// The wait before restarting after the `recent`-th crash within the window (1 for the first):
+    /// `backoff_initial` doubled `recent - 1` times, at most `backoff_max`.
+    pub fn backoff(&self, recent: u32) -> Duration {
+        let doublings = recent.saturating_sub(1).min(20);
+        self.backoff_initial.saturating_mul(1 << doublings).min(self.backoff_max)
+    }
+}
+
+/// Runs `onInit` on `generation` with `plugins_dir`; its logs arrive at the level the daemon keeps.
+fn init_generation(generation: &Generation, plugins_dir: &Path, label: &str) -> Result<(), PluginError> {
+    let max_level = PluginLogSink::new(label.to_string()).max_level();
+    let call = Call::Init { plugins_dir: plugins_dir.display().to_string(), max_level };
+    generation.conn.call(call).map(drop).map_err(plugin_error)
 }
 
 impl ProcessPlugin {
-    /// Starts `file`, whose marker is `marker`, and completes the handshake: the plugin must speak this protocol's
-    /// major version and carry the same manifest its marker does. `label` is `<Kind>/<name>`; `stats` counts calls.
-    pub fn start(
-        file: &Path,
-        marker: &Marker,
-        options: &ProcessOptions,
-        label: &str,
-        stats: Arc<CallStats>,
-    ) -> Result<ProcessPlugin, String> {
-        let started =
-            spawn::spawn(file, options.limits, label).map_err(|e| format!("cannot start the process: {e}"))?;
-        let kill = started.killer();
-        let fail = |why: String| {
-            kill();
-            why
-        };
-        let reading = started.socket.try_clone().map_err(|e| fail(format!("cannot use the socket: {e}")))?;
-        reading.set_read_timeout(Some(options.start_timeout)).map_err(|e| fail(format!("socket: {e}")))?;
-        let mut reader = LineReader::new(reading);
-        let hello = match reader.read_message::<FromPlugin>() {
-            Ok(Some(FromPlugin::Hello(hello))) => hello,
-            Ok(Some(other)) => return Err(fail(format!("the handshake started with {other:?}, not Hello"))),
-            Ok(None) => {
-                let why = started.ended.get().unwrap_or_else(|| "the process closed its socket".into());
-                return Err(fail(format!("no handshake: {why}")));
-            }
-            Err(e) => {
-                return Err(fail(format!(
-                    "no handshake within {} s ({e}); is it a process plugin built by `plugin build --process`?",
-                    options.start_timeout.as_secs()
-                )));
-            }
-        };
-        if hello.protocol_major != PROTOCOL_MAJOR {
-            return Err(fail(format!(
-                "it speaks protocol {}.{}, this manager speaks {PROTOCOL_MAJOR}.x; rebuild it with this manager's \
-                 `plugin build --process`",
-                hello.protocol_major, hello.protocol_minor
-            )));
+    /// Runs the plugin's `onInit` with `plugins_dir` (and again on every process that replaces this one). When it
+    /// fails, the process is stopped for good.
+    pub fn init(&self, plugins_dir: &Path) -> Result<(), PluginError> {
+        self.set_plugins_dir(plugins_dir);
+        let result = self
+            .current()
+            .map_err(plugin_error)
+            .and_then(|generation| init_generation(&generation, plugins_dir, self.label()));
+        if result.is_err() {
+            // The registry disables the plugin: no process of it may run (none would ever be used), also not one
+            // its watcher restarted after a crash in onInit.
+            self.stop_for_good();
         }
-        if hello.manifest != marker.manifest_text {
-            return Err(fail("its handshake carries another manifest than its file's marker".into()));
-        }
-        // The same socket (one open file description): clearing the timeout here clears it for the reader.
-        started.socket.set_read_timeout(None).map_err(|e| fail(format!("socket: {e}")))?;
-        let writer = started.socket.try_clone().map_err(|e| fail(format!("cannot use the socket: {e}")))?;
-        let pid = started.pid;
-        let conn = Connection::start(
-            label.to_string(),
-            writer,
-            reader,
-            Arc::clone(&started.ended),
-            stats,
-            options.call_timeout,
-            kill,
-        )
-        .map_err(|e| format!("cannot start the connection thread: {e}"))?;
-        tracing::info!(plugin = %label, pid, protocol = %marker.protocol, "started process plugin");
-        Ok(ProcessPlugin { conn, pid })
+        result
     }
 
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    /// Runs the plugin's `onInit` with `plugins_dir`; its logs arrive at the level the daemon keeps.
-    pub fn init(&self, plugins_dir: &Path, label: &str) -> Result<(), PluginError> {
-        let max_level = PluginLogSink::new(label.to_string()).max_level();
-        let call = Call::Init { plugins_dir: plugins_dir.display().to_string(), max_level };
-        self.conn.call(call).map(drop).map_err(plugin_error)
-    }
-
-    /// Runs the plugin's `onShutdown`.
+    /// Runs the plugin's `onShutdown` and ends its process; it is not restarted after.
     pub fn shutdown(&self) -> Result<(), PluginError> {
-        self.conn.call(Call::Shutdown).map(drop).map_err(plugin_error)
-    }
-
-    /// KVStore constructor.
-    pub fn open_db(&self, meta: &Meta) -> Result<Box<dyn Db>, PluginError> {
-        let db = self.conn.call(Call::OpenDb { meta: meta.clone() }).and_then(handle).map_err(plugin_error)?;
-        Ok(Box::new(RemoteDb::new(Arc::clone(&self.conn), db)))
-    }
-
-    /// FileStore constructor.
-    pub fn open_store(&self, config: StoreConfig) -> Result<Box<dyn Store>, PluginError> {
-        let value = self.conn.call(Call::OpenStore { config }).map_err(plugin_error)?;
-        Ok(Box::new(RemoteStore::new(Arc::clone(&self.conn), value).map_err(plugin_error)?))
-    }
-
-    /// Hands a SyncSectorState event to the plugin's matching hook (a hook it does not export ignores it).
-    pub fn deliver(&self, event: &SectorEvent) -> Result<(), PluginError> {
-        self.conn.call(Call::Deliver { event: Box::new(event.clone()) }).map(drop).map_err(plugin_error)
-    }
-
-    /// The RegisterJsonRpc namespace and handler.
-    pub fn rpc_handler(&self) -> Result<(String, Box<dyn JsonRpcHandler>), PluginError> {
-        match self.conn.call(Call::RpcHandler).map_err(plugin_error)? {
-            Value::Handler { namespace, methods } => {
-                Ok((namespace, Box::new(RemoteHandler::new(Arc::clone(&self.conn), methods))))
-            }
-            other => Err(PluginError::Failed(format!("unexpected reply {other:?}"))),
+        let Some(generation) = self.begin_shutdown() else { return Ok(()) };
+        let result = generation.conn.call(Call::Shutdown).map(drop).map_err(plugin_error);
+        generation.conn.close();
+        // Its watcher leaves a generation stopped on purpose to the one stopping it: the kill after the grace.
+        if !generation.conn.wait_exited(supervisor::STOP_GRACE) {
+            generation.conn.kill_until_exited();
         }
+        result
     }
 
-    /// Why the process is gone, if it is.
+    /// KVStore constructor: a database that follows the plugin across restarts.
+    pub fn open_db(self: &Arc<Self>, meta: &Meta) -> Result<Box<dyn Db>, PluginError> {
+        RemoteDb::open(Arc::clone(self), meta.clone()).map(|db| Box::new(db) as Box<dyn Db>).map_err(plugin_error)
+    }
+
+    /// FileStore constructor: a store that follows the plugin across restarts.
+    pub fn open_store(self: &Arc<Self>, config: StoreConfig) -> Result<Box<dyn Store>, PluginError> {
+        RemoteStore::open(Arc::clone(self), config).map(|s| Box::new(s) as Box<dyn Store>).map_err(plugin_error)
+    }
+
+    /// Hands a SyncSectorState event to the plugin's matching hook (a hook it does not export ignores it). Fails at
+    /// once while the plugin restarts (the deliverer retries the event).
+    pub fn deliver(&self, event: &SectorEvent) -> Result<(), PluginError> {
+        let generation = self.current().map_err(plugin_error)?;
+        generation.conn.call(Call::Deliver { event: Box::new(event.clone()) }).map(drop).map_err(plugin_error)
+    }
+
+    /// The RegisterJsonRpc namespace and a handler that follows the plugin across restarts.
+    pub fn rpc_handler(self: &Arc<Self>) -> Result<(String, Box<dyn JsonRpcHandler>), PluginError> {
+        let (namespace, handler) = RemoteHandler::open(Arc::clone(self)).map_err(plugin_error)?;
+        Ok((namespace, Box::new(handler)))
+    }
+
+    /// Why the plugin does not serve now, if it does not.
     pub fn ended(&self) -> Option<String> {
-        self.conn.ended()
+        self.current().err().map(|e| describe(&e))
     }
 }
 
-impl Drop for ProcessPlugin {
-    fn drop(&mut self) {
-        // The plugin exits when its socket closes.
-        self.conn.close();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_restart_backoff_doubles_per_recent_crash_up_to_the_maximum() {
+        let policy = RestartPolicy {
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(3),
+            crash_loop_limit: 10,
+            crash_loop_window: Duration::from_secs(60),
+        };
+        let waits: Vec<u128> = (1..=6).map(|n| policy.backoff(n).as_millis()).collect();
+        assert_eq!(waits, [500, 1000, 2000, 3000, 3000, 3000]);
+        assert_eq!(policy.backoff(0), Duration::from_millis(500), "no crash yet counts as the first");
+        assert_eq!(policy.backoff(u32::MAX), Duration::from_secs(3), "no overflow");
     }
 }

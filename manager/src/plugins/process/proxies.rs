@@ -1,5 +1,7 @@
 //! The SDK traits implemented over a process plugin's connection: the manager's code holds these exactly as it
-//! holds a `.so` plugin's objects. Dropping a proxy releases the plugin's object.
+//! holds a `.so` plugin's objects. Dropping a proxy releases the plugin's object. A database, collection, store
+//! or handler follows the plugin across restarts ([`Bound`]); an iterator, an object being read or a transaction
+//! belongs to the process it was started on and fails once that process is gone.
 //!
 //! A transaction (`KvStore::update`/`view`) runs its body here, in the manager: the plugin opens the transaction
 //! and sends `TxnOpen`; each `Txn` call of the body is an `Answer::TxnOp` answered by a `TxnReply`; the body's
@@ -9,14 +11,17 @@ use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use manager_plugin::filestore::{InstanceInfo, ObjectReader, ObjectStat, Store, StoreConfig};
 use manager_plugin::jsonrpc::JsonRpcHandler;
-use manager_plugin::kv::{Db, Entry, KvIter, KvStore, Txn, TxnFn};
+use manager_plugin::kv::{Db, Entry, KvIter, KvStore, Meta, Txn, TxnFn};
 use manager_plugin::process::CHUNK;
 use manager_plugin::process::wire::{Answer, Blob, Call, Callback, Handle, TxnOp, Value, WireError};
 use manager_plugin::{KvError, PluginError, RpcError, StoreError};
 
+use super::ProcessPlugin;
+use super::bound::Bound;
 use super::connection::{Connection, Incoming, PendingCall, describe};
 
 /// A call's error in the KV error type.
@@ -97,39 +102,62 @@ impl Drop for Held {
 }
 
 /// A KVStore plugin's database.
-pub struct RemoteDb(Held);
+pub struct RemoteDb {
+    db: Arc<Bound>,
+    /// `run` was called: a re-opened database is run too.
+    ran: Arc<AtomicBool>,
+}
 
 impl RemoteDb {
-    /// The database `handle` of `conn`.
-    pub fn new(conn: Arc<Connection>, handle: Handle) -> RemoteDb {
-        RemoteDb(Held { conn, handle })
+    /// Opens the database with `meta` on `plugin` (and again, with the same `meta`, on every restarted process).
+    pub fn open(plugin: Arc<ProcessPlugin>, meta: Meta) -> Result<RemoteDb, WireError> {
+        let ran = Arc::new(AtomicBool::new(false));
+        let ran_here = Arc::clone(&ran);
+        let opener = Box::new(move |generation: &Arc<super::generation::Generation>| {
+            let db = generation.conn.call(Call::OpenDb { meta: meta.clone() }).and_then(handle)?;
+            if ran_here.load(Ordering::Acquire) {
+                generation.conn.call(Call::DbRun { db }).and_then(unit)?;
+            }
+            Ok(db)
+        });
+        Ok(RemoteDb { db: Bound::open(plugin, opener, true)?, ran })
     }
 }
 
 impl Db for RemoteDb {
     fn run(&self) -> Result<(), KvError> {
-        self.0.conn.call(Call::DbRun { db: self.0.handle }).and_then(unit).map_err(kv_error)
+        let (generation, db) = self.db.get().map_err(kv_error)?;
+        generation.conn.call(Call::DbRun { db }).and_then(unit).map_err(kv_error)?;
+        self.ran.store(true, Ordering::Release);
+        Ok(())
     }
     fn close(&self) -> Result<(), KvError> {
-        self.0.conn.call(Call::DbClose { db: self.0.handle }).and_then(unit).map_err(kv_error)
+        let (generation, db) = self.db.get().map_err(kv_error)?;
+        generation.conn.call(Call::DbClose { db }).and_then(unit).map_err(kv_error)
     }
     fn open_collection(&self, name: &str) -> Result<Box<dyn KvStore>, KvError> {
-        let conn = &self.0.conn;
-        let coll = conn.call(Call::OpenCollection { db: self.0.handle, name: name.to_string() }).and_then(handle);
-        Ok(Box::new(RemoteKvStore(Held { conn: Arc::clone(conn), handle: coll.map_err(kv_error)? })))
+        let (db, name) = (Arc::clone(&self.db), name.to_string());
+        let opener = Box::new(move |generation: &Arc<super::generation::Generation>| {
+            let db = db.on(generation)?;
+            generation.conn.call(Call::OpenCollection { db, name: name.clone() }).and_then(handle)
+        });
+        let plugin = Arc::clone(self.db.plugin());
+        Ok(Box::new(RemoteKvStore(Bound::open(plugin, opener, true).map_err(kv_error)?)))
     }
 }
 
-struct RemoteKvStore(Held);
+struct RemoteKvStore(Arc<Bound>);
 
 impl RemoteKvStore {
-    fn call(&self, call: Call) -> Result<Value, KvError> {
-        self.0.conn.call(call).map_err(kv_error)
+    fn call(&self, call: impl FnOnce(Handle) -> Call) -> Result<Value, KvError> {
+        let (generation, coll) = self.0.get().map_err(kv_error)?;
+        generation.conn.call(call(coll)).map_err(kv_error)
     }
 
     /// Runs a transaction whose body is `f` (see the module docs).
-    fn transaction(&self, call: Call, f: TxnFn<'_>) -> Result<(), KvError> {
-        let pending = self.0.conn.start_call(call).map_err(kv_error)?;
+    fn transaction(&self, call: impl FnOnce(Handle) -> Call, f: TxnFn<'_>) -> Result<(), KvError> {
+        let (generation, coll) = self.0.get().map_err(kv_error)?;
+        let pending = generation.conn.start_call(call(coll)).map_err(kv_error)?;
         loop {
             match pending.next().map_err(kv_error)? {
                 Incoming::Callback(Callback::TxnOpen) => {
@@ -148,36 +176,36 @@ impl RemoteKvStore {
 
 impl KvStore for RemoteKvStore {
     fn get(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
-        self.call(Call::Get { coll: self.0.handle, key: Blob(key.to_vec()) }).and_then(|v| bytes(v).map_err(kv_error))
+        self.call(|coll| Call::Get { coll, key: Blob(key.to_vec()) }).and_then(|v| bytes(v).map_err(kv_error))
     }
     fn peek(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<(), KvError> {
         f(&self.get(key)?);
         Ok(())
     }
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
-        let call = Call::Put { coll: self.0.handle, key: Blob(key.to_vec()), value: Blob(value.to_vec()) };
+        let call = |coll| Call::Put { coll, key: Blob(key.to_vec()), value: Blob(value.to_vec()) };
         self.call(call).and_then(|v| unit(v).map_err(kv_error))
     }
     fn del(&self, key: &[u8]) -> Result<(), KvError> {
-        self.call(Call::Del { coll: self.0.handle, key: Blob(key.to_vec()) }).and_then(|v| unit(v).map_err(kv_error))
+        self.call(|coll| Call::Del { coll, key: Blob(key.to_vec()) }).and_then(|v| unit(v).map_err(kv_error))
     }
     fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
-        let iter = self.call(Call::Scan { coll: self.0.handle, prefix: Blob(prefix.to_vec()) })?;
-        let iter = handle(iter).map_err(kv_error)?;
+        let (generation, coll) = self.0.get().map_err(kv_error)?;
+        let iter = generation.conn.call(Call::Scan { coll, prefix: Blob(prefix.to_vec()) }).and_then(handle);
         Ok(Box::new(RemoteIter {
-            held: Held { conn: Arc::clone(&self.0.conn), handle: iter },
+            held: Held { conn: Arc::clone(&generation.conn), handle: iter.map_err(kv_error)? },
             buffer: VecDeque::new(),
             done: false,
         }))
     }
     fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
-        self.transaction(Call::View { coll: self.0.handle }, f)
+        self.transaction(|coll| Call::View { coll }, f)
     }
     fn update(&self, f: TxnFn<'_>) -> Result<(), KvError> {
-        self.transaction(Call::Update { coll: self.0.handle }, f)
+        self.transaction(|coll| Call::Update { coll }, f)
     }
     fn need_retry_transactions(&self) -> bool {
-        matches!(self.call(Call::NeedRetry { coll: self.0.handle }), Ok(Value::Bool(true)))
+        matches!(self.call(|coll| Call::NeedRetry { coll }), Ok(Value::Bool(true)))
     }
 }
 
@@ -240,26 +268,49 @@ impl Txn for RemoteTxn<'_> {
 
 /// A FileStore plugin's store instance; its infallible methods answer what the plugin said when it was opened.
 pub struct RemoteStore {
-    held: Held,
+    store: Arc<Bound>,
     type_name: String,
     version: String,
     instance: String,
     config: StoreConfig,
 }
 
-impl RemoteStore {
-    /// The store described by an `OpenStore` reply.
-    pub fn new(conn: Arc<Connection>, value: Value) -> Result<RemoteStore, WireError> {
-        match value {
-            Value::Store { handle, type_name, version, instance, config } => {
-                Ok(RemoteStore { held: Held { conn, handle }, type_name, version, instance, config })
-            }
-            other => Err(unexpected(other)),
+/// What an `OpenStore` reply says: the handle, type name, version, instance name and effective config.
+type Opened = (Handle, String, String, String, StoreConfig);
+
+fn opened(value: Value) -> Result<Opened, WireError> {
+    match value {
+        Value::Store { handle, type_name, version, instance, config } => {
+            Ok((handle, type_name, version, instance, config))
         }
+        other => Err(unexpected(other)),
+    }
+}
+
+impl RemoteStore {
+    /// Opens the store `config` on `plugin` (and again, with the same config, on every restarted process).
+    pub fn open(plugin: Arc<ProcessPlugin>, config: StoreConfig) -> Result<RemoteStore, WireError> {
+        let generation = plugin.wait_serving()?;
+        let (first, type_name, version, instance, effective) =
+            generation.conn.call(Call::OpenStore { config: config.clone() }).and_then(opened)?;
+        let reopen = std::sync::Mutex::new(Some((Arc::clone(&generation), first)));
+        let opener = Box::new(move |generation: &Arc<super::generation::Generation>| {
+            // The first open's handle, then a new open on every later generation.
+            let mut reopen = reopen.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((on, handle)) = reopen.take()
+                && Arc::ptr_eq(&on, generation)
+            {
+                return Ok(handle);
+            }
+            generation.conn.call(Call::OpenStore { config: config.clone() }).and_then(opened).map(|o| o.0)
+        });
+        let store = Bound::open(plugin, opener, true)?;
+        Ok(RemoteStore { store, type_name, version, instance, config: effective })
     }
 
-    fn call(&self, call: Call) -> Result<Value, StoreError> {
-        self.held.conn.call(call).map_err(store_error)
+    fn call(&self, call: impl FnOnce(Handle) -> Call) -> Result<Value, StoreError> {
+        let (generation, store) = self.store.get().map_err(store_error)?;
+        generation.conn.call(call(store)).map_err(store_error)
     }
 }
 
@@ -277,29 +328,30 @@ impl Store for RemoteStore {
         self.config.clone()
     }
     fn instance_info(&self) -> Result<InstanceInfo, StoreError> {
-        match self.call(Call::InstanceInfo { store: self.held.handle })? {
+        match self.call(|store| Call::InstanceInfo { store })? {
             Value::Info(info) => Ok(info),
             other => Err(store_error(unexpected(other))),
         }
     }
     fn get(&self, path: &str) -> Result<ObjectReader, StoreError> {
-        let stream = self.call(Call::StoreGet { store: self.held.handle, path: path.to_string() })?;
-        let stream = handle(stream).map_err(store_error)?;
-        Ok(Box::new(RemoteReader { held: Held { conn: Arc::clone(&self.held.conn), handle: stream }, done: false }))
+        let (generation, store) = self.store.get().map_err(store_error)?;
+        let stream = generation.conn.call(Call::StoreGet { store, path: path.to_string() }).and_then(handle);
+        let held = Held { conn: Arc::clone(&generation.conn), handle: stream.map_err(store_error)? };
+        Ok(Box::new(RemoteReader { held, done: false }))
     }
     fn del(&self, path: &str) -> Result<(), StoreError> {
-        self.call(Call::StoreDel { store: self.held.handle, path: path.to_string() })
-            .and_then(|v| unit(v).map_err(store_error))
+        self.call(|store| Call::StoreDel { store, path: path.to_string() }).and_then(|v| unit(v).map_err(store_error))
     }
     fn stat(&self, path: &str) -> Result<ObjectStat, StoreError> {
-        match self.call(Call::StoreStat { store: self.held.handle, path: path.to_string() })? {
+        match self.call(|store| Call::StoreStat { store, path: path.to_string() })? {
             Value::Stat(stat) => Ok(stat),
             other => Err(store_error(unexpected(other))),
         }
     }
     fn put(&self, path: &str, reader: &mut dyn Read) -> Result<u64, StoreError> {
-        let call = Call::StorePut { store: self.held.handle, path: path.to_string() };
-        let pending = self.held.conn.start_call(call).map_err(store_error)?;
+        let (generation, store) = self.store.get().map_err(store_error)?;
+        let pending =
+            generation.conn.start_call(Call::StorePut { store, path: path.to_string() }).map_err(store_error)?;
         let mut buf = Vec::new();
         loop {
             match pending.next().map_err(store_error)? {
@@ -328,7 +380,7 @@ impl Store for RemoteStore {
         }
     }
     fn full_path(&self, path: &str) -> Result<PathBuf, StoreError> {
-        match self.call(Call::FullPath { store: self.held.handle, path: path.to_string() })? {
+        match self.call(|store| Call::FullPath { store, path: path.to_string() })? {
             Value::Text(p) => Ok(PathBuf::from(p)),
             other => Err(store_error(unexpected(other))),
         }
@@ -360,14 +412,43 @@ impl Read for RemoteReader {
 
 /// A RegisterJsonRpc plugin's handler.
 pub struct RemoteHandler {
-    conn: Arc<Connection>,
+    handler: Arc<Bound>,
     methods: Vec<String>,
 }
 
 impl RemoteHandler {
-    /// The handler of `conn`, listing `methods`.
-    pub fn new(conn: Arc<Connection>, methods: Vec<String>) -> RemoteHandler {
-        RemoteHandler { conn, methods }
+    /// Builds the handler on `plugin` (and again on every restarted process); returns its namespace too.
+    pub fn open(plugin: Arc<ProcessPlugin>) -> Result<(String, RemoteHandler), WireError> {
+        let generation = plugin.wait_serving()?;
+        let (namespace, methods) = match generation.conn.call(Call::RpcHandler)? {
+            Value::Handler { namespace, methods } => (namespace, methods),
+            other => return Err(unexpected(other)),
+        };
+        let first = std::sync::Mutex::new(Some(generation));
+        let (label, expected) = (plugin.label().to_string(), (namespace.clone(), methods.clone()));
+        let opener = Box::new(move |generation: &Arc<super::generation::Generation>| {
+            let mut first = first.lock().unwrap_or_else(|p| p.into_inner());
+            if first.take().is_some_and(|on| Arc::ptr_eq(&on, generation)) {
+                return Ok(0);
+            }
+            match generation.conn.call(Call::RpcHandler)? {
+                Value::Handler { namespace, methods } => {
+                    if (&namespace, &methods) != (&expected.0, &expected.1) {
+                        // The mounted names stay until the daemon restarts; calls reach the new handler.
+                        tracing::warn!(
+                            plugin = %label,
+                            "the restarted process serves namespace {namespace} ({}), mounted was {} ({}); restart \
+                             the daemon to mount the new names",
+                            methods.join(", "), expected.0, expected.1.join(", ")
+                        );
+                    }
+                    Ok(0)
+                }
+                other => Err(unexpected(other)),
+            }
+        });
+        let handler = Bound::open(plugin, opener, false)?;
+        Ok((namespace, RemoteHandler { handler, methods }))
     }
 }
 
@@ -376,7 +457,8 @@ impl JsonRpcHandler for RemoteHandler {
         self.methods.clone()
     }
     fn call(&self, method: &str, params: &str) -> Result<String, RpcError> {
-        match self.conn.call(Call::RpcCall { method: method.to_string(), params: params.to_string() }) {
+        let (generation, _) = self.handler.get().map_err(rpc_error)?;
+        match generation.conn.call(Call::RpcCall { method: method.to_string(), params: params.to_string() }) {
             Ok(Value::Text(answer)) => Ok(answer),
             Ok(other) => Err(rpc_error(unexpected(other))),
             Err(e) => Err(rpc_error(e)),

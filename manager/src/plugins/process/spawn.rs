@@ -58,8 +58,10 @@ impl Started {
             Some(fd) => unsafe {
                 libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<u8>(), 0);
             },
-            None if ended.get().is_none() => {
-                // SAFETY: plain kill(2); the process is not reaped yet (the reaper sets `ended` when it is).
+            // Not `ended.get()`: a deadline or the socket's end sets a reason before the process is gone.
+            None if !ended.exited() => {
+                // SAFETY: plain kill(2); the process is not reaped yet (the reaper sets `exited` when it is), so
+                // the pid is still its own.
                 unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
             }
             None => {}
@@ -204,7 +206,7 @@ fn reap(mut child: Child, label: &str, ended: Arc<Ended>) {
         } else {
             tracing::warn!(plugin = %label, "{why}");
         }
-        ended.set(why);
+        ended.set_exited(why);
     });
     if let Err(e) = spawned {
         tracing::error!(plugin = %label, "cannot start the reaper thread: {e}");
@@ -230,5 +232,29 @@ fn signal_name(signal: i32) -> &'static str {
         libc::SIGTERM => "SIGTERM",
         libc::SIGFPE => "SIGFPE",
         _ => "signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Without a pidfd the fallback kill(2) must fire while the process is unreaped, even though a reason (a call's
+    /// deadline, the socket's end) was recorded first.
+    #[test]
+    fn without_a_pidfd_the_kill_reaches_a_process_whose_end_reason_is_already_set() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("sleeper");
+        std::fs::write(&file, "#!/bin/sh\nexec /bin/sleep 30\n").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mut started = spawn(&file, Limits::default(), "Test/sleeper").expect("spawn");
+        started.pidfd = None;
+        started.ended.set("it did not answer within 1 s".into());
+        started.killer()();
+        assert!(started.ended.wait_exited(Duration::from_secs(5)), "the process survived its kill");
+        assert!(started.ended.get().is_some());
     }
 }
