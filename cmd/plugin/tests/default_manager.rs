@@ -24,8 +24,18 @@ fn stand_in(path: &Path, label: &str, code: i32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
+/// Runs the copied tool. A file just written can be briefly "busy" (ETXTBSY): a child forked by another test
+/// thread while it was open for writing still holds that descriptor until it execs, so retry for a moment.
 fn run(tool: &Path, args: &[&str]) -> Output {
-    Command::new(tool).args(args).env("PATH", "/usr/bin:/bin").output().expect("run the tool")
+    for _ in 0..100 {
+        match Command::new(tool).args(args).env("PATH", "/usr/bin:/bin").output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            result => return result.expect("run the tool"),
+        }
+    }
+    panic!("{} stayed busy (ETXTBSY) for 2 s", tool.display())
 }
 
 fn text(bytes: &[u8]) -> String {

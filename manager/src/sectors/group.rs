@@ -147,10 +147,13 @@ impl Writer {
         let mut answers = Vec::with_capacity(group.len());
         let mut taken = group.len();
         // Whether the last attempt's body completed, so an error came from the commit itself.
-        let mut committing = false;
+        let mut committing;
         let mut tries = 0;
         let result = loop {
             tries += 1;
+            // An attempt that fails before its body runs must not settle the previous attempt's seq.
+            committing = false;
+            ticket.begin_attempt();
             let attempt = self.store.update(&mut |txn| {
                 ticket.begin_attempt();
                 committing = false;

@@ -105,7 +105,8 @@ impl Sequencer {
 pub(super) struct SeqTicket<'a> {
     sequencer: &'a Sequencer,
     drawn: Vec<u64>,
-    /// The seq drawn by the current attempt of the transaction, if any.
+    /// The first seq drawn by the current attempt of the transaction, if any: held in doubt, it keeps the horizon
+    /// below every seq of the attempt (a group commit draws one per change).
     attempt: Option<u64>,
     /// A seq to keep in flight after the drop: its outcome is unknown.
     doubtful: Option<u64>,
@@ -117,7 +118,7 @@ impl SeqTicket<'_> {
         self.attempt = None;
     }
 
-    /// The seq the current attempt drew, if it drew one.
+    /// The first seq the current attempt drew, if it drew one.
     pub(super) fn attempt_seq(&self) -> Option<u64> {
         self.attempt
     }
@@ -141,7 +142,7 @@ impl SeqTicket<'_> {
         };
         in_flight.insert(seq);
         self.drawn.push(seq);
-        self.attempt = Some(seq);
+        self.attempt.get_or_insert(seq);
         seq
     }
 }

@@ -70,18 +70,18 @@ pub fn register(module: &mut RpcModule<AppState>) -> Result<(), RegisterMethodEr
     add_async(module, "Venus.ReportFinalized", |state, mut args| {
         let sid: SectorId = args.next("sid")?;
         args.finish()?;
-        Ok(async move {
+        Ok(to_completion("Venus.ReportFinalized", async move {
             state.sectors.finalize_async(sid).await.map_err(sector_error)?;
             state.stores.release(sid);
             Ok(())
-        })
+        }))
     })?;
     // Go `modules/sealer/sealer.go:471`: as ReportFinalized, with the abort reason recorded.
     add_async(module, "Venus.ReportAborted", |state, mut args| {
         let sid: SectorId = args.next("sid")?;
         let reason: String = args.next("reason")?;
         args.finish()?;
-        Ok(async move {
+        Ok(to_completion("Venus.ReportAborted", async move {
             state
                 .sectors
                 .finalize_with_async(sid, vec![SectorUpdate::AbortReason(reason)])
@@ -89,8 +89,17 @@ pub fn register(module: &mut RpcModule<AppState>) -> Result<(), RegisterMethodEr
                 .map_err(sector_error)?;
             state.stores.release(sid);
             Ok(())
-        })
+        }))
     })
+}
+
+/// Runs `work` as a task of its own: jsonrpsee drops a method's future when its client disconnects, and a
+/// finalize committed by its group must still release the sector's reservation (it lives in memory only).
+async fn to_completion<T: Send + 'static>(
+    method: &'static str,
+    work: impl Future<Output = Result<T, ErrorObjectOwned>> + Send + 'static,
+) -> Result<T, ErrorObjectOwned> {
+    tokio::spawn(work).await.map_err(|join| error(SERVER_ERROR, format!("{method}: {join}")))?
 }
 
 /// Go answers `AbortReason` as a pointer to the sector's field: always a string, empty when not aborted.
@@ -111,4 +120,30 @@ fn allocate(state: &AppState, spec: &AllocateSectorSpec, count: u32) -> Result<V
         verbose: m.sector.verbose,
     });
     state.sectors.allocate_first(candidates, count).map_err(sector_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn work_run_to_completion_finishes_when_its_caller_goes_away() {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let opened = Arc::clone(&gate);
+        let caller = tokio::spawn(to_completion("Test.Method", async move {
+            opened.notified().await;
+            let _ = done.send(());
+            Ok(())
+        }));
+        tokio::task::yield_now().await;
+        // The client disconnected: jsonrpsee drops the method's future.
+        caller.abort();
+        let _ = caller.await;
+        gate.notify_one();
+        let ran = tokio::time::timeout(Duration::from_secs(5), finished).await.expect("within 5 s");
+        assert!(ran.is_ok(), "the work was dropped with its caller");
+    }
 }

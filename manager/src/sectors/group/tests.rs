@@ -20,6 +20,8 @@ enum Step {
     Block,
     /// Run the body, then fail the commit as a failed WAL write would (nothing is stored).
     Fail,
+    /// Commit, then answer an error as a lost acknowledgement would (all of it is stored).
+    ApplyThenFail,
 }
 
 /// The steps of the next `update` calls (then plain ones), the gate, and how many updates ran.
@@ -125,6 +127,10 @@ impl KvStore for Scripted {
                 f(txn)?;
                 Err(KvError::Backend("injected: the WAL write failed".into()))
             }),
+            Some(Step::ApplyThenFail) => {
+                self.inner.update(f)?;
+                Err(KvError::Backend("injected: the commit's answer was lost".into()))
+            }
         }
     }
     fn need_retry_transactions(&self) -> bool {
@@ -307,4 +313,30 @@ fn a_group_stops_at_its_byte_bound_and_the_rest_follow_in_arrival_order() {
         })
         .collect();
     assert_eq!(reasons, ["b", "0", "1", "2", "3", "4", "5"], "arrival order across groups");
+}
+
+#[test]
+fn a_group_whose_outcome_is_unknown_holds_the_horizon_below_all_of_its_seqs() {
+    let (_dir, script, sectors) = open();
+    sectors.allocate(1000, 8, 3).unwrap();
+    let before = events(&sectors).len() + 1; // and the blocker's
+    // The group commits but its answer is lost, and settling cannot reach the store either.
+    let (answers, _) = behind_a_blocked_group(
+        &sectors,
+        &script,
+        &[Step::ApplyThenFail, Step::Fail],
+        (1..=3).map(|n| Change::Update { id: sid(n), updates: abort("unknown outcome") }).collect(),
+    );
+    assert!(answers.iter().all(Result::is_err), "nobody is told a change succeeded that may not have");
+    let group_seqs: Vec<u64> = events(&sectors)[before..].iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(group_seqs.len(), 3, "the group did commit");
+    assert_eq!(sectors.sequencer.doubtful().len(), 1);
+    assert!(
+        sectors.sequencer.horizon() < group_seqs[0],
+        "no deliverer may pass any event of a group whose outcome is unknown: horizon {} vs seqs {group_seqs:?}",
+        sectors.sequencer.horizon()
+    );
+    // The store answers again: the next change settles the group as applied, then commits.
+    assert_eq!(sectors.update(sid(1), abort("after")).unwrap().abort_reason, "after");
+    assert!(sectors.sequencer.doubtful().is_empty());
 }
