@@ -34,8 +34,8 @@ use tokio::sync::oneshot;
 use super::change::{Answer, Change, Reads};
 use super::error::SectorError;
 use super::manager::Abort;
-use super::outbox::{Sequencer, TXN_ATTEMPTS};
-use super::settle::{commit_outcome_unknown, settle_doubtful, settle_failed_commit};
+use super::outbox::Sequencer;
+use super::settle::{commit_settled, settle_doubtful};
 
 /// The most changes one group commits.
 pub(super) const MAX_GROUP_CHANGES: usize = 256;
@@ -146,59 +146,33 @@ impl Writer {
         let mut ticket = self.sequencer.ticket();
         let mut answers = Vec::with_capacity(group.len());
         let mut taken = group.len();
-        // Whether the last attempt's body completed, so an error came from the commit itself.
-        let mut committing;
-        let mut tries = 0;
-        let result = loop {
-            tries += 1;
-            // An attempt that fails before its body runs must not settle the previous attempt's seq.
-            committing = false;
-            ticket.begin_attempt();
-            let attempt = self.store.update(&mut |txn| {
-                ticket.begin_attempt();
-                committing = false;
-                answers.clear();
-                taken = group.len();
-                let mut bytes = 0;
-                for (i, pending) in group.iter().enumerate() {
-                    if bytes >= MAX_GROUP_BYTES {
-                        taken = i;
-                        break;
+        let result = commit_settled(&*self.store, &mut ticket, &mut |txn, ticket| {
+            answers.clear();
+            taken = group.len();
+            let mut bytes = 0;
+            for (i, pending) in group.iter().enumerate() {
+                if bytes >= MAX_GROUP_BYTES {
+                    taken = i;
+                    break;
+                }
+                let decided = crate::plugins::host_callback::catch("deciding a sector change", || {
+                    pending.change.decide(Reads(txn))
+                });
+                match decided {
+                    Ok(Ok(plan)) => {
+                        bytes += plan.size();
+                        answers.push(Ok(plan.write_in(txn, ticket)?));
                     }
-                    let decided = crate::plugins::host_callback::catch("deciding a sector change", || {
-                        pending.change.decide(Reads(txn))
-                    });
-                    match decided {
-                        Ok(Ok(plan)) => {
-                            bytes += plan.size();
-                            answers.push(Ok(plan.write_in(txn, &mut ticket)?));
-                        }
-                        // Decided on reads only: nothing of it was written.
-                        Ok(Err(Abort::Sector(refusal))) => answers.push(Err(refusal)),
-                        Ok(Err(Abort::Kv(err))) => return Err(err),
-                        Err(panic) => {
-                            answers.push(Err(SectorError::kv(pending.change.describe(), KvError::Panicked(panic))))
-                        }
+                    // Decided on reads only: nothing of it was written.
+                    Ok(Err(Abort::Sector(refusal))) => answers.push(Err(refusal)),
+                    Ok(Err(Abort::Kv(err))) => return Err(err),
+                    Err(panic) => {
+                        answers.push(Err(SectorError::kv(pending.change.describe(), KvError::Panicked(panic))))
                     }
                 }
-                committing = true;
-                Ok(())
-            });
-            if matches!(attempt, Err(KvError::Conflict)) {
-                crate::metrics::global().kv_conflicts.inc();
-                if self.store.need_retry_transactions() && tries < TXN_ATTEMPTS {
-                    crate::metrics::global().kv_retries.inc();
-                    continue;
-                }
             }
-            break attempt;
-        };
-        let result = match (result, ticket.attempt_seq()) {
-            (Err(err), Some(seq)) if committing && commit_outcome_unknown(&err) => {
-                settle_failed_commit(&*self.store, &mut ticket, seq, err)
-            }
-            (other, _) => other,
-        };
+            Ok(())
+        });
         // The group's seqs leave the in-flight set together: one wake-up of the deliverers per group.
         drop(ticket);
         let rest = group.split_off(taken.min(group.len()));

@@ -11,8 +11,8 @@ use super::error::SectorError;
 use super::group::GroupWriter;
 use super::keys::{self, COLLECTION};
 use super::locks::{LockKey, LockTable};
-use super::outbox::{self, SeqTicket, Sequencer, TXN_ATTEMPTS};
-use super::settle::{commit_outcome_unknown, settle_doubtful, settle_failed_commit};
+use super::outbox::{self, SeqTicket, Sequencer};
+use super::settle::{commit_settled, settle_doubtful};
 
 /// Keeps every sector's state (online while being worked on, offline once finalized), hands out sector numbers,
 /// and records each change in a durable outbox for SyncSectorState plugins (see [`Deliverer`](super::Deliverer)).
@@ -176,37 +176,9 @@ impl StateManager {
         let mut ticket = self.sequencer.ticket();
         let mut output = None;
         let mut refusal = None;
-        // Whether the last attempt's body succeeded, so an error came from the commit itself.
-        let mut committing;
-        let mut tries = 0;
-        let result = loop {
-            tries += 1;
-            committing = false;
-            ticket.begin_attempt();
-            let attempt = self.store.update(&mut |txn| {
-                ticket.begin_attempt();
-                committing = false;
-                run_body(&mut |txn| body(txn, &mut ticket), txn, &mut output, &mut refusal)?;
-                committing = true;
-                Ok(())
-            });
-            if matches!(attempt, Err(KvError::Conflict)) {
-                crate::metrics::global().kv_conflicts.inc();
-            }
-            match attempt {
-                Err(KvError::Conflict) if self.store.need_retry_transactions() && tries < TXN_ATTEMPTS => {
-                    crate::metrics::global().kv_retries.inc();
-                    continue;
-                }
-                other => break other,
-            }
-        };
-        let result = match (result, ticket.attempt_seq()) {
-            (Err(err), Some(seq)) if committing && commit_outcome_unknown(&err) => {
-                settle_failed_commit(&*self.store, &mut ticket, seq, err)
-            }
-            (other, _) => other,
-        };
+        let result = commit_settled(&*self.store, &mut ticket, &mut |txn, ticket| {
+            run_body(&mut |txn| body(txn, ticket), txn, &mut output, &mut refusal)
+        });
         drop(ticket);
         finish(op, result, output, refusal)
     }

@@ -14,13 +14,53 @@
 //! 3. When settling fails too (the store is still unreachable), the seq is kept in doubt, holding the horizon,
 //!    and settling is retried before every later change.
 
-use manager_plugin::kv::{KvError, KvStore, update_with_retry};
+use manager_plugin::kv::{KvError, KvStore, Txn, update_with_retry};
 
 use super::keys;
 use super::outbox::{SeqTicket, Sequencer, TXN_ATTEMPTS};
 
 /// What a fence entry holds: not an outbox record, so no deliverer ever mistakes it for an event.
 const FENCE: &[u8] = b"fence: an ambiguous commit was settled as not applied";
+
+/// Runs `body` as one transaction of `store` drawing its seqs on `ticket`: retried on a conflict as the store asks
+/// (at most [`TXN_ATTEMPTS`]), and a commit that failed after the body completed, with an outcome unknown, settled
+/// through the attempt's first seq ([`settle_failed_commit`]). The one commit path of per-change writes and groups.
+pub(super) fn commit_settled(
+    store: &dyn KvStore,
+    ticket: &mut SeqTicket<'_>,
+    body: &mut dyn FnMut(&dyn Txn, &mut SeqTicket<'_>) -> Result<(), KvError>,
+) -> Result<(), KvError> {
+    // Whether the last attempt's body completed, so an error came from the commit itself.
+    let mut committing;
+    let mut tries = 0;
+    let result = loop {
+        tries += 1;
+        // An attempt that fails before its body runs must not settle the previous attempt's seq.
+        committing = false;
+        ticket.begin_attempt();
+        let attempt = store.update(&mut |txn| {
+            ticket.begin_attempt();
+            committing = false;
+            body(txn, ticket)?;
+            committing = true;
+            Ok(())
+        });
+        if matches!(attempt, Err(KvError::Conflict)) {
+            crate::metrics::global().kv_conflicts.inc();
+            if store.need_retry_transactions() && tries < TXN_ATTEMPTS {
+                crate::metrics::global().kv_retries.inc();
+                continue;
+            }
+        }
+        break attempt;
+    };
+    match (result, ticket.attempt_seq()) {
+        (Err(err), Some(seq)) if committing && commit_outcome_unknown(&err) => {
+            settle_failed_commit(store, ticket, seq, err)
+        }
+        (other, _) => other,
+    }
+}
 
 /// Whether a commit that failed with `err` may nevertheless have been applied.
 pub(super) fn commit_outcome_unknown(err: &KvError) -> bool {
