@@ -287,10 +287,20 @@ async fn sync_store_and_rpc_plugins_crash_and_come_back_while_the_rest_serves() 
     let fresh: i64 = daemon.call("Crashy.Incr", rpc_params!["n"]).await.expect("answers after the restart");
     assert_eq!(fresh, 1, "a new process (the counter started over)");
 
-    // A hang: killed at the 2 s deadline, then restarted.
+    // A hang: killed at the 2 s deadline, then restarted. Meanwhile another call is answered: the hung call's
+    // thread left the socket, and another thread of the plugin took it over (process/turns.rs).
     trigger(&home, "crashy-rpc", "hang");
     let began = Instant::now();
-    let err = daemon.call::<i64>("Crashy.Incr", rpc_params!["n"]).await.expect_err("the hung call fails");
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let asked = Instant::now();
+        let answer: i64 = daemon.call("Crashy.Incr", rpc_params!["m"]).await.expect("answered while a call hangs");
+        (answer, asked.elapsed())
+    };
+    let (hung, (answer, answered_in)) = tokio::join!(daemon.call::<i64>("Crashy.Incr", rpc_params!["n"]), other);
+    assert_eq!(answer, 1, "the other call ran in the same process");
+    assert!(answered_in < Duration::from_secs(1), "another call waited {answered_in:?} behind the hung one");
+    let err = hung.expect_err("the hung call fails");
     let took = began.elapsed();
     assert!(err.to_string().contains("did not answer within 2 s"), "{err}");
     assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(10), "killed at the deadline: {took:?}");

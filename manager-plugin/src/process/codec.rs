@@ -29,11 +29,29 @@ impl<R: Read> LineReader<R> {
         LineReader { inner: BufReader::with_capacity(64 << 10, inner), line: Vec::new() }
     }
 
-    /// The next message; `Ok(None)` at the end of the stream.
+    /// The stream read from.
+    pub fn get_ref(&self) -> &R {
+        self.inner.get_ref()
+    }
+
+    /// Whether a whole message is already buffered (the next [`LineReader::read_message`] needs no read).
+    pub fn has_buffered_message(&self) -> bool {
+        self.inner.buffer().contains(&b'\n')
+    }
+
+    /// The next message; `Ok(None)` at the end of the stream. When a read timeout of the stream (`WouldBlock`,
+    /// `TimedOut`) cuts a message, what was read of it is kept and the next call goes on from there.
     pub fn read_message<T: DeserializeOwned>(&mut self) -> io::Result<Option<T>> {
-        self.line.clear();
-        let read = (&mut self.inner).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut self.line)?;
-        if read == 0 {
+        let limit = (MAX_LINE + 1).saturating_sub(self.line.len()) as u64;
+        let read = match (&mut self.inner).take(limit).read_until(b'\n', &mut self.line) {
+            Ok(read) => read,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Err(e),
+            Err(e) => {
+                self.line.clear();
+                return Err(e);
+            }
+        };
+        if read == 0 && self.line.is_empty() {
             return Ok(None);
         }
         if self.line.last() != Some(&b'\n') {
@@ -42,9 +60,12 @@ impl<R: Read> LineReader<R> {
             } else {
                 "cut off by the end of the stream"
             };
+            self.line.clear();
             return Err(io::Error::new(io::ErrorKind::InvalidData, format!("a protocol message is {why}")));
         }
-        serde_json::from_slice(&self.line)
+        let parsed = serde_json::from_slice(&self.line);
+        self.line.clear();
+        parsed
             .map(Some)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("a protocol message does not parse: {e}")))
     }
@@ -63,7 +84,29 @@ mod tests {
         assert_eq!(reader.read_message::<(String, u32)>().unwrap(), Some(("a\nb".to_string(), 1)));
         assert_eq!(reader.read_message::<(String, u32)>().unwrap(), Some(("c".to_string(), 2)));
         assert_eq!(reader.read_message::<(String, u32)>().unwrap(), None);
+        // A read timeout in the middle of a message loses nothing of it.
+        let mut stalling = LineReader::new(Stalling(vec![b"[\"x\", ".to_vec(), b"2]\n".to_vec()]));
+        assert_eq!(stalling.read_message::<(String, u32)>().unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(stalling.read_message::<(String, u32)>().unwrap(), Some(("x".to_string(), 2)));
         let mut cut = LineReader::new(&b"[\"x\", 1"[..]);
         assert!(cut.read_message::<(String, u32)>().unwrap_err().to_string().contains("cut off"));
+    }
+
+    /// Gives its chunks one per read, with a read timeout (`WouldBlock`) after each.
+    struct Stalling(Vec<Vec<u8>>);
+
+    impl Read for Stalling {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            if self.0[0].is_empty() {
+                self.0.remove(0);
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let chunk = std::mem::take(&mut self.0[0]);
+            buf[..chunk.len()].copy_from_slice(&chunk);
+            Ok(chunk.len())
+        }
     }
 }

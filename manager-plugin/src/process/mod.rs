@@ -12,6 +12,7 @@
 
 pub mod codec;
 pub mod runtime;
+mod turns;
 pub mod wire;
 
 /// The environment variable naming the protocol socket's descriptor in the child.

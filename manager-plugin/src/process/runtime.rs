@@ -2,9 +2,10 @@
 //! serves the same [`PluginModule`] an in-process plugin exports (the same generated, guarded entry points) over
 //! the socket the manager passed as fd `$DAMOCLES_PLUGIN_FD`.
 //!
-//! Each request runs on a worker thread of its own (a worker is reused once idle, and a new one is started when
-//! none is: a transaction body in the manager may call the plugin again while its transaction waits, so a fixed
-//! pool could deadlock). Answers to callbacks are routed to the worker of their call. The process exits when the
+//! Threads take turns reading the socket ([`super::turns`]): the thread that read a request runs it, so a
+//! request wakes one thread, as on a plain request/response socket; a request that may wait for the manager (a
+//! transaction body, an upload: their answers arrive on the same socket, routed to the thread of their call) is
+//! run only after the socket was handed on, and one that runs long has it taken over. The process exits when the
 //! manager closes the socket.
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::ENV_FD;
 use super::codec::{LineReader, write_line};
+use super::turns::{StartThread, Turns};
 use super::wire::{
     Answer, Blob, Call, Callback, FromPlugin, Handle, Hello, PROTOCOL_MAJOR, PROTOCOL_MINOR, ToPlugin, TxnOp, Value,
     WireError,
@@ -70,28 +72,10 @@ fn run(module: PluginModule, manifest: &'static str, build_time: &'static str, s
         next_handle: AtomicU64::new(1),
         answers: Mutex::default(),
         handler: Mutex::default(),
-        workers: Workers::default(),
+        reader: Mutex::new(LineReader::new(stream)),
+        turns: Turns::default(),
     });
-    let mut reader = LineReader::new(stream);
-    while let Some(message) = reader.read_message::<ToPlugin>()? {
-        match message {
-            ToPlugin::Request { id, call } => {
-                let (tx, rx) = channel();
-                lock(&server.answers).insert(id, tx);
-                let server2 = Arc::clone(&server);
-                server.workers.run(Box::new(move || server2.handle(id, call, rx)));
-            }
-            ToPlugin::Answer { id, answer } => {
-                if let Some(tx) = lock(&server.answers).get(&id) {
-                    let _ = tx.send(answer);
-                }
-            }
-            ToPlugin::Release { handle } => {
-                let released = lock(&server.objects).remove(&handle);
-                drop(released);
-            }
-        }
-    }
+    server.take_turns(true);
     Ok(())
 }
 
@@ -123,39 +107,6 @@ impl LogSink for SocketLog {
     }
 }
 
-type Job = Box<dyn FnOnce() + Send>;
-
-/// Worker threads: an idle one takes the next job, else a new one is started (see the module docs).
-#[derive(Default)]
-struct Workers {
-    idle: Arc<Mutex<Vec<Sender<Job>>>>,
-}
-
-impl Workers {
-    fn run(&self, job: Job) {
-        let mut job = job;
-        while let Some(worker) = lock(&self.idle).pop() {
-            match worker.send(job) {
-                Ok(()) => return,
-                Err(returned) => job = returned.0,
-            }
-        }
-        let (tx, rx) = channel::<Job>();
-        let idle = Arc::clone(&self.idle);
-        let spawned = std::thread::Builder::new().name("plugin-call".into()).spawn(move || {
-            let mut next = Some(job);
-            while let Some(job) = next.take() {
-                job();
-                lock(&idle).push(tx.clone());
-                next = rx.recv().ok();
-            }
-        });
-        if let Err(e) = spawned {
-            eprintln!("process plugin: cannot start a worker thread: {e}");
-        }
-    }
-}
-
 /// An object held for the manager.
 enum Object {
     Db(Arc<dyn Db>),
@@ -173,7 +124,9 @@ struct Server {
     next_handle: AtomicU64,
     answers: Mutex<HashMap<u64, Sender<Answer>>>,
     handler: Mutex<Option<Arc<dyn JsonRpcHandler>>>,
-    workers: Workers,
+    /// The socket's reading half, read by the thread whose turn it is (so never contended).
+    reader: Mutex<LineReader<UnixStream>>,
+    turns: Turns,
 }
 
 fn protocol(message: impl Into<String>) -> WireError {
@@ -181,6 +134,65 @@ fn protocol(message: impl Into<String>) -> WireError {
 }
 
 impl Server {
+    /// One thread's life: read when it is its turn, run the requests it read. Only the main thread returns (when
+    /// enough others are idle, the others end); the socket's end exits the process.
+    fn take_turns(self: &Arc<Self>, main: bool) {
+        while let Some(start) = self.turns.next_turn(main) {
+            self.start_thread(start);
+            loop {
+                let message = match lock(&self.reader).read_message::<ToPlugin>() {
+                    Ok(Some(message)) => message,
+                    Ok(None) => std::process::exit(0),
+                    Err(e) => {
+                        eprintln!("process plugin: {e}");
+                        std::process::exit(1)
+                    }
+                };
+                match message {
+                    ToPlugin::Request { id, call } => {
+                        let (tx, rx) = channel();
+                        lock(&self.answers).insert(id, tx);
+                        let waits_for_manager =
+                            matches!(call, Call::View { .. } | Call::Update { .. } | Call::StorePut { .. });
+                        if waits_for_manager {
+                            self.start_thread(self.turns.hand_off());
+                            self.handle(id, call, rx);
+                            break;
+                        }
+                        self.start_thread(self.turns.run_inline());
+                        self.handle(id, call, rx);
+                        if !self.turns.resume() {
+                            break;
+                        }
+                    }
+                    ToPlugin::Answer { id, answer } => {
+                        if let Some(tx) = lock(&self.answers).get(&id) {
+                            let _ = tx.send(answer);
+                        }
+                    }
+                    ToPlugin::Release { handle } => {
+                        let released = lock(&self.objects).remove(&handle);
+                        drop(released);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts one more thread to take turns when asked to.
+    fn start_thread(self: &Arc<Self>, start: StartThread) {
+        if !start.0 {
+            return;
+        }
+        let server = Arc::clone(self);
+        let spawned = std::thread::Builder::new().name("plugin-call".into()).spawn(move || server.take_turns(false));
+        if let Err(e) = spawned {
+            // Nobody would read the socket while a request runs: a manager waiting on it would hang.
+            eprintln!("process plugin: cannot start a thread: {e}");
+            std::process::exit(1);
+        }
+    }
+
     fn handle(&self, id: u64, call: Call, answers: Receiver<Answer>) {
         let reply = catch_unwind(AssertUnwindSafe(|| self.dispatch(id, call, &answers))).unwrap_or_else(|payload| {
             Err(protocol(format!("the plugin runtime panicked: {}", crate::guard::panic_message(payload.as_ref()))))

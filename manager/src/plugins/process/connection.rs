@@ -1,20 +1,18 @@
 //! The manager's end of one process plugin's socket: numbered calls with a deadline, callbacks routed back to the
-//! call that waits for them, log events into the daemon's `tracing`, and a clear reason for every call once the
-//! process is gone.
+//! call that waits for them ([`super::demux`]: the waiting caller reads its own reply), log events into the
+//! daemon's `tracing`, and a clear reason for every call once the process is gone.
 
-use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use manager_plugin::error::BoundaryError as _;
-use manager_plugin::lifecycle::{CallStats, LogSink as _};
+use manager_plugin::lifecycle::CallStats;
 use manager_plugin::process::codec::{LineReader, write_line};
-use manager_plugin::process::wire::{Answer, Call, Callback, FromPlugin, Handle, ToPlugin, Value, WireError};
+use manager_plugin::process::wire::{Answer, Call, Callback, Handle, ToPlugin, Value, WireError};
 
-use crate::plugins::log_sink::PluginLogSink;
+use super::demux::{Demux, Waited};
 
 /// What arrives for a waiting call.
 #[derive(Debug)]
@@ -94,7 +92,8 @@ pub struct Connection {
     writer: Mutex<UnixStream>,
     /// Another descriptor of the same socket, so that [`Connection::close`] never waits for the writer's lock.
     closer: UnixStream,
-    pending: Mutex<HashMap<u64, Sender<Incoming>>>,
+    /// The reading side: calls wait there for their messages.
+    demux: Demux,
     next_id: AtomicU64,
     /// Set when the process is gone; every later call fails with it.
     ended: Arc<Ended>,
@@ -105,7 +104,8 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Starts serving `reader` (the socket's reading half, past the handshake) on a thread of its own.
+    /// Starts serving `reader` (the socket's reading half, past the handshake, whose read timeout bounds how long
+    /// a message may stall half written); a background thread reads it while no call does.
     pub fn start(
         label: String,
         writer: UnixStream,
@@ -117,11 +117,12 @@ impl Connection {
     ) -> std::io::Result<Arc<Connection>> {
         writer.set_write_timeout(Some(timeout))?;
         let closer = writer.try_clone()?;
+        let demux = Demux::new(label.clone(), reader, Arc::clone(&ended));
         let conn = Arc::new(Connection {
             label,
             writer: Mutex::new(writer),
             closer,
-            pending: Mutex::default(),
+            demux,
             next_id: AtomicU64::new(1),
             ended,
             stats,
@@ -131,32 +132,8 @@ impl Connection {
         let serving = Arc::clone(&conn);
         std::thread::Builder::new()
             .name(format!("plugin-conn {}", conn.label))
-            .spawn(move || serving.read_loop(reader))?;
+            .spawn(move || serving.demux.background())?;
         Ok(conn)
-    }
-
-    fn read_loop(&self, mut reader: LineReader<UnixStream>) {
-        let log = PluginLogSink::new(self.label.clone());
-        let end = loop {
-            match reader.read_message::<FromPlugin>() {
-                Ok(Some(FromPlugin::Reply { id, reply })) => self.route(id, Incoming::Reply(reply)),
-                Ok(Some(FromPlugin::Callback { id, callback })) => self.route(id, Incoming::Callback(callback)),
-                Ok(Some(FromPlugin::Log(record))) => log.log(&record),
-                Ok(Some(FromPlugin::Hello(_))) => tracing::warn!(plugin = %self.label, "a second handshake, ignored"),
-                Ok(None) => break "closed its connection".to_string(),
-                Err(e) => break format!("broke the protocol ({e})"),
-            }
-        };
-        // The reaper knows how the process ended (a signal, an exit code): prefer its words when it has them soon.
-        let why = self.ended.wait(Duration::from_secs(2)).unwrap_or_else(|| format!("the plugin process {end}"));
-        self.ended.set(why);
-        lock(&self.pending).clear();
-    }
-
-    fn route(&self, id: u64, incoming: Incoming) {
-        if let Some(tx) = lock(&self.pending).get(&id) {
-            let _ = tx.send(incoming);
-        }
     }
 
     fn send(&self, message: &ToPlugin) -> Result<(), WireError> {
@@ -195,9 +172,8 @@ impl Connection {
     pub fn start_call(self: &Arc<Self>, call: Call) -> Result<PendingCall, WireError> {
         self.stats.record_call();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = channel();
-        lock(&self.pending).insert(id, tx);
-        let pending = PendingCall { conn: Arc::clone(self), id, rx };
+        self.demux.open(id);
+        let pending = PendingCall { conn: Arc::clone(self), id };
         if let Err(e) = self.send(&ToPlugin::Request { id, call }) {
             self.record(&Err(e.clone()));
             return Err(e);
@@ -291,16 +267,15 @@ pub fn describe(error: &WireError) -> String {
 pub struct PendingCall {
     conn: Arc<Connection>,
     id: u64,
-    rx: Receiver<Incoming>,
 }
 
 impl PendingCall {
     /// The next reply or callback, within the deadline; past it, the process is killed (it may be stuck for good,
     /// holding locks) and the call fails saying so.
     pub fn next(&self) -> Result<Incoming, WireError> {
-        let why = match self.rx.recv_timeout(self.conn.timeout) {
-            Ok(incoming) => return Ok(incoming),
-            Err(RecvTimeoutError::Timeout) => {
+        let why = match self.conn.demux.wait(self.id, Instant::now() + self.conn.timeout) {
+            Waited::Message(incoming) => return Ok(incoming),
+            Waited::TimedOut => {
                 let why = format!(
                     "it did not answer within {} s ([Common.Plugins] ProcessCallTimeoutSecs); its process was killed",
                     self.conn.timeout.as_secs()
@@ -310,9 +285,7 @@ impl PendingCall {
                 (self.conn.kill)();
                 why
             }
-            Err(RecvTimeoutError::Disconnected) => {
-                self.conn.ended().unwrap_or_else(|| "the plugin process ended".into())
-            }
+            Waited::Closed => self.conn.ended().unwrap_or_else(|| "the plugin process ended".into()),
         };
         let error = WireError::Protocol(format!("plugin {}: {why}", self.conn.label));
         self.conn.record(&Err(error.clone()));
@@ -322,7 +295,10 @@ impl PendingCall {
     /// The next reply or callback if it arrives within `limit` (no deadline kill: for a caller that stops the
     /// process anyway).
     pub fn next_within(&self, limit: Duration) -> Option<Incoming> {
-        self.rx.recv_timeout(limit).ok()
+        match self.conn.demux.wait(self.id, Instant::now() + limit) {
+            Waited::Message(incoming) => Some(incoming),
+            Waited::TimedOut | Waited::Closed => None,
+        }
     }
 
     /// Answers a callback of this call.
@@ -344,6 +320,6 @@ impl PendingCall {
 
 impl Drop for PendingCall {
     fn drop(&mut self) {
-        lock(&self.conn.pending).remove(&self.id);
+        self.conn.demux.forget(self.id);
     }
 }

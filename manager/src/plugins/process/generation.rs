@@ -72,8 +72,8 @@ impl Generation {
         if hello.manifest != marker.manifest_text {
             return Err(fail("its handshake carries another manifest than its file's marker".into()));
         }
-        // The same socket (one open file description): clearing the timeout here clears it for the reader.
-        started.socket.set_read_timeout(None).map_err(|e| fail(format!("socket: {e}")))?;
+        // The same socket (one open file description): from here on, readers check their deadline every slice.
+        started.socket.set_read_timeout(Some(super::demux::READ_SLICE)).map_err(|e| fail(format!("socket: {e}")))?;
         let writer = started.socket.try_clone().map_err(|e| fail(format!("cannot use the socket: {e}")))?;
         let pid = started.pid;
         let conn = Connection::start(

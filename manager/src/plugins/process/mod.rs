@@ -7,6 +7,7 @@
 
 pub mod bound;
 pub mod connection;
+pub mod demux;
 pub mod generation;
 pub mod load;
 pub mod marker;
