@@ -41,6 +41,8 @@ pub(super) struct Progress {
     pub(super) cursor: u64,
     /// Last persisted cursor.
     pub(super) persisted: u64,
+    /// When it was written (this run).
+    pub(super) persisted_at: Option<std::time::Instant>,
     /// Outbox entries with `cursor < seq <= counted_through`.
     pub(super) pending: u64,
     pub(super) counted_through: u64,

@@ -17,6 +17,21 @@ pub(super) struct TargetWorker {
     pub(super) state: Arc<WorkerState>,
 }
 
+/// While a target keeps up with a stream of events, its cursor is written at most this often (each write is a
+/// synced transaction): a crash re-delivers at most the events acknowledged in this time before it (delivery is
+/// at least once). A target that stops, fails or is skipped past an event writes it at once; one that caught up
+/// writes it when due.
+pub(super) const CURSOR_PERSIST_INTERVAL: Duration = Duration::from_millis(200);
+
+/// When [`TargetWorker::persist`] writes.
+#[derive(Clone, Copy)]
+enum Persist {
+    /// Now (stopping, retrying, skipping).
+    Now,
+    /// After a batch: once the last write is [`CURSOR_PERSIST_INTERVAL`] old.
+    Batched,
+}
+
 /// How one event's delivery ended.
 enum Outcome {
     Delivered,
@@ -52,7 +67,12 @@ impl TargetWorker {
                 }
             };
             if batch.is_empty() {
-                sequencer.signal().wait_past(seen, self.shared.options.poll_interval);
+                // Caught up: a deferred cursor is written once it is due, unless more events came meanwhile.
+                self.persist(Persist::Batched);
+                let wait = self.deferred_due().map_or(self.shared.options.poll_interval, |due| {
+                    due.clamp(Duration::from_millis(1), self.shared.options.poll_interval)
+                });
+                sequencer.signal().wait_past(seen, wait);
                 continue;
             }
             for (seq, value) in batch {
@@ -64,11 +84,11 @@ impl TargetWorker {
                         Outcome::Delivered => {}
                         Outcome::Skipped => {
                             self.state.progress().advance(seq);
-                            self.persist();
+                            self.persist(Persist::Now);
                             continue;
                         }
                         Outcome::Stopped => {
-                            self.persist();
+                            self.persist(Persist::Now);
                             return;
                         }
                     },
@@ -83,10 +103,10 @@ impl TargetWorker {
                 }
                 self.state.progress().advance(seq);
             }
-            self.persist();
+            self.persist(Persist::Batched);
             self.report_lag(None);
         }
-        self.persist();
+        self.persist(Persist::Now);
     }
 
     /// Loads the persisted cursor, retrying while the store fails; `false` when asked to stop meanwhile.
@@ -143,7 +163,7 @@ impl TargetWorker {
             );
             self.state.progress().failing = Some(seq);
             // Keep what was acknowledged so far, so a restart during a long outage does not repeat it.
-            self.persist();
+            self.persist(Persist::Now);
             self.report_lag(Some(format!("event {seq} ({:?}): {error}", event.ext_point())));
             if self.wait_retry(backoff, seq) {
                 return Outcome::Stopped;
@@ -218,18 +238,34 @@ impl TargetWorker {
         self.shared.is_stopping()
     }
 
-    /// Persists the cursor if it moved; a failure is logged and retried at the next call.
-    fn persist(&self) {
-        let (cursor, persisted) = {
+    /// How long until a deferred cursor write is due (`None`: nothing is deferred).
+    fn deferred_due(&self) -> Option<Duration> {
+        let progress = self.state.progress();
+        (progress.cursor != progress.persisted).then(|| {
+            progress.persisted_at.map_or(Duration::ZERO, |at| CURSOR_PERSIST_INTERVAL.saturating_sub(at.elapsed()))
+        })
+    }
+
+    /// Persists the cursor if it moved (with [`Persist::Batched`], only when the last write is
+    /// [`CURSOR_PERSIST_INTERVAL`] old); a failure is logged and retried at the next call.
+    fn persist(&self, when: Persist) {
+        let (cursor, persisted, persisted_at) = {
             let progress = self.state.progress();
-            (progress.cursor, progress.persisted)
+            (progress.cursor, progress.persisted, progress.persisted_at)
         };
         if cursor == persisted {
             return;
         }
+        let recent = persisted_at.is_some_and(|at| at.elapsed() < CURSOR_PERSIST_INTERVAL);
+        if matches!(when, Persist::Batched) && recent {
+            return;
+        }
         match outbox::save_cursor(&*self.shared.sectors.store, self.name(), cursor) {
             Ok(()) => {
-                self.state.progress().persisted = cursor;
+                let mut progress = self.state.progress();
+                progress.persisted = cursor;
+                progress.persisted_at = Some(Instant::now());
+                drop(progress);
                 self.shared.cursor_advanced(self.name(), cursor);
             }
             Err(err) => {
