@@ -6,8 +6,8 @@
 //! - Each target has a cursor, `cursor/<name>`: the last seq it acknowledged. It is persisted only after the
 //!   events up to it were delivered successfully: at once before each back-off, skip and stop, and otherwise at
 //!   most every [`worker::CURSOR_PERSIST_INTERVAL`] (200 ms; each write is a synced transaction), so a restart
-//!   re-delivers at most the events after the last persisted cursor — those acknowledged in the last 200 ms
-//!   before a crash — and loses none.
+//!   re-delivers at most the events after the last persisted cursor (after a crash: the batch in progress and
+//!   those acknowledged in the 200 ms before it, unless writing the cursor failed) and loses none.
 //! - A failed or panicking delivery is retried, same event, with exponential back-off; the target hears its lag
 //!   (pending events, last error) on every attempt through [`EventTarget::report_lag`]. The lag is kept
 //!   incrementally (see `progress`): each entry is counted once, so draining a backlog costs linear work.

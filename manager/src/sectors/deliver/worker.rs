@@ -18,8 +18,8 @@ pub(super) struct TargetWorker {
 }
 
 /// While a target keeps up with a stream of events, its cursor is written at most this often (each write is a
-/// synced transaction): a crash re-delivers at most the events acknowledged in this time before it (delivery is
-/// at least once). A target that stops, fails or is skipped past an event writes it at once; one that caught up
+/// synced transaction): a crash re-delivers the batch in progress and the events acknowledged in this time before
+/// it (delivery is at least once). A target that stops, fails or is skipped past an event writes it at once; one that caught up
 /// writes it when due.
 pub(super) const CURSOR_PERSIST_INTERVAL: Duration = Duration::from_millis(200);
 
