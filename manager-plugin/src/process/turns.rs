@@ -101,7 +101,7 @@ impl Turns {
                 state.unattended = None;
                 state.standby = None;
                 state.deep = false;
-                return Some(self.find_standby(&mut state));
+                return Some(state.wake_idle());
             }
             if state.last_inline.elapsed() < ACTIVE {
                 state.deep = false;
@@ -129,7 +129,7 @@ impl Turns {
                 standby.unpark();
             }
         }
-        if state.standby.is_none() { self.find_standby(&mut state) } else { StartThread(false) }
+        if state.standby.is_none() { state.wake_idle() } else { StartThread(false) }
     }
 
     /// After a request run inline: whether the socket is still the caller's (nobody took it over).
@@ -146,18 +146,14 @@ impl Turns {
             standby.unpark();
             return StartThread(false);
         }
-        match state.idle.pop() {
-            Some(idle) => {
-                idle.unpark();
-                StartThread(false)
-            }
-            None => StartThread(true),
-        }
+        state.wake_idle()
     }
+}
 
-    /// Wakes an idle thread to become the standby, or asks for a new one.
-    fn find_standby(&self, state: &mut State) -> StartThread {
-        match state.idle.pop() {
+impl State {
+    /// Wakes an idle thread (it takes the free turn: the socket, or standing by), or asks for a new one.
+    fn wake_idle(&mut self) -> StartThread {
+        match self.idle.pop() {
             Some(idle) => {
                 idle.unpark();
                 StartThread(false)
