@@ -150,6 +150,12 @@ impl KvStore for GuardedKvStore {
     fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
         guard(|| self.0.scan(prefix).map(|it| Box::new(GuardedIter(DropGuard::new(it))) as Box<dyn KvIter>))
     }
+    fn scan_after(&self, prefix: &[u8], after: &[u8]) -> Result<Option<Box<dyn KvIter>>, KvError> {
+        guard(|| {
+            let iter = self.0.scan_after(prefix, after)?;
+            Ok(iter.map(|it| Box::new(GuardedIter(DropGuard::new(it))) as Box<dyn KvIter>))
+        })
+    }
     fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
         guard(|| self.0.view(&mut |txn: &dyn Txn| f(&GuardedTxn(txn))))
     }

@@ -44,6 +44,13 @@ pub trait KvStore: Send + Sync {
     fn del(&self, key: &[u8]) -> Result<(), KvError>;
     /// Iterates the keys starting with `prefix`, in ascending byte order.
     fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError>;
+    /// Iterates the keys starting with `prefix` that sort after `after`, in ascending byte order, when the store
+    /// can start a scan at a key (a seek); `Ok(None)` when it cannot, and the caller falls back to
+    /// [`scan`](KvStore::scan). The default is `Ok(None)`: a store needs nothing new to stay correct.
+    fn scan_after(&self, prefix: &[u8], after: &[u8]) -> Result<Option<Box<dyn KvIter>>, KvError> {
+        let _ = (prefix, after);
+        Ok(None)
+    }
     /// Runs `f` in a read-only transaction.
     fn view(&self, f: TxnFn<'_>) -> Result<(), KvError>;
     /// Runs `f` in a read-write transaction, committed only when `f` returns `Ok`.

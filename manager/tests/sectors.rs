@@ -425,6 +425,40 @@ fn a_blocked_target_neither_blocks_state_changes_nor_other_targets() {
     opened.close();
 }
 
+/// The feed keeps the newest 1,024 decoded events for every target; a target held while 3,000 events are written
+/// by 4 threads falls out of that window, reads its backlog from the outbox and then rejoins the feed: it gets
+/// every event in the order the quick one got them, and both end with no lag.
+#[test]
+fn a_target_behind_the_feed_window_reads_the_outbox_and_misses_nothing() {
+    let store = Store::new();
+    let opened = store.open();
+    let held = Recorder::new("held", Behaviour::Accept);
+    let quick = Recorder::new("quick", Behaviour::Accept);
+    let (entered, release) = held.hold_next();
+    let deliverer = opened.deliver_to(&[Arc::clone(&held), Arc::clone(&quick)]);
+    opened.sectors.allocate(MINER, 8, 4).expect("allocate");
+    entered.recv_timeout(Duration::from_secs(30)).expect("the held target starts delivering");
+    thread::scope(|scope| {
+        for number in 1..=4 {
+            let sectors = &opened.sectors;
+            scope.spawn(move || {
+                for round in 0..750 {
+                    sectors.update(sid(number), vec![SectorUpdate::AbortReason(round.to_string())]).expect("update");
+                }
+            });
+        }
+    });
+    let total = 1 + 4 * 750;
+    wait_until("the quick target received everything", || quick.accepted().len() >= total);
+    release.send(()).expect("release");
+    wait_until("the held target caught up", || held.accepted().len() >= total);
+    assert_eq!(held.accepted().len(), total, "no repeats");
+    assert_eq!(held.accepted(), quick.accepted(), "the same events in the same order");
+    wait_until("both lags are cleared", || held.last_lag() == Some((0, None)) && quick.last_lag() == Some((0, None)));
+    deliverer.stop();
+    opened.close();
+}
+
 #[test]
 fn a_cursor_survives_reopening_without_repeats_or_losses() {
     let store = Store::new();

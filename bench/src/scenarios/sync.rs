@@ -31,9 +31,18 @@ pub fn home_with_plugins(tools: &Toolchain, count: usize) -> anyhow::Result<Home
 fn pending(daemon: &Daemon) -> anyhow::Result<Vec<(String, u64)>> {
     let list = daemon.call("Plugins.List", json!([]))?;
     let plugins = list.as_array().context("Plugins.List did not answer a list")?;
-    Ok(plugins
-        .iter()
-        .filter(|p| p["Kind"] == "SyncSectorState")
+    let sync = plugins.iter().filter(|p| p["Kind"] == "SyncSectorState");
+    // A plugin the daemon refused never drains: say why at once rather than wait out the limit.
+    if let Some(down) = sync.clone().find(|p| p["State"] != "Ready") {
+        bail!(
+            "sync plugin {} is {} (the benchmark needs every plugin Ready; a refused plugin usually means the \
+             --manager binary is older than the SDK the plugins were built with: rebuild it): {}",
+            down["Name"],
+            down["State"],
+            down["LastError"]
+        );
+    }
+    Ok(sync
         .map(|p| {
             let name = p["Name"].as_str().unwrap_or("?").to_string();
             // No lag reported yet counts as not drained.

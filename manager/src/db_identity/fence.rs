@@ -143,6 +143,12 @@ impl KvStore for FencedCollection {
         self.inner.scan(prefix)
     }
 
+    /// Checks the identity once, then scans from `after` if the store can.
+    fn scan_after(&self, prefix: &[u8], after: &[u8]) -> Result<Option<Box<dyn KvIter>>, KvError> {
+        self.view(&mut |_| Ok(()))?;
+        self.inner.scan_after(prefix, after)
+    }
+
     fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
         self.inner.view(&mut self.fenced(f))
     }

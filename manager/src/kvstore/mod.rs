@@ -42,11 +42,15 @@ pub use self::redis_lease::{LEASE_TTL, LeaseHolder, LeasedRedisDb};
 pub use self::rocksdb::RocksDb;
 pub use manager_plugin::kv::{Db, Entry, KvError, KvIter, KvStore, Txn};
 
-/// How many entries a driver's scan iterator fetches from the backend at a time.
+/// How many entries a driver's scan iterator fetches from the backend at a time, at most.
 ///
 /// Scans are paged because an SPI iterator must own its state (`Box<dyn KvIter>` is `'static`), while backend
 /// iterators borrow their database; paging also bounds the memory of a scan over a large collection.
 const SCAN_PAGE: usize = 512;
+
+/// The first page's size: pages double up to [`SCAN_PAGE`], so a caller that reads a few entries (a probe, a
+/// batch) does not fetch hundreds.
+const FIRST_SCAN_PAGE: usize = 32;
 
 /// A [`KvError::Backend`] naming the operation and collection that failed.
 fn backend_error(op: &str, collection: &str, err: impl Display) -> KvError {
@@ -73,6 +77,8 @@ struct PagedIter<F> {
     last: Option<Vec<u8>>,
     page: std::collections::VecDeque<Entry>,
     exhausted: bool,
+    /// The next page's size.
+    page_size: usize,
 }
 
 impl<F> PagedIter<F>
@@ -80,12 +86,19 @@ where
     F: FnMut(Option<&[u8]>, usize) -> Result<Vec<Entry>, KvError> + Send,
 {
     fn new(fetch: F) -> Self {
-        PagedIter { fetch, last: None, page: Default::default(), exhausted: false }
+        PagedIter { fetch, last: None, page: Default::default(), exhausted: false, page_size: FIRST_SCAN_PAGE }
+    }
+
+    /// The scan of `prefix` (which `fetch` scans), resuming after the key `after` (from the prefix's start when
+    /// `after` sorts before it).
+    fn starting_after(fetch: F, prefix: &[u8], after: &[u8]) -> Self {
+        PagedIter { last: (after >= prefix).then(|| after.to_vec()), ..PagedIter::new(fetch) }
     }
 
     fn refill(&mut self) -> Result<(), KvError> {
-        let page = (self.fetch)(self.last.as_deref(), SCAN_PAGE)?;
-        self.exhausted = page.len() < SCAN_PAGE;
+        let page = (self.fetch)(self.last.as_deref(), self.page_size)?;
+        self.exhausted = page.len() < self.page_size;
+        self.page_size = (self.page_size * 2).min(SCAN_PAGE);
         if let Some((key, _)) = page.last() {
             self.last = Some(key.clone());
         }
@@ -117,25 +130,47 @@ mod tests {
         assert!(successor(&[0xff]).as_slice() < [0xff, 0x01].as_slice());
     }
 
-    #[test]
-    fn paged_iter_yields_every_page_then_stops() {
-        let keys: Vec<Vec<u8>> = (0..(SCAN_PAGE * 2 + 3) as u32).map(|i| i.to_be_bytes().to_vec()).collect();
-        let all = keys.clone();
-        let mut calls = 0;
-        let mut iter = PagedIter::new(move |after: Option<&[u8]>, limit| {
-            calls += 1;
-            assert!(calls <= 3, "fetched past the end");
+    /// A paged iterator over `keys` (values are the keys) and the page sizes it asked for.
+    fn paged(keys: &[Vec<u8>], start: Option<&[u8]>) -> (Vec<Vec<u8>>, Vec<usize>) {
+        let all = keys.to_vec();
+        let limits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let asked = std::sync::Arc::clone(&limits);
+        let fetch = move |after: Option<&[u8]>, limit| {
+            asked.lock().expect("limits").push(limit);
             Ok(all
                 .iter()
                 .filter(|k| after.is_none_or(|a| k.as_slice() > a))
                 .take(limit)
                 .map(|k| (k.clone(), k.clone()))
                 .collect())
-        });
+        };
+        let mut iter = match start {
+            Some(after) => PagedIter::starting_after(fetch, &[], after),
+            None => PagedIter::new(fetch),
+        };
         let mut seen = Vec::new();
         while let Some((key, _)) = iter.next_entry().expect("next_entry") {
             seen.push(key);
         }
+        let limits = limits.lock().expect("limits").clone();
+        (seen, limits)
+    }
+
+    #[test]
+    fn paged_iter_yields_every_page_then_stops() {
+        let keys: Vec<Vec<u8>> = (0..(SCAN_PAGE * 2 + 3) as u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        let (seen, limits) = paged(&keys, None);
         assert_eq!(seen, keys);
+        // Pages double from the first size up to the largest; the short last page ends the scan.
+        assert_eq!(limits, [FIRST_SCAN_PAGE, 64, 128, 256, SCAN_PAGE, SCAN_PAGE]);
+    }
+
+    #[test]
+    fn paged_iter_starting_after_a_key_yields_only_later_keys() {
+        let keys: Vec<Vec<u8>> = (0..100u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        let (seen, _) = paged(&keys, Some(&keys[40]));
+        assert_eq!(seen, keys[41..].to_vec());
+        let (seen, limits) = paged(&keys, Some(&[0xff]));
+        assert_eq!((seen, limits), (Vec::<Vec<u8>>::new(), vec![FIRST_SCAN_PAGE]));
     }
 }

@@ -488,6 +488,18 @@ impl KvStore for RedisCollection {
         })))
     }
 
+    fn scan_after(&self, prefix: &[u8], after: &[u8]) -> Result<Option<Box<dyn KvIter>>, KvError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(KvError::Closed);
+        }
+        let collection = RedisCollection::new(Arc::clone(&self.shared), &self.name);
+        let scanned = prefix.to_vec();
+        let fetch = move |after: Option<&[u8]>, limit| {
+            collection.call("scan", |conn| collection.scan_range(conn, &scanned, after, Some(limit), false))
+        };
+        Ok(Some(Box::new(PagedIter::starting_after(fetch, prefix, after))))
+    }
+
     fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
         for attempt in 0..VIEW_ATTEMPTS {
             if self.transact_once(false, &mut *f)?.is_some() {

@@ -236,6 +236,14 @@ impl KvStore for RocksCollection {
         Ok(Box::new(PagedIter::new(move |after: Option<&[u8]>, limit| collection.scan_page(&prefix, after, limit))))
     }
 
+    fn scan_after(&self, prefix: &[u8], after: &[u8]) -> Result<Option<Box<dyn KvIter>>, KvError> {
+        self.shared.db()?;
+        let collection = RocksCollection { shared: Arc::clone(&self.shared), name: self.name.clone() };
+        let scanned = prefix.to_vec();
+        let fetch = move |after: Option<&[u8]>, limit| collection.scan_page(&scanned, after, limit);
+        Ok(Some(Box::new(PagedIter::starting_after(fetch, prefix, after))))
+    }
+
     fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
         self.transact(false, f)
     }

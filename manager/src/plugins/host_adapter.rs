@@ -143,6 +143,9 @@ impl KvStore for HostKvStore {
     fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
         self.timers.scan.time(|| self.inner.scan(prefix))
     }
+    fn scan_after(&self, prefix: &[u8], after: &[u8]) -> Result<Option<Box<dyn KvIter>>, KvError> {
+        self.timers.scan.time(|| self.inner.scan_after(prefix, after))
+    }
     fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
         let mut body = caught_body(f);
         self.timers.view.time(|| self.inner.view(&mut |txn: &dyn Txn| body(&HostTxn(txn))))

@@ -3,6 +3,9 @@
 //!
 //! - One thread per target, so a slow, failing or panicking target delays only itself; state changes never wait
 //!   for any of them (they only append to the outbox).
+//! - One reader thread (`feed`) reads each new entry once, as the visibility horizon passes it, decodes it once
+//!   and keeps the newest in memory for all targets, waking them once per read; a target behind that window (a
+//!   backlog) reads the outbox itself.
 //! - Each target has a cursor, `cursor/<name>`: the last seq it acknowledged. It is persisted only after the
 //!   events up to it were delivered successfully: at once before each back-off, skip and stop, and otherwise at
 //!   most every [`worker::CURSOR_PERSIST_INTERVAL`] (200 ms; each write is a synced transaction), so a restart
@@ -22,6 +25,7 @@
 //!   them. A target that is new (no cursor yet) starts at the oldest entry still in the outbox.
 
 mod control;
+mod feed;
 mod gc;
 mod progress;
 mod worker;
@@ -131,6 +135,8 @@ struct Shared {
     cursors: Mutex<HashMap<String, u64>>,
     targets: usize,
     cursor_moved: Signal,
+    /// The events read and decoded once for every target.
+    feed: feed::Feed,
 }
 
 impl Deliverer {
@@ -169,8 +175,11 @@ impl Deliverer {
         }
         let workers: Vec<Arc<WorkerState>> =
             named.into_iter().map(|(name, target)| Arc::new(WorkerState::new(name, target))).collect();
+        // The feed starts at the horizon: older entries are a backlog each target reads from the outbox.
+        let feed = feed::Feed::new(sectors.sequencer.horizon());
         let shared = Arc::new(Shared {
             sectors,
+            feed,
             options,
             watch,
             targets: workers.len(),
@@ -185,6 +194,10 @@ impl Deliverer {
         for state in &shared.workers {
             let worker = worker::TargetWorker { shared: Arc::clone(&shared), state: Arc::clone(state) };
             threads.extend(spawn(&shared, format!("sync-{}", state.name), move || worker.run()));
+        }
+        if !shared.workers.is_empty() {
+            let reader = Arc::clone(&shared);
+            threads.extend(spawn(&shared, "outbox-feed".to_string(), move || feed::read(&reader)));
         }
         let gc = Arc::clone(&shared);
         threads.extend(spawn(&shared, "outbox-gc".to_string(), move || gc::collect_garbage(&gc)));
@@ -271,6 +284,7 @@ impl Shared {
         self.stop_requested.notify_all();
         self.sectors.sequencer.signal().notify();
         self.cursor_moved.notify();
+        self.feed.appended.notify();
         for worker in &self.workers {
             // Under the worker's lock, so a thread about to wait on it cannot miss the wake-up.
             let _progress = worker.progress();

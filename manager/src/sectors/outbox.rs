@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use manager_plugin::kv::{KvError, KvStore, Txn, update_with_retry};
+use manager_plugin::kv::{KvError, KvIter, KvStore, Txn, update_with_retry};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, CURSOR_PREFIX, OUTBOX_PREFIX, SEQ_DIGITS};
@@ -192,7 +192,8 @@ pub(super) fn emit<E: Serialize + ?Sized>(txn: &dyn Txn, ticket: &mut SeqTicket<
 /// Calls `visit(seq, value)` for the outbox entries with `after < seq <= upto`, in seq order, until it returns
 /// `false`.
 ///
-/// Rather than scanning the whole outbox and skipping what was delivered (quadratic while one target lags far
+/// A store that can start a scan at a key ([`KvStore::scan_after`]: RocksDB, Redis) is read with one scan from
+/// `after`'s key. For the others, rather than scanning the whole outbox and skipping what was delivered (quadratic while one target lags far
 /// behind another), it scans only the key prefixes that can hold greater seqs: with `after` = d0 d1 … d19, the
 /// greater keys are, in ascending order, those starting with d0…d18 followed by a digit above d19, then d0…d17
 /// followed by a digit above d18, and so on: at most 180 small prefix scans, most of them empty.
@@ -205,6 +206,9 @@ pub(super) fn visit_after(
     if after >= upto {
         return Ok(());
     }
+    if let Some(mut iter) = store.scan_after(OUTBOX_PREFIX.as_bytes(), &keys::outbox_key(after))? {
+        return visit_entries(&mut *iter, upto, visit).map(|_| ());
+    }
     let digits = format!("{after:0SEQ_DIGITS$}");
     for position in (0..SEQ_DIGITS).rev() {
         let current = digits.as_bytes()[position];
@@ -216,19 +220,31 @@ pub(super) fn visit_after(
                 Some(lowest) if lowest <= upto => {}
                 _ => return Ok(()),
             }
-            let mut iter = store.scan(&prefix)?;
-            while let Some((key, value)) = iter.next_entry()? {
-                let Some(seq) = keys::parse_outbox_key(&key) else {
-                    tracing::warn!(key = %String::from_utf8_lossy(&key), "skipping a malformed outbox key");
-                    continue;
-                };
-                if seq > upto || !visit(seq, value) {
-                    return Ok(());
-                }
+            if !visit_entries(&mut *store.scan(&prefix)?, upto, visit)? {
+                return Ok(());
             }
         }
     }
     Ok(())
+}
+
+/// Calls `visit` for the outbox entries of `iter` up to `upto`; `false` once it stopped early (past `upto` or
+/// `visit` said so).
+fn visit_entries(
+    iter: &mut dyn KvIter,
+    upto: u64,
+    visit: &mut dyn FnMut(u64, Vec<u8>) -> bool,
+) -> Result<bool, KvError> {
+    while let Some((key, value)) = iter.next_entry()? {
+        let Some(seq) = keys::parse_outbox_key(&key) else {
+            tracing::warn!(key = %String::from_utf8_lossy(&key), "skipping a malformed outbox key");
+            continue;
+        };
+        if seq > upto || !visit(seq, value) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The smallest seq whose key starts with `prefix` (`outbox/` + leading digits), or `None` if it overflows.

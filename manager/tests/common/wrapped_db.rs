@@ -56,6 +56,9 @@ pub trait Forwarding: Send + Sync {
     fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
         self.inner().scan(prefix)
     }
+    fn scan_after(&self, prefix: &[u8], after: &[u8]) -> Result<Option<Box<dyn KvIter>>, KvError> {
+        self.inner().scan_after(prefix, after)
+    }
     fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
         self.inner().view(f)
     }
@@ -82,6 +85,9 @@ impl<T: Forwarding> KvStore for Forwarded<T> {
     }
     fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
         self.0.scan(prefix)
+    }
+    fn scan_after(&self, prefix: &[u8], after: &[u8]) -> Result<Option<Box<dyn KvIter>>, KvError> {
+        self.0.scan_after(prefix, after)
     }
     fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
         self.0.view(f)

@@ -175,8 +175,7 @@ pub(super) fn watch(shared: &Shared) {
                 }
             };
             let Some((call, newly)) = hung else { continue };
-            let horizon = shared.sectors.sequencer.horizon();
-            let pending = match worker.count_new(&*shared.sectors.store, horizon) {
+            let pending = match worker.count_pending(shared) {
                 Ok(pending) => pending,
                 Err(err) => {
                     tracing::warn!(target_name = %worker.name, error = %err, "cannot count pending events");

@@ -1,9 +1,10 @@
 //! One target's delivery progress, shared between its delivery thread, the watchdog and operator requests.
 //!
-//! The lag is kept incrementally: `pending` counts the outbox entries in `(cursor, counted_through]`. Entries
-//! committed later are counted once, when the horizon passes them ([`WorkerState::count_new`]), and each
-//! delivered entry takes one off. So the whole life of an entry costs one counting visit, never a rescan of the
-//! backlog.
+//! The lag is kept incrementally: `pending` counts the outbox entries in `(cursor, counted_through]`. A target
+//! whose cursor is inside the feed's window takes the count from the window (`feed`: no store access). Behind
+//! it, entries committed later are counted once, when the horizon passes them ([`WorkerState::count_new`]), and
+//! each delivered entry takes one off. So the whole life of an entry costs at most one counting visit, never a
+//! rescan of the backlog.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -12,7 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use manager_plugin::kv::{KvError, KvStore};
 
 use super::super::outbox;
-use super::EventTarget;
+use super::{EventTarget, Shared};
 
 /// The hook call running now.
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +73,15 @@ impl Progress {
         }
         self.cursor = seq;
     }
+
+    /// The cursor moves to `seq`, past no entry (none lies between the cursor and it).
+    pub(super) fn pass_empty(&mut self, seq: u64) {
+        if seq > self.counted_through {
+            self.counted_through = seq;
+            self.pending = 0;
+        }
+        self.cursor = self.cursor.max(seq);
+    }
 }
 
 /// One target with its progress.
@@ -90,6 +100,21 @@ impl WorkerState {
 
     pub(super) fn progress(&self) -> MutexGuard<'_, Progress> {
         self.progress.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The pending total: taken from the feed's window when the cursor is inside it (no store access), else
+    /// counted in the outbox ([`count_new`](Self::count_new)).
+    pub(super) fn count_pending(&self, shared: &Shared) -> Result<u64, KvError> {
+        let cursor = self.progress().cursor;
+        let Some((pending, through)) = shared.feed.pending_after(cursor) else {
+            return self.count_new(&*shared.sectors.store, shared.sectors.sequencer.horizon());
+        };
+        let mut progress = self.progress();
+        if progress.cursor == cursor {
+            progress.pending = pending;
+            progress.counted_through = through;
+        }
+        Ok(progress.pending)
     }
 
     /// Counts the entries committed since the last count (up to `horizon`) and returns the pending total.

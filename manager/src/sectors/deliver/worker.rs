@@ -1,5 +1,6 @@
-//! The delivery loop of one target: read the outbox after the cursor, deliver in order with retries, persist
-//! the cursor, report the lag.
+//! The delivery loop of one target: take the events after the cursor from the feed (or read them from the outbox
+//! when the target is behind the feed's window), deliver in order with retries, persist the cursor, report the
+//! lag.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, PoisonError};
@@ -7,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use manager_plugin::sync::SectorEvent;
 
-use super::super::outbox::{self, OutboxRecord};
+use super::super::outbox;
+use super::feed::{FeedEntry, Next};
 use super::progress::{InFlight, SkipOutcome, WorkerState, unix_now};
 use super::{BATCH, Shared, control, panic_message};
 
@@ -49,38 +51,36 @@ impl TargetWorker {
             return;
         }
         self.report_lag(None);
-        let sequencer = &self.shared.sectors.sequencer;
+        let feed = &self.shared.feed;
         loop {
-            let seen = sequencer.signal().generation();
+            let seen = feed.appended.generation();
             if self.shared.is_stopping() {
                 break;
             }
             let cursor = self.state.progress().cursor;
-            let batch = match outbox::read_after(&*self.shared.sectors.store, cursor, sequencer.horizon(), BATCH) {
-                Ok(batch) => batch,
-                Err(err) => {
-                    tracing::warn!(target_name = %self.name(), error = %err, "cannot read the outbox; retrying");
-                    if self.shared.pause(self.shared.options.poll_interval) {
-                        break;
-                    }
+            let batch = match feed.next(cursor, BATCH) {
+                Next::Entries(entries) => entries,
+                Next::Behind { through } => match self.read_backlog(cursor, through) {
+                    Some(entries) => entries,
+                    None => continue,
+                },
+                Next::CaughtUp => {
+                    // A deferred cursor is written once it is due, unless more events came meanwhile.
+                    self.persist(Persist::Batched);
+                    let wait = self.deferred_due().map_or(self.shared.options.poll_interval, |due| {
+                        due.clamp(Duration::from_millis(1), self.shared.options.poll_interval)
+                    });
+                    feed.appended.wait_past(seen, wait);
                     continue;
                 }
             };
-            if batch.is_empty() {
-                // Caught up: a deferred cursor is written once it is due, unless more events came meanwhile.
-                self.persist(Persist::Batched);
-                let wait = self.deferred_due().map_or(self.shared.options.poll_interval, |due| {
-                    due.clamp(Duration::from_millis(1), self.shared.options.poll_interval)
-                });
-                sequencer.signal().wait_past(seen, wait);
-                continue;
-            }
-            for (seq, value) in batch {
+            for entry in batch {
                 if self.shared.is_stopping() {
                     break;
                 }
-                match serde_json::from_slice::<OutboxRecord<SectorEvent>>(&value) {
-                    Ok(record) => match self.deliver_with_retry(seq, &record.event, &value) {
+                let seq = entry.seq;
+                match &entry.event {
+                    Ok(event) => match self.deliver_with_retry(seq, event, &entry.value) {
                         Outcome::Delivered => {}
                         Outcome::Skipped => {
                             self.state.progress().advance(seq);
@@ -107,6 +107,24 @@ impl TargetWorker {
             self.report_lag(None);
         }
         self.persist(Persist::Now);
+    }
+
+    /// The outbox entries after `cursor` through `through` (a backlog older than the feed's window), decoded
+    /// here. `None` after a read error (logged; retried after a pause) or when there are none: the cursor then
+    /// moves to `through` (nothing lies between) and the feed serves the rest.
+    fn read_backlog(&self, cursor: u64, through: u64) -> Option<Vec<Arc<FeedEntry>>> {
+        match outbox::read_after(&*self.shared.sectors.store, cursor, through, BATCH) {
+            Ok(batch) if batch.is_empty() => {
+                self.state.progress().pass_empty(through);
+                None
+            }
+            Ok(batch) => Some(batch.into_iter().map(|(seq, value)| Arc::new(FeedEntry::decode(seq, value))).collect()),
+            Err(err) => {
+                tracing::warn!(target_name = %self.name(), error = %err, "cannot read the outbox; retrying");
+                self.shared.pause(self.shared.options.poll_interval);
+                None
+            }
+        }
     }
 
     /// Loads the persisted cursor, retrying while the store fails; `false` when asked to stop meanwhile.
@@ -276,8 +294,7 @@ impl TargetWorker {
 
     /// Tells the target its lag: pending entries after the cursor, counting only entries not counted before.
     fn report_lag(&self, last_error: Option<String>) {
-        let horizon = self.shared.sectors.sequencer.horizon();
-        let pending = match self.state.count_new(&*self.shared.sectors.store, horizon) {
+        let pending = match self.state.count_pending(&self.shared) {
             Ok(pending) => pending,
             Err(err) => {
                 tracing::warn!(target_name = %self.name(), error = %err, "cannot count pending events");

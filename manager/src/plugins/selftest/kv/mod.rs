@@ -33,6 +33,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("put-overwrites", put_overwrites),
     ("ordered-scans-with-prefixes", scan_yields_keys_with_the_prefix_in_byte_order),
     ("scan-with-empty-prefix", scan_with_an_empty_prefix_yields_every_key),
+    ("scan-after-a-key", scan_after_yields_the_later_keys_of_the_prefix),
     ("iterator-pages-through-many-keys", scan_pages_through_many_keys),
     ("collections-isolated", collections_are_isolated),
     ("atomic-update-commits", update_commits_every_write_when_the_closure_succeeds),
@@ -270,6 +271,45 @@ pub fn scan_yields_keys_with_the_prefix_in_byte_order(db: &dyn Db) -> Result<(),
     Ok(())
 }
 
+/// Every entry `scan_after` yields, in order; `None` when the store cannot start a scan at a key.
+fn scan_after(store: &dyn KvStore, prefix: &[u8], after: &[u8]) -> Result<Option<Vec<Entry>>, String> {
+    let context = || format!("scan_after of prefix {:?} after {:?}", esc(prefix), esc(after));
+    let Some(mut iter) = store.scan_after(prefix, after).ctx(&context())? else { return Ok(None) };
+    let mut entries = Vec::new();
+    while let Some(entry) = iter.next_entry().ctx(&context())? {
+        entries.push(entry);
+    }
+    Ok(Some(entries))
+}
+
+/// `scan_after`, where the store offers it, yields exactly the keys with the prefix that sort after the key, in
+/// ascending byte order (a key before the prefix starts at the prefix; one past it yields nothing).
+pub fn scan_after_yields_the_later_keys_of_the_prefix(db: &dyn Db) -> Result<(), String> {
+    let store = open(db, "scan-after")?;
+    let mut model = BTreeMap::new();
+    for (i, key) in ORDER_KEYS.iter().enumerate() {
+        let value = format!("v{i}").into_bytes();
+        store.put(key, &value).ctx(&format!("put {:?}", esc(key)))?;
+        model.insert(key.to_vec(), value);
+    }
+    let extra: [&[u8]; 3] = [b"", &[0x01, 0x00], &[0xff, 0xff, 0xff, 0xff]];
+    for prefix in ORDER_PREFIXES {
+        for after in ORDER_KEYS.iter().copied().chain(ORDER_PREFIXES).chain(extra) {
+            let Some(seen) = scan_after(&*store, prefix, after)? else { return Ok(()) };
+            let expected: Vec<Entry> =
+                expected_scan(&model, prefix).into_iter().filter(|(key, _)| key.as_slice() > after).collect();
+            ensure_eq!(
+                entries(&seen),
+                entries(&expected),
+                "entries of scan_after of prefix {:?} after {:?}",
+                esc(prefix),
+                esc(after)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// An empty prefix yields every key of the collection.
 pub fn scan_with_an_empty_prefix_yields_every_key(db: &dyn Db) -> Result<(), String> {
     let store = open(db, "empty-prefix")?;
@@ -302,6 +342,10 @@ pub fn scan_pages_through_many_keys(db: &dyn Db) -> Result<(), String> {
     ensure_eq!(keys(&entries), expected.iter().map(|k| esc(k)).collect::<Vec<_>>(), "keys of a scan through 1300 keys");
     ensure!(entries.iter().all(|(key, value)| key == value), "a scan yielded values that do not follow their keys");
     ensure_eq!(scan(&*store, b"")?.len(), expected.len() + 1, "entries of a scan with an empty prefix");
+    if let Some(after) = scan_after(&*store, b"key-", b"key-00100")? {
+        let expected: Vec<Shown> = expected[101..].iter().map(|k| esc(k)).collect();
+        ensure_eq!(keys(&after), expected, "keys of scan_after through 1199 keys");
+    }
     Ok(())
 }
 
