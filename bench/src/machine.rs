@@ -51,7 +51,8 @@ pub fn rocksdb_origin(release: bool, lib_dir: Option<&str>) -> Result<String, St
         (true, true) => Err(format!(
             "ROCKSDB_LIB_DIR={dir} is the dev profile's RocksDB (a target/debug build, compiled at opt-level 1): a \
              release benchmark must link the release one. Point ROCKSDB_LIB_DIR at a release build \
-             (<target>/release/build/librocksdb-sys-*/out, with ROCKSDB_STATIC=1), or unset it and let cargo \
+             (<target>/release/build/rust-librocksdb-sys-*/out, with ROCKSDB_STATIC=1 and ROCKSDB_INCLUDE_DIR set to the \
+             `cargo::metadata=include=` line of that build's `output` file), or unset it and let cargo \
              compile RocksDB once in the release profile (cached in the target dir)"
         )),
         (true, false) => Ok(format!("RocksDB prebuilt in the release profile from {dir}")),
@@ -65,11 +66,11 @@ mod tests {
 
     #[test]
     fn a_release_benchmark_refuses_the_dev_profiles_rocksdb_and_names_the_release_one() {
-        let debug_dir = "/work/main/target/debug/build/librocksdb-sys-2c84/out";
+        let debug_dir = "/work/main/target/debug/build/rust-librocksdb-sys-2c84/out";
         let refused = rocksdb_origin(true, Some(debug_dir)).unwrap_err();
         assert!(refused.contains(debug_dir) && refused.contains("opt-level 1"), "{refused}");
-        assert!(refused.contains("release/build/librocksdb-sys-*/out"), "{refused}");
-        let release_dir = "/work/main/target/release/build/librocksdb-sys-9a1f/out";
+        assert!(refused.contains("release/build/rust-librocksdb-sys-*/out"), "{refused}");
+        let release_dir = "/work/main/target/release/build/rust-librocksdb-sys-9a1f/out";
         assert_eq!(
             rocksdb_origin(true, Some(release_dir)).unwrap(),
             format!("RocksDB prebuilt in the release profile from {release_dir}")

@@ -135,8 +135,9 @@ How it measures:
   scenario says otherwise, and real plugins built with `plugin build` (`.so`) or `plugin build --process`.
 - A release benchmark links a release RocksDB, and the machine line says which: it refuses a `ROCKSDB_LIB_DIR`
   under a `target/debug` dir (the dev profile compiles RocksDB at opt-level 1); point it at
-  `<target>/release/build/librocksdb-sys-*/out` (with `ROCKSDB_STATIC=1`) to reuse a release build, or leave it
-  unset and cargo compiles RocksDB once in the release profile and keeps it in the target dir.
+  `<target>/release/build/rust-librocksdb-sys-*/out` (with `ROCKSDB_STATIC=1`, and `ROCKSDB_INCLUDE_DIR` from
+  that build's `output` file) to reuse a release build, or leave it unset and cargo compiles RocksDB once in the
+  release profile and keeps it in the target dir.
 - The load generator is the benchmark's own Rust client: 32 keep-alive connections, one call in flight per
   connection, on a single-threaded tokio runtime (so it takes at most one of the cores, and the same share for
   the scenario and its baseline). The same client drives the Redis peer (RESP instead of HTTP on the same runtime

@@ -14,7 +14,7 @@ libclang_search_dirs() {
   done
 }
 
-# Prints the first libclang that bindgen can link (librocksdb-sys builds bindgen without its `runtime`
+# Prints the first libclang that bindgen can link (rust-librocksdb-sys builds bindgen without its `runtime`
 # feature, so clang-sys accepts only `libclang.so` or `libclang-<version>.so`, never `libclang.so.1`
 # and never `libclang-cpp.so.14`, which is the C++ API library and not libclang). Fails when none.
 find_libclang() {

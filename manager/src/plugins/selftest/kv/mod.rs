@@ -244,15 +244,21 @@ fn expected_scan(model: &BTreeMap<Vec<u8>, Vec<u8>>, prefix: &[u8]) -> Vec<Entry
     model.iter().filter(|(key, _)| key.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-/// `scan` (and `Txn::scan` in view and update) yields exactly the keys with the prefix, in ascending byte order.
-pub fn scan_yields_keys_with_the_prefix_in_byte_order(db: &dyn Db) -> Result<(), String> {
-    let store = open(db, "order")?;
+/// Puts every key of [`ORDER_KEYS`] (the `i`-th with value `v<i>`) into `store`; returns what it now holds.
+fn put_order_keys(store: &dyn KvStore) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
     let mut model = BTreeMap::new();
     for (i, key) in ORDER_KEYS.iter().enumerate() {
         let value = format!("v{i}").into_bytes();
         store.put(key, &value).ctx(&format!("put {:?}", esc(key)))?;
         model.insert(key.to_vec(), value);
     }
+    Ok(model)
+}
+
+/// `scan` (and `Txn::scan` in view and update) yields exactly the keys with the prefix, in ascending byte order.
+pub fn scan_yields_keys_with_the_prefix_in_byte_order(db: &dyn Db) -> Result<(), String> {
+    let store = open(db, "order")?;
+    let model = put_order_keys(&*store)?;
     for prefix in ORDER_PREFIXES {
         let expected = expected_scan(&model, prefix);
         let seen = scan(&*store, prefix)?;
@@ -286,12 +292,7 @@ fn scan_after(store: &dyn KvStore, prefix: &[u8], after: &[u8]) -> Result<Option
 /// ascending byte order (a key before the prefix starts at the prefix; one past it yields nothing).
 pub fn scan_after_yields_the_later_keys_of_the_prefix(db: &dyn Db) -> Result<(), String> {
     let store = open(db, "scan-after")?;
-    let mut model = BTreeMap::new();
-    for (i, key) in ORDER_KEYS.iter().enumerate() {
-        let value = format!("v{i}").into_bytes();
-        store.put(key, &value).ctx(&format!("put {:?}", esc(key)))?;
-        model.insert(key.to_vec(), value);
-    }
+    let model = put_order_keys(&*store)?;
     let extra: [&[u8]; 3] = [b"", &[0x01, 0x00], &[0xff, 0xff, 0xff, 0xff]];
     for prefix in ORDER_PREFIXES {
         for after in ORDER_KEYS.iter().copied().chain(ORDER_PREFIXES).chain(extra) {
