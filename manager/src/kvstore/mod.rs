@@ -89,10 +89,10 @@ where
         PagedIter { fetch, last: None, page: Default::default(), exhausted: false, page_size: FIRST_SCAN_PAGE }
     }
 
-    /// The scan of `prefix` (which `fetch` scans), resuming after the key `after` (from the prefix's start when
-    /// `after` sorts before it).
-    fn starting_after(fetch: F, prefix: &[u8], after: &[u8]) -> Self {
-        PagedIter { last: (after >= prefix).then(|| after.to_vec()), ..PagedIter::new(fetch) }
+    /// The scan of `prefix` (which `fetch` scans), from its start, or after the key `after` when given (from the
+    /// start too when `after` sorts before the prefix).
+    fn starting_after(fetch: F, prefix: &[u8], after: Option<&[u8]>) -> Self {
+        PagedIter { last: after.filter(|&after| after >= prefix).map(<[u8]>::to_vec), ..PagedIter::new(fetch) }
     }
 
     fn refill(&mut self) -> Result<(), KvError> {
@@ -145,7 +145,7 @@ mod tests {
                 .collect())
         };
         let mut iter = match start {
-            Some(after) => PagedIter::starting_after(fetch, &[], after),
+            Some(after) => PagedIter::starting_after(fetch, &[], Some(after)),
             None => PagedIter::new(fetch),
         };
         let mut seen = Vec::new();

@@ -374,6 +374,19 @@ impl RedisCollection {
         Ok(keys.into_iter().zip(values).filter_map(|(key, value)| Some((key, value?))).collect())
     }
 
+    /// The paged scan of `prefix`, from its start or after the key `after`.
+    fn paged_scan(&self, prefix: &[u8], after: Option<&[u8]>) -> Result<Box<dyn KvIter>, KvError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(KvError::Closed);
+        }
+        let collection = RedisCollection::new(Arc::clone(&self.shared), &self.name);
+        let scanned = prefix.to_vec();
+        let fetch = move |after: Option<&[u8]>, limit| {
+            collection.call("scan", |conn| collection.scan_range(conn, &scanned, after, Some(limit), false))
+        };
+        Ok(Box::new(PagedIter::starting_after(fetch, prefix, after)))
+    }
+
     /// Up to `limit` entries starting with `prefix` after the key `after`, on `conn`.
     fn scan_range(
         &self,
@@ -478,26 +491,11 @@ impl KvStore for RedisCollection {
     }
 
     fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
-        if self.shared.closed.load(Ordering::Acquire) {
-            return Err(KvError::Closed);
-        }
-        let collection = RedisCollection::new(Arc::clone(&self.shared), &self.name);
-        let prefix = prefix.to_vec();
-        Ok(Box::new(PagedIter::new(move |after: Option<&[u8]>, limit| {
-            collection.call("scan", |conn| collection.scan_range(conn, &prefix, after, Some(limit), false))
-        })))
+        self.paged_scan(prefix, None)
     }
 
     fn scan_after(&self, prefix: &[u8], after: &[u8]) -> Result<Option<Box<dyn KvIter>>, KvError> {
-        if self.shared.closed.load(Ordering::Acquire) {
-            return Err(KvError::Closed);
-        }
-        let collection = RedisCollection::new(Arc::clone(&self.shared), &self.name);
-        let scanned = prefix.to_vec();
-        let fetch = move |after: Option<&[u8]>, limit| {
-            collection.call("scan", |conn| collection.scan_range(conn, &scanned, after, Some(limit), false))
-        };
-        Ok(Some(Box::new(PagedIter::starting_after(fetch, prefix, after))))
+        self.paged_scan(prefix, Some(after)).map(Some)
     }
 
     fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {

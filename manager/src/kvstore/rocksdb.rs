@@ -201,6 +201,15 @@ struct RocksCollection {
 }
 
 impl RocksCollection {
+    /// The paged scan of `prefix`, from its start or after the key `after`.
+    fn paged_scan(&self, prefix: &[u8], after: Option<&[u8]>) -> Result<Box<dyn KvIter>, KvError> {
+        self.shared.db()?;
+        let collection = RocksCollection { shared: Arc::clone(&self.shared), name: self.name.clone() };
+        let scanned = prefix.to_vec();
+        let fetch = move |after: Option<&[u8]>, limit| collection.scan_page(&scanned, after, limit);
+        Ok(Box::new(PagedIter::starting_after(fetch, prefix, after)))
+    }
+
     fn cf<'a>(&self, db: &'a TxnDb) -> Result<Arc<BoundColumnFamily<'a>>, KvError> {
         db.cf_handle(&self.name).ok_or_else(|| backend_error("look up", &self.name, "the column family is missing"))
     }
@@ -252,18 +261,11 @@ impl KvStore for RocksCollection {
     }
 
     fn scan(&self, prefix: &[u8]) -> Result<Box<dyn KvIter>, KvError> {
-        self.shared.db()?;
-        let collection = RocksCollection { shared: Arc::clone(&self.shared), name: self.name.clone() };
-        let prefix = prefix.to_vec();
-        Ok(Box::new(PagedIter::new(move |after: Option<&[u8]>, limit| collection.scan_page(&prefix, after, limit))))
+        self.paged_scan(prefix, None)
     }
 
     fn scan_after(&self, prefix: &[u8], after: &[u8]) -> Result<Option<Box<dyn KvIter>>, KvError> {
-        self.shared.db()?;
-        let collection = RocksCollection { shared: Arc::clone(&self.shared), name: self.name.clone() };
-        let scanned = prefix.to_vec();
-        let fetch = move |after: Option<&[u8]>, limit| collection.scan_page(&scanned, after, limit);
-        Ok(Some(Box::new(PagedIter::starting_after(fetch, prefix, after))))
+        self.paged_scan(prefix, Some(after)).map(Some)
     }
 
     fn view(&self, f: TxnFn<'_>) -> Result<(), KvError> {
