@@ -152,6 +152,11 @@ impl Daemon {
         ProcSample::read(self.pid())
     }
 
+    /// Its child processes' (process plugins') CPU time and context switches so far, as one.
+    pub fn children_sample(&self) -> ProcSample {
+        ProcSample::read_children(self.pid())
+    }
+
     /// RocksDB's write counters, from its next stats dump (everything done before this call is counted).
     pub fn write_counts(&self) -> anyhow::Result<WriteCounts> {
         crate::rocksdb_stats::next_dump(&self.rocksdb_log)

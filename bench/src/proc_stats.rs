@@ -61,6 +61,19 @@ impl ProcSample {
         Ok(ProcSample { cpu, switches })
     }
 
+    /// The children of `pid` (a daemon's process plugins) as one: their CPU time summed, their threads' switches.
+    /// A child that exits while being read does not count.
+    pub fn read_children(pid: u32) -> ProcSample {
+        let mut total = ProcSample::default();
+        for child in children_of(pid) {
+            if let Ok(sample) = ProcSample::read(child) {
+                total.cpu += sample.cpu;
+                total.switches.extend(sample.switches);
+            }
+        }
+        total
+    }
+
     /// What the process paid from `self` to `later` (per thread, so threads that started in between count whole).
     pub fn cost_until(&self, later: &ProcSample) -> ProcCost {
         let switches =

@@ -185,7 +185,10 @@ Peers:
   socketpair with a child process (the benchmark re-run as an echo server) carrying the same request and reply
   bytes, encoded once up front; the note prints the in-process (`.so`) get beside it.
 - `sync_fanout_process`: ReportState with the 8 `bench-sync` plugins of `sync_fanout` built as process plugins
-  against the same 8 built as `.so` (one sleeping 50 ms per event on both sides).
+  against the same 8 built as `.so` (one sleeping 50 ms per event on both sides). Events reach a process plugin
+  in batches (`DeliverBatch`); the note gives the daemon's CPU per call and, beside it, that of the 8 plugin
+  processes together: each of them decodes every event, which `.so` plugins never do (they get the daemon's one
+  decoded copy).
 
 ";
 

@@ -7,6 +7,7 @@ pub mod shutdown;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use manager_plugin::Kind;
@@ -24,7 +25,9 @@ use crate::metrics::plugin_calls::SyncCallTimers;
 use crate::plugins::backend::SyncDelivery;
 use crate::plugins::{PluginRecord, PluginRegistry, SyncLag};
 use crate::rpc::{self, AppState, RpcServer, ServerLimits};
-use crate::sectors::{Deliverer, DeliveryOptions, DeliveryWatch, EventTarget, StateManager};
+use crate::sectors::{
+    BatchDelivery, Deliverer, DeliveryOptions, DeliveryWatch, EventTarget, StateManager, StoredEvent,
+};
 
 /// Everything the daemon runs, in start-up order.
 pub struct Daemon {
@@ -344,6 +347,14 @@ impl EventTarget for PluginTarget {
 
     fn deliver(&self, event: &SectorEvent) -> Result<(), String> {
         self.timers.time(event.ext_point(), || self.hooks.deliver(event)).map_err(|e| e.to_string())
+    }
+
+    fn deliver_batch(&self, events: &[&StoredEvent]) -> BatchDelivery {
+        let started = Instant::now();
+        let (delivered, error) = self.hooks.deliver_batch(events);
+        let attempted = &events[..(delivered + usize::from(error.is_some())).min(events.len())];
+        self.timers.share(attempted.iter().map(|stored| stored.event.ext_point()), started.elapsed());
+        BatchDelivery { delivered, error: error.map(|e| e.to_string()) }
     }
 
     fn report_lag(&self, pending: u64, last_error: Option<String>) {

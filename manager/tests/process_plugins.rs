@@ -89,10 +89,15 @@ fn a_process_plugin_with_another_profile_and_other_dependency_versions_loads_whe
     let image = plugin_image::Image::read_process_plugin(&bytes).expect("the marker reads without running the file");
     let other = if DEBUG { "false" } else { "true" };
     assert_eq!(image.fingerprint().get("debug-assertions"), Some(other), "built with the other profile");
-    assert_eq!(image.info_field("protocol"), Some("1.0"));
+    assert_eq!(image.info_field("protocol"), Some(manager_plugin::process::PROTOCOL_TEXT));
     let inspection = plugin::inspect::inspect(&process, Some(manager_bin()), false).expect("inspect");
     assert!(inspection.compatible, "{}", inspection.report);
-    for line in ["mode: process plugin", "name: memdb", "kind: KVStore", "protocol: 1.0"] {
+    for line in [
+        "mode: process plugin",
+        "name: memdb",
+        "kind: KVStore",
+        &format!("protocol: {}", manager_plugin::process::PROTOCOL_TEXT),
+    ] {
         assert!(inspection.report.contains(line), "{}", inspection.report);
     }
     let output = plugin_test(&process);

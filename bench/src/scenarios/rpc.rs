@@ -63,6 +63,8 @@ pub struct Measured {
     pub load: Load,
     /// The daemon's CPU time and context switches.
     pub cost: ProcCost,
+    /// Its process plugins' (child processes') CPU time and context switches, all of them together.
+    pub children: ProcCost,
     /// RocksDB's write counters over the run (and up to a second around it).
     pub writes: WriteCounts,
 }
@@ -71,11 +73,16 @@ impl Measured {
     /// Runs `run` on `daemon`, reading the daemon's `/proc` counters and RocksDB's statistics around it.
     pub fn run(daemon: &Daemon, run: impl FnOnce() -> anyhow::Result<Load>) -> anyhow::Result<Measured> {
         let writes_before = daemon.write_counts()?;
-        let before = daemon.sample()?;
+        let before = (daemon.sample()?, daemon.children_sample());
         let load = run()?;
-        let after = daemon.sample()?;
+        let after = (daemon.sample()?, daemon.children_sample());
         let writes_after = daemon.write_counts()?;
-        Ok(Measured { load, cost: before.cost_until(&after), writes: writes_before.until(&writes_after) })
+        Ok(Measured {
+            load,
+            cost: before.0.cost_until(&after.0),
+            children: before.1.cost_until(&after.1),
+            writes: writes_before.until(&writes_after),
+        })
     }
 
     /// Both runs as one.
@@ -83,6 +90,7 @@ impl Measured {
         Measured {
             load: self.load.merge(other.load),
             cost: self.cost.add(other.cost),
+            children: self.children.add(other.children),
             writes: self.writes.add(other.writes),
         }
     }
@@ -97,7 +105,12 @@ impl Measured {
 
     /// What one call cost the daemon: CPU, context switches, WAL syncs and writes per sync.
     pub fn explain(&self) -> String {
-        format!("{}; {}", self.cost.per_call(self.load.calls), self.writes.per_call(self.load.calls))
+        let children = if self.children == ProcCost::default() {
+            String::new()
+        } else {
+            format!("; its process plugins together: {}", self.children.per_call(self.load.calls))
+        };
+        format!("{}{children}; {}", self.cost.per_call(self.load.calls), self.writes.per_call(self.load.calls))
     }
 }
 

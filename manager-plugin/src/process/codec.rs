@@ -1,6 +1,7 @@
 //! Framing of the process-plugin protocol: one JSON document per line (JSON Lines). `serde_json` never writes a raw
 //! newline inside a document, so a line is a message; a line longer than [`MAX_LINE`] is an error, not a hang.
 
+use std::cell::RefCell;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 use serde::Serialize;
@@ -9,12 +10,28 @@ use serde::de::DeserializeOwned;
 /// The longest message accepted (a 64 MiB JSON line; object bytes cross in chunks far smaller than that).
 pub const MAX_LINE: usize = 64 << 20;
 
+/// A thread's encoding buffer is kept for its next message up to this capacity (a larger one, left by a rare big
+/// message, is freed): messages are encoded without allocating.
+const KEEP_BUFFER: usize = 1 << 20;
+
+thread_local! {
+    static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Writes `message` as one line and flushes.
 pub fn write_line<W: Write, T: Serialize>(out: &mut W, message: &T) -> io::Result<()> {
-    let mut line = serde_json::to_vec(message).map_err(io::Error::other)?;
-    line.push(b'\n');
-    out.write_all(&line)?;
-    out.flush()
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        let written = serde_json::to_writer(&mut *line, message).map_err(io::Error::other).and_then(|()| {
+            line.push(b'\n');
+            out.write_all(line)?;
+            out.flush()
+        });
+        if line.capacity() > KEEP_BUFFER {
+            *line = Vec::new();
+        }
+        written
+    })
 }
 
 /// Reads messages, one per line.
@@ -63,11 +80,13 @@ impl<R: Read> LineReader<R> {
             self.line.clear();
             return Err(io::Error::new(io::ErrorKind::InvalidData, format!("a protocol message is {why}")));
         }
-        let parsed = serde_json::from_slice(&self.line);
+        // One UTF-8 check of the whole line, rather than one per string inside it.
+        let parsed = match std::str::from_utf8(&self.line) {
+            Ok(text) => serde_json::from_str(text).map_err(|e| format!("does not parse: {e}")),
+            Err(e) => Err(format!("is not UTF-8: {e}")),
+        };
         self.line.clear();
-        parsed
-            .map(Some)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("a protocol message does not parse: {e}")))
+        parsed.map(Some).map_err(|why| io::Error::new(io::ErrorKind::InvalidData, format!("a protocol message {why}")))
     }
 }
 

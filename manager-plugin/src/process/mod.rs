@@ -25,10 +25,10 @@ pub const FIELD_PROTOCOL: &str = "protocol";
 pub const CHUNK: usize = 256 << 10;
 
 /// `"<major>.<minor>"` of this SDK's protocol, for the section.
-pub const PROTOCOL_TEXT: &str = "1.0";
+pub const PROTOCOL_TEXT: &str = "1.1";
 
 const _: () =
-    assert!(wire::PROTOCOL_MAJOR == 1 && wire::PROTOCOL_MINOR == 0, "update PROTOCOL_TEXT with the protocol version");
+    assert!(wire::PROTOCOL_MAJOR == 1 && wire::PROTOCOL_MINOR == 1, "update PROTOCOL_TEXT with the protocol version");
 
 /// Embeds the section of a process plugin: what the manager reads before starting it (role, manifest, build time,
 /// SDK version, protocol version). The fingerprint items are recorded for `plugin inspect` only: the manager does

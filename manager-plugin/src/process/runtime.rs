@@ -22,16 +22,17 @@ use super::ENV_FD;
 use super::codec::{LineReader, write_line};
 use super::turns::{StartThread, Turns};
 use super::wire::{
-    Answer, Blob, Call, Callback, FromPlugin, Handle, Hello, PROTOCOL_MAJOR, PROTOCOL_MINOR, ToPlugin, TxnOp, Value,
-    WireError,
+    Answer, Blob, Call, Callback, EventBatch, FromPlugin, Handle, Hello, PROTOCOL_MAJOR, PROTOCOL_MINOR, ToPlugin,
+    TxnOp, Value, WireError,
 };
 use crate::error::{KvError, PluginError, StoreError};
 use crate::filestore::{ObjectReader, Store};
-use crate::glue::{Exports, PluginModule};
+use crate::glue::{Exports, PluginModule, SyncHooks};
 use crate::jsonrpc::JsonRpcHandler;
 use crate::kv::{Db, KvIter, KvStore, Txn};
 use crate::lifecycle::{CallStats, LogLevel, LogRecord, LogSink, PluginContext};
 use crate::manifest::Manifest;
+use crate::sync::SectorEvent;
 
 /// Serves `module` to the manager over `$DAMOCLES_PLUGIN_FD`, then exits: 0 when the manager closed the
 /// connection, 1 on a protocol or I/O failure, 2 when not started by a manager.
@@ -330,6 +331,11 @@ impl Server {
                 Exports::SyncSectorState(hooks) => hooks.deliver(&event).map(unit).map_err(WireError::Plugin),
                 _ => Err(protocol("not a SyncSectorState plugin")),
             },
+            Call::DeliverBatch { events: EventBatch::Decoded(events) } => match &self.module.exports {
+                Exports::SyncSectorState(hooks) => Ok(deliver_in_order(hooks, &events)),
+                _ => Err(protocol("not a SyncSectorState plugin")),
+            },
+            Call::DeliverBatch { events: EventBatch::Encoded(_) } => Err(protocol("an encoded batch is never read")),
             Call::RpcHandler => match &self.module.exports {
                 Exports::RegisterJsonRpc { handler } => {
                     let (namespace, handler) = handler().map_err(WireError::Plugin)?;
@@ -370,6 +376,17 @@ impl Server {
             self.out.send(&FromPlugin::Callback { id, callback: Callback::TxnReply(result) }).map_err(gone)?;
         }
     }
+}
+
+/// Hands `events` to their hooks in order, stopping at the first that fails (a later event must not reach a hook
+/// before an earlier one was handled).
+fn deliver_in_order(hooks: &SyncHooks, events: &[Box<SectorEvent>]) -> Value {
+    for (delivered, event) in events.iter().enumerate() {
+        if let Err(error) = hooks.deliver(event) {
+            return Value::Delivered { delivered: delivered as u32, error: Some(error) };
+        }
+    }
+    Value::Delivered { delivered: events.len() as u32, error: None }
 }
 
 /// The reader a plugin's `Store::put` gets: each `read` asks the manager for the next bytes of the upload.

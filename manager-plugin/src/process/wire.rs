@@ -3,8 +3,10 @@
 //! the protocol with them; byte strings cross as base64 text ([`Blob`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 
 use crate::error::{KvError, PluginError, RpcError, StoreError};
 use crate::filestore::{InstanceInfo, ObjectStat, StoreConfig};
@@ -14,7 +16,7 @@ use crate::sync::SectorEvent;
 /// Major version of the protocol: a manager talks only to plugins of the same major version.
 pub const PROTOCOL_MAJOR: u32 = 1;
 /// Minor version: additions a peer of the same major version may ignore.
-pub const PROTOCOL_MINOR: u32 = 0;
+pub const PROTOCOL_MINOR: u32 = 1;
 
 /// An object the plugin process holds for the manager (a database, collection, iterator, store, object stream).
 pub type Handle = u64;
@@ -243,6 +245,12 @@ pub enum Call {
         /// The event, as the SDK serializes it.
         event: Box<SectorEvent>,
     },
+    /// Since 1.1: SyncSectorState events, in order, each for its matching hook → [`Value::Delivered`]. The plugin
+    /// stops at the first hook that fails: the events after it are not handed to any hook.
+    DeliverBatch {
+        /// The events, oldest first.
+        events: EventBatch,
+    },
     /// The RegisterJsonRpc handler → [`Value::Handler`].
     RpcHandler,
     /// `JsonRpcHandler::call` → [`Value::Text`].
@@ -252,6 +260,47 @@ pub enum Call {
         /// The params, JSON text.
         params: String,
     },
+}
+
+/// The events of a [`Call::DeliverBatch`], oldest first. On the wire, a JSON array of `SectorEvent`s in the SDK's
+/// serde encoding; the plugin decodes it into [`EventBatch::Decoded`]. The manager sends
+/// [`EventBatch::Encoded`]: the JSON each event was stored as, so an event is not encoded again for every plugin.
+#[derive(Debug, Clone)]
+pub enum EventBatch {
+    /// The events, decoded (what a plugin receives; boxed, so a batch never needs one large allocation).
+    Decoded(Vec<Box<SectorEvent>>),
+    /// Each event's JSON, as `serde_json` encoded the `SectorEvent` (written verbatim; the codec is JSON).
+    Encoded(Vec<Arc<RawValue>>),
+}
+
+impl EventBatch {
+    /// How many events it carries.
+    pub fn len(&self) -> usize {
+        match self {
+            EventBatch::Decoded(events) => events.len(),
+            EventBatch::Encoded(events) => events.len(),
+        }
+    }
+
+    /// Whether it carries none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Serialize for EventBatch {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            EventBatch::Decoded(events) => events.serialize(serializer),
+            EventBatch::Encoded(events) => serializer.collect_seq(events.iter().map(|event| &**event)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EventBatch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<Box<SectorEvent>>::deserialize(deserializer).map(EventBatch::Decoded)
+    }
 }
 
 /// A successful result.
@@ -293,6 +342,14 @@ pub enum Value {
     Size(u64),
     /// Text (a path, a JSON-RPC result).
     Text(String),
+    /// How far a [`Call::DeliverBatch`] got: the first `delivered` events were handled; `error` is why the next
+    /// one failed (none failed when `delivered` is the batch's length).
+    Delivered {
+        /// Events handled successfully, from the first.
+        delivered: u32,
+        /// The failure of event number `delivered`, if one failed.
+        error: Option<PluginError>,
+    },
     /// The RegisterJsonRpc handler's namespace and methods.
     Handler {
         /// The namespace.
@@ -384,6 +441,33 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(!text.contains('\n'), "one message per line");
+    }
+
+    #[test]
+    fn an_encoded_event_batch_is_written_verbatim_and_read_back_as_sdk_events() {
+        use crate::sector::{SectorId, SectorState, WorkerState};
+        use crate::sync::{FinalizeEvent, ImportEvent};
+        let state = |number| SectorState::new(SectorId { miner: 1, number }, 8);
+        let events = vec![
+            SectorEvent::Import(ImportEvent { worker_state: WorkerState::Online, state: state(2), overwrite: false }),
+            SectorEvent::Finalize(FinalizeEvent { sector_id: SectorId { miner: 1, number: 3 }, state: state(3) }),
+        ];
+        let encoded: Vec<Arc<RawValue>> =
+            events.iter().map(|event| Arc::from(serde_json::value::to_raw_value(event).unwrap())).collect();
+        let sent = ToPlugin::Request { id: 9, call: Call::DeliverBatch { events: EventBatch::Encoded(encoded) } };
+        let text = serde_json::to_string(&sent).unwrap();
+        let decoded = serde_json::to_string(&ToPlugin::Request {
+            id: 9,
+            call: Call::DeliverBatch { events: EventBatch::Decoded(events.iter().cloned().map(Box::new).collect()) },
+        })
+        .unwrap();
+        assert_eq!(text, decoded, "the same bytes as encoding the events");
+        match serde_json::from_str::<ToPlugin>(&text).unwrap() {
+            ToPlugin::Request { call: Call::DeliverBatch { events: EventBatch::Decoded(back) }, .. } => {
+                assert_eq!(back.into_iter().map(|event| *event).collect::<Vec<_>>(), events)
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

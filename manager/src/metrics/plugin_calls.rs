@@ -6,7 +6,7 @@
 //! lock-free histogram observation. (Calls, errors and panics per plugin are the plugin's own counters, read at
 //! scrape time: see [`super::scrape`].)
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use manager_plugin::manifest::{ExtPoint, Kind};
 use prometheus::Histogram;
@@ -25,8 +25,13 @@ impl PluginCallTimer {
     pub fn time<T>(&self, call: impl FnOnce() -> T) -> T {
         let started = Instant::now();
         let result = call();
-        self.0.observe(started.elapsed().as_secs_f64());
+        self.observe(started.elapsed());
         result
+    }
+
+    /// Records a call that took `took`.
+    pub fn observe(&self, took: Duration) {
+        self.0.observe(took.as_secs_f64());
     }
 }
 
@@ -108,9 +113,24 @@ impl SyncCallTimers {
 
     /// Runs `call`, the delivery of an event to `hook`, and records its time.
     pub fn time<T>(&self, hook: ExtPoint, call: impl FnOnce() -> T) -> T {
-        match self.hooks.iter().find(|(h, _)| *h == hook) {
-            Some((_, timer)) => timer.time(call),
+        match self.timer(hook) {
+            Some(timer) => timer.time(call),
             None => call(),
         }
+    }
+
+    /// Records one call that delivered events to `hooks` in `took`: each event records an equal share of it (a
+    /// process plugin takes many events per call).
+    pub fn share(&self, hooks: impl ExactSizeIterator<Item = ExtPoint>, took: Duration) {
+        let Some(each) = took.checked_div(hooks.len().max(1) as u32) else { return };
+        for hook in hooks {
+            if let Some(timer) = self.timer(hook) {
+                timer.observe(each);
+            }
+        }
+    }
+
+    fn timer(&self, hook: ExtPoint) -> Option<&PluginCallTimer> {
+        self.hooks.iter().find(|(h, _)| *h == hook).map(|(_, timer)| timer)
     }
 }

@@ -14,7 +14,9 @@ use manager_plugin::lifecycle::PluginContext;
 use manager_plugin::manifest::{ExtPoint, Kind, Manifest};
 use manager_plugin::sync::SectorEvent;
 
-use super::process::ProcessPlugin;
+use crate::sectors::StoredEvent;
+
+use super::process::{BatchPace, ProcessPlugin};
 
 /// A RegisterJsonRpc plugin's namespace and handler.
 pub type NamespacedHandler = (String, Box<dyn JsonRpcHandler>);
@@ -85,7 +87,7 @@ impl Backend {
                 .into_iter()
                 .filter(|p| manifest.export_for(*p).is_some())
                 .collect();
-                Some(SyncDelivery::Process { process: Arc::clone(process), exported })
+                Some(SyncDelivery::Process { process: Arc::clone(process), exported, pace: Arc::default() })
             }
             _ => None,
         }
@@ -136,6 +138,8 @@ pub enum SyncDelivery {
         process: Arc<ProcessPlugin>,
         /// The exported hooks.
         exported: Vec<ExtPoint>,
+        /// How many events one call carries.
+        pace: Arc<BatchPace>,
     },
 }
 
@@ -144,7 +148,7 @@ impl SyncDelivery {
     pub fn deliver(&self, event: &SectorEvent) -> Result<(), PluginError> {
         match self {
             SyncDelivery::Hooks(hooks) => hooks.deliver(event),
-            SyncDelivery::Process { process, exported } => {
+            SyncDelivery::Process { process, exported, .. } => {
                 if exported.contains(&event.ext_point()) {
                     process.deliver(event)
                 } else {
@@ -152,6 +156,29 @@ impl SyncDelivery {
                 }
             }
         }
+    }
+
+    /// Hands the leading `events` to their hooks, in order, in as few calls as the plugin allows (one call per
+    /// event in process; one call for many to a process plugin); says how many were handled (an event of a hook
+    /// the plugin does not export counts as handled) and why the next one failed, if one did.
+    pub fn deliver_batch(&self, events: &[&StoredEvent]) -> (usize, Option<PluginError>) {
+        let SyncDelivery::Process { process, exported, pace } = self else {
+            return match events.first().map(|stored| self.deliver(&stored.event)) {
+                Some(Ok(())) => (1, None),
+                Some(Err(error)) => (0, Some(error)),
+                None => (0, None),
+            };
+        };
+        // What is sent, and where each sent event stands in `events`.
+        let (at, sent): (Vec<usize>, Vec<&StoredEvent>) =
+            events.iter().enumerate().filter(|(_, stored)| exported.contains(&stored.event.ext_point())).unzip();
+        if sent.is_empty() {
+            return (events.len(), None);
+        }
+        let (handled, error) = process.deliver_batch(&sent, pace);
+        // Past the handled ones up to the next event that was sent and not handled (the skipped ones between
+        // count as handled); all of them when every sent event was handled.
+        (at.get(handled).copied().unwrap_or(events.len()), error)
     }
 
     /// Whether the plugin exports the hook of `point`.

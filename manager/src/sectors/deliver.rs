@@ -11,6 +11,9 @@
 //!   most every [`worker::CURSOR_PERSIST_INTERVAL`] (200 ms; each write is a synced transaction), so a restart
 //!   re-delivers at most the events after the last persisted cursor (after a crash: the batch in progress and
 //!   those acknowledged in the 200 ms before it, unless writing the cursor failed) and loses none.
+//! - A target may take several consecutive events per call ([`EventTarget::deliver_batch`], up to [`BATCH`]): the
+//!   events before the one that failed count as delivered; the failed one is retried alone, and the rest of that
+//!   batch is then delivered one per call, so a poison event is found by itself.
 //! - A failed or panicking delivery is retried, same event, with exponential back-off; the target hears its lag
 //!   (pending events, last error) on every attempt through [`EventTarget::report_lag`]. The lag is kept
 //!   incrementally (see `progress`): each entry is counted once, so draining a backlog costs linear work.
@@ -28,6 +31,8 @@ mod control;
 mod feed;
 mod gc;
 mod progress;
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use std::any::Any;
@@ -40,6 +45,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use manager_plugin::sync::SectorEvent;
+use serde_json::value::RawValue;
 
 use super::manager::StateManager;
 use super::signal::Signal;
@@ -56,6 +62,17 @@ pub trait EventTarget: Send + Sync {
     /// Delivers one event. `Err` (or a panic) means "not delivered": the same event is offered again later.
     /// Events may be delivered more than once (after a failure or a restart), so handling must be idempotent.
     fn deliver(&self, event: &SectorEvent) -> Result<(), String>;
+    /// Delivers the leading events of `events` (consecutive, oldest first, at least one), in order, and says how
+    /// far it got; the events it did not take are offered again. A failure stops the batch: the events after the
+    /// failed one must not have been delivered. A panic counts as none delivered. By default one event per call
+    /// ([`deliver`](Self::deliver)); a target whose every call costs a round trip (a process plugin) takes more.
+    fn deliver_batch(&self, events: &[&StoredEvent]) -> BatchDelivery {
+        match events.first().map(|stored| self.deliver(&stored.event)) {
+            Some(Ok(())) => BatchDelivery { delivered: 1, error: None },
+            Some(Err(error)) => BatchDelivery { delivered: 0, error: Some(error) },
+            None => BatchDelivery::default(),
+        }
+    }
     /// Hears the target's lag after each attempt: events not yet acknowledged and the last error (`None` once a
     /// delivery succeeded). The daemon forwards it to the plugin registry (`PluginRecord::set_sync_lag`).
     fn report_lag(&self, pending: u64, last_error: Option<String>);
@@ -65,6 +82,26 @@ pub trait EventTarget: Send + Sync {
     fn report_hung(&self, pending: u64, seq: u64, since_unix: u64) {
         let _ = (pending, seq, since_unix);
     }
+}
+
+/// An outbox event as [`EventTarget::deliver_batch`] receives it: decoded, and the JSON it was stored as (the
+/// SDK's serde encoding of the `SectorEvent`), which a process plugin's target forwards without encoding it again.
+#[derive(Debug)]
+pub struct StoredEvent {
+    /// The event.
+    pub event: SectorEvent,
+    /// Its JSON.
+    pub json: Arc<RawValue>,
+}
+
+/// How far an [`EventTarget::deliver_batch`] call got.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchDelivery {
+    /// Events delivered, counted from the first of the batch.
+    pub delivered: usize,
+    /// Why event number `delivered` failed. `None` while `delivered` is short of the batch: the target took only
+    /// the first `delivered`, and the rest is offered again.
+    pub error: Option<String>,
 }
 
 /// What the deliverer watches for, besides delivering.

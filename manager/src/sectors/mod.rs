@@ -47,7 +47,9 @@ mod settle;
 mod signal;
 mod transitions;
 
-pub use deliver::{Deliverer, DeliveryControl, DeliveryOptions, DeliveryWatch, EventTarget, SkipError};
+pub use deliver::{
+    BatchDelivery, Deliverer, DeliveryControl, DeliveryOptions, DeliveryWatch, EventTarget, SkipError, StoredEvent,
+};
 pub use error::SectorError;
 pub use index::{IndexKind, SectorLocation};
 pub use job::JobFilter;

@@ -28,7 +28,12 @@ pub fn install(home: &TestHome, names: &[&str]) {
 
 /// Tells `plugin` to do `action` (`segv`, `abort`, `exit`, `hang`, `segv-after-commit`) on its next call.
 pub fn trigger(home: &TestHome, plugin: &str, action: &str) {
-    std::fs::write(home.plugins_dir().join(format!("crash-{plugin}")), action).expect("write trigger");
+    // Written aside and renamed: a plugin checking the trigger while it is written must never read it empty (it
+    // would take it as no action, and the crash would never come).
+    let file = home.plugins_dir().join(format!("crash-{plugin}"));
+    let aside = home.plugins_dir().join(format!(".crash-{plugin}.tmp"));
+    std::fs::write(&aside, action).expect("write trigger");
+    std::fs::rename(&aside, &file).expect("place trigger");
 }
 
 /// Whether `plugin`'s trigger file is still there (its process has not taken it yet).

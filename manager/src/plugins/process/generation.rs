@@ -25,6 +25,8 @@ pub struct Generation {
     pub started: Instant,
     /// 1 for the first process of a plugin, counting up with every restart.
     pub number: u64,
+    /// The protocol minor version the plugin said it speaks (calls added after it are not sent to it).
+    pub protocol_minor: u32,
 }
 
 impl Generation {
@@ -87,7 +89,7 @@ impl Generation {
         )
         .map_err(|e| format!("cannot start the connection thread: {e}"))?;
         tracing::info!(plugin = %label, pid, generation = number, protocol = %marker.protocol, "started process plugin");
-        Ok(Generation { conn, pid, started: Instant::now(), number })
+        Ok(Generation { conn, pid, started: Instant::now(), number, protocol_minor: hello.protocol_minor })
     }
 
     /// Why the process is gone, if it is.

@@ -17,14 +17,15 @@ pub mod supervisor;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use manager_plugin::PluginError;
 use manager_plugin::filestore::{Store, StoreConfig};
 use manager_plugin::jsonrpc::JsonRpcHandler;
 use manager_plugin::kv::{Db, Meta};
 use manager_plugin::lifecycle::LogSink as _;
-use manager_plugin::process::wire::Call;
+use manager_plugin::process::wire::{Call, EventBatch, Value};
 use manager_plugin::sync::SectorEvent;
 
 use self::connection::describe;
@@ -33,6 +34,7 @@ use self::proxies::{RemoteDb, RemoteHandler, RemoteStore, plugin_error};
 use self::spawn::Limits;
 pub use self::supervisor::{ProcessPlugin, ProcessStatus};
 use super::log_sink::PluginLogSink;
+use crate::sectors::StoredEvent;
 
 /// How process plugins are run (`[Common.Plugins]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +147,40 @@ impl ProcessPlugin {
         generation.conn.call(Call::Deliver { event: Box::new(event.clone()) }).map(drop).map_err(plugin_error)
     }
 
+    /// Hands the leading `events` to the plugin's matching hooks, in order, in one call (a plugin speaking
+    /// protocol 1.0 takes one event per call), as many as `pace` allows; says how many were handled and why the
+    /// next one failed, if one did. All of `events` must be of hooks the plugin exports.
+    pub fn deliver_batch(&self, events: &[&StoredEvent], pace: &BatchPace) -> (usize, Option<PluginError>) {
+        let generation = match self.current() {
+            Ok(generation) => generation,
+            Err(e) => return (0, Some(plugin_error(e))),
+        };
+        let Some(first) = events.first() else { return (0, None) };
+        if generation.protocol_minor < 1 {
+            let result = generation.conn.call(Call::Deliver { event: Box::new(first.event.clone()) });
+            return match result {
+                Ok(_) => (1, None),
+                Err(e) => (0, Some(plugin_error(e))),
+            };
+        }
+        let count = pace.limit(self.call_timeout(), events.len());
+        let encoded = events[..count].iter().map(|stored| Arc::clone(&stored.json)).collect();
+        let call = Call::DeliverBatch { events: EventBatch::Encoded(encoded) };
+        let started = Instant::now();
+        match generation.conn.call(call) {
+            Ok(Value::Delivered { delivered, error }) => {
+                let delivered = (delivered as usize).min(count);
+                pace.record(delivered + usize::from(error.is_some()), started.elapsed());
+                match error {
+                    Some(error) if delivered < count => (delivered, Some(error)),
+                    _ => (delivered, None),
+                }
+            }
+            Ok(other) => (0, Some(PluginError::Failed(format!("the plugin answered a DeliverBatch with {other:?}")))),
+            Err(e) => (0, Some(plugin_error(e))),
+        }
+    }
+
     /// The RegisterJsonRpc namespace and a handler that follows the plugin across restarts.
     pub fn rpc_handler(self: &Arc<Self>) -> Result<(String, Box<dyn JsonRpcHandler>), PluginError> {
         let (namespace, handler) = RemoteHandler::open(Arc::clone(self)).map_err(plugin_error)?;
@@ -154,6 +190,36 @@ impl ProcessPlugin {
     /// Why the plugin does not serve now, if it does not.
     pub fn ended(&self) -> Option<String> {
         self.current().err().map(|e| describe(&e))
+    }
+}
+
+/// Bounds the events of one `DeliverBatch` call so that, at the hooks' recent speed, the call takes at most a
+/// quarter of `CallTimeout`: a slow but working plugin is never killed for the size of its batch. Until a call was
+/// measured, a batch carries one event.
+#[derive(Debug, Default)]
+pub struct BatchPace {
+    /// A moving average of the time one event took, nanoseconds (0: not measured yet).
+    per_event_nanos: AtomicU64,
+}
+
+impl BatchPace {
+    /// How many of `available` events the next call carries.
+    pub fn limit(&self, call_timeout: Duration, available: usize) -> usize {
+        let per_event = u128::from(self.per_event_nanos.load(Ordering::Relaxed));
+        if per_event == 0 {
+            return available.min(1);
+        }
+        let fits = (call_timeout.as_nanos() / 4) / per_event;
+        fits.clamp(1, available.max(1) as u128) as usize
+    }
+
+    /// Records that a call handling `events` events took `took`.
+    pub fn record(&self, events: usize, took: Duration) {
+        let Some(sample) = took.as_nanos().checked_div(events as u128) else { return };
+        let sample = u64::try_from(sample).unwrap_or(u64::MAX).max(1);
+        let old = self.per_event_nanos.load(Ordering::Relaxed);
+        let average = if old == 0 { sample } else { old - old / 4 + sample / 4 };
+        self.per_event_nanos.store(average.max(1), Ordering::Relaxed);
     }
 }
 
@@ -173,5 +239,23 @@ mod tests {
         assert_eq!(waits, [500, 1000, 2000, 3000, 3000, 3000]);
         assert_eq!(policy.backoff(0), Duration::from_millis(500), "no crash yet counts as the first");
         assert_eq!(policy.backoff(u32::MAX), Duration::from_secs(3), "no overflow");
+    }
+
+    #[test]
+    fn a_batch_carries_one_event_until_measured_then_what_fits_a_quarter_of_the_call_timeout() {
+        let pace = BatchPace::default();
+        let timeout = Duration::from_secs(60);
+        assert_eq!(pace.limit(timeout, 64), 1, "unmeasured");
+        pace.record(10, Duration::from_millis(1));
+        assert_eq!(pace.limit(timeout, 64), 64, "fast hooks: the whole batch");
+        assert_eq!(pace.limit(timeout, 5), 5, "never more than offered");
+        let slow = BatchPace::default();
+        slow.record(1, Duration::from_secs(1));
+        assert_eq!(slow.limit(timeout, 64), 15, "1 s per event: 15 s of a 60 s timeout");
+        let hung = BatchPace::default();
+        hung.record(1, Duration::from_secs(120));
+        assert_eq!(hung.limit(timeout, 64), 1, "slower than the timeout: still one");
+        hung.record(0, Duration::from_secs(1));
+        assert_eq!(hung.limit(timeout, 64), 1, "a call that handled nothing is not a measurement");
     }
 }

@@ -235,6 +235,11 @@ impl ProcessPlugin {
         &self.label
     }
 
+    /// How long one answer of the plugin may take (`[Common.Plugins] CallTimeout`).
+    pub fn call_timeout(&self) -> Duration {
+        self.options.call_timeout
+    }
+
     /// The generation serving now, or an error saying at once why none does ("plugin NAME restarting …").
     pub fn current(&self) -> Result<Arc<Generation>, WireError> {
         let (name, kind) = (self.manifest.name.clone(), self.manifest.kind);

@@ -13,10 +13,11 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use manager_plugin::sync::SectorEvent;
+use serde_json::value::RawValue;
 
 use super::super::outbox::{self, OutboxRecord};
 use super::super::signal::Signal;
-use super::Shared;
+use super::{Shared, StoredEvent};
 
 /// Most entries the window keeps (the oldest leave first).
 const WINDOW: usize = 1024;
@@ -29,7 +30,7 @@ pub(super) struct FeedEntry {
     /// Its seq.
     pub(super) seq: u64,
     /// The event, or why the stored entry does not decode.
-    pub(super) event: Result<SectorEvent, String>,
+    pub(super) event: Result<StoredEvent, String>,
     /// The stored entry (saved to a file when an operator skips it).
     pub(super) value: Vec<u8>,
 }
@@ -37,8 +38,11 @@ pub(super) struct FeedEntry {
 impl FeedEntry {
     /// Decodes the stored entry `value` of `seq`.
     pub(super) fn decode(seq: u64, value: Vec<u8>) -> FeedEntry {
-        let event = serde_json::from_slice::<OutboxRecord<SectorEvent>>(&value)
-            .map(|record| record.event)
+        let event = serde_json::from_slice::<OutboxRecord<Box<RawValue>>>(&value)
+            .and_then(|record| {
+                let event = serde_json::from_str::<SectorEvent>(record.event.get())?;
+                Ok(StoredEvent { event, json: Arc::from(record.event) })
+            })
             .map_err(|err| err.to_string());
         FeedEntry { seq, event, value }
     }

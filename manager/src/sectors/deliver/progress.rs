@@ -51,6 +51,8 @@ pub(super) struct Progress {
     pub(super) in_flight: Option<InFlight>,
     /// The event whose delivery failed and is being retried.
     pub(super) failing: Option<u64>,
+    /// Events up to this seq are delivered one per call: the rest of a batch in which one failed.
+    pub(super) single_through: u64,
     /// An operator asked to skip this event.
     pub(super) skip: Option<u64>,
     /// The outcome of the last skip request, by seq.

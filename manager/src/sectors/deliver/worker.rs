@@ -11,7 +11,7 @@ use manager_plugin::sync::SectorEvent;
 use super::super::outbox;
 use super::feed::{FeedEntry, Next};
 use super::progress::{InFlight, SkipOutcome, WorkerState, unix_now};
-use super::{BATCH, Shared, control, panic_message};
+use super::{BATCH, Shared, StoredEvent, control, panic_message};
 
 /// The delivery loop of one target.
 pub(super) struct TargetWorker {
@@ -74,34 +74,15 @@ impl TargetWorker {
                     continue;
                 }
             };
-            for entry in batch {
-                if self.shared.is_stopping() {
-                    break;
-                }
-                let seq = entry.seq;
-                match &entry.event {
-                    Ok(event) => match self.deliver_with_retry(seq, event, &entry.value) {
-                        Outcome::Delivered => {}
-                        Outcome::Skipped => {
-                            self.state.progress().advance(seq);
-                            self.persist(Persist::Now);
-                            continue;
-                        }
-                        Outcome::Stopped => {
-                            self.persist(Persist::Now);
-                            return;
-                        }
-                    },
-                    // Retrying cannot help an entry that does not decode: skip it rather than wedge the target.
-                    Err(err) => {
-                        let name = self.name();
-                        tracing::error!(target_name = %name, seq, error = %err, "skipping an undecodable outbox entry");
-                        self.state.progress().advance(seq);
-                        self.report_lag(Some(format!("skipped undecodable outbox entry {seq}: {err}")));
-                        continue;
+            let mut rest: &[Arc<FeedEntry>] = &batch;
+            while !rest.is_empty() && !self.shared.is_stopping() {
+                match self.deliver_leading(rest) {
+                    Some(taken) => rest = &rest[taken..],
+                    None => {
+                        self.persist(Persist::Now);
+                        return;
                     }
                 }
-                self.state.progress().advance(seq);
             }
             self.persist(Persist::Batched);
             self.report_lag(None);
@@ -154,27 +135,68 @@ impl TargetWorker {
         }
     }
 
-    /// Delivers `event` (stored as `value`) until it succeeds, an operator skips it, or stop is requested.
-    fn deliver_with_retry(&self, seq: u64, event: &SectorEvent, value: &[u8]) -> Outcome {
+    /// Delivers the leading entries of `rest` (one call of the target), retrying the one that fails until it is
+    /// delivered or skipped. How many entries the cursor moved past (at least one), or `None` when stop was
+    /// requested during a retry.
+    fn deliver_leading(&self, rest: &[Arc<FeedEntry>]) -> Option<usize> {
+        let first = rest.first()?;
+        let stored = match &first.event {
+            Ok(stored) => stored,
+            // Retrying cannot help an entry that does not decode: skip it rather than wedge the target.
+            Err(err) => {
+                tracing::error!(target_name = %self.name(), seq = first.seq, error = %err, "skipping an undecodable outbox entry");
+                self.state.progress().advance(first.seq);
+                self.report_lag(Some(format!("skipped undecodable outbox entry {}: {err}", first.seq)));
+                return Some(1);
+            }
+        };
+        let one_at_a_time = {
+            let progress = self.state.progress();
+            progress.skip.is_some() || first.seq <= progress.single_through
+        };
+        let events: Vec<&StoredEvent> = if one_at_a_time {
+            vec![stored]
+        } else {
+            rest.iter().map_while(|entry| entry.event.as_ref().ok()).collect()
+        };
+        self.begin_call(first.seq);
+        let result = catch_unwind(AssertUnwindSafe(|| self.state.target.deliver_batch(&events)));
+        self.end_call(first.seq);
+        let (delivered, error) = match result {
+            Ok(outcome) => (outcome.delivered.min(events.len()), outcome.error),
+            Err(panic) => (0, Some(format!("panicked: {}", panic_message(&*panic)))),
+        };
+        for entry in &rest[..delivered] {
+            self.delivered(entry.seq);
+            self.state.progress().advance(entry.seq);
+        }
+        let error = match error {
+            Some(error) if delivered < events.len() => error,
+            _ if delivered > 0 => return Some(delivered),
+            _ => "the target took none of the events offered".to_string(),
+        };
+        // The failed entry is retried alone, and the rest of this batch goes one per call after it.
+        let failed = &rest[delivered];
+        if let Some(last) = rest.get(events.len() - 1) {
+            let mut progress = self.state.progress();
+            progress.single_through = progress.single_through.max(last.seq);
+        }
+        match self.retry(failed.seq, &events[delivered].event, &failed.value, error) {
+            Outcome::Delivered => self.state.progress().advance(failed.seq),
+            Outcome::Skipped => {
+                self.state.progress().advance(failed.seq);
+                self.persist(Persist::Now);
+            }
+            Outcome::Stopped => return None,
+        }
+        Some(delivered + 1)
+    }
+
+    /// Retries `event` (stored as `value`), whose delivery just failed with `error`, until it succeeds, an
+    /// operator skips it, or stop is requested.
+    fn retry(&self, seq: u64, event: &SectorEvent, value: &[u8], mut error: String) -> Outcome {
         let mut backoff = self.shared.options.initial_backoff;
         for attempt in 1u64.. {
-            if self.state.progress().skip == Some(seq) && self.skip(seq, value) {
-                return Outcome::Skipped;
-            }
-            self.begin_call(seq);
-            let result = catch_unwind(AssertUnwindSafe(|| self.state.target.deliver(event)));
-            self.end_call(seq);
-            let error = match result {
-                Ok(Ok(())) => {
-                    if attempt > 1 {
-                        tracing::info!(target_name = %self.name(), seq, attempt, "sync event delivered after retries");
-                    }
-                    self.delivered(seq);
-                    return Outcome::Delivered;
-                }
-                Ok(Err(message)) => message,
-                Err(panic) => format!("panicked: {}", panic_message(&*panic)),
-            };
             tracing::warn!(
                 target_name = %self.name(), seq, attempt, error = %error, retry_in = ?backoff,
                 "sync event delivery failed"
@@ -187,6 +209,21 @@ impl TargetWorker {
                 return Outcome::Stopped;
             }
             backoff = (backoff * 2).min(self.shared.options.max_backoff);
+            if self.state.progress().skip == Some(seq) && self.skip(seq, value) {
+                return Outcome::Skipped;
+            }
+            self.begin_call(seq);
+            let result = catch_unwind(AssertUnwindSafe(|| self.state.target.deliver(event)));
+            self.end_call(seq);
+            error = match result {
+                Ok(Ok(())) => {
+                    tracing::info!(target_name = %self.name(), seq, attempts = attempt + 1, "sync event delivered after retries");
+                    self.delivered(seq);
+                    return Outcome::Delivered;
+                }
+                Ok(Err(message)) => message,
+                Err(panic) => format!("panicked: {}", panic_message(&*panic)),
+            };
         }
         Outcome::Stopped
     }

@@ -25,6 +25,10 @@ fn trigger(plugin: &str) -> Option<PathBuf> {
 fn take(file: &Path, point: Option<&str>) -> Option<String> {
     let text = std::fs::read_to_string(file).ok()?;
     let text = text.trim();
+    // A trigger being written (by a writer that does not rename it into place) is not taken half-written.
+    if text.is_empty() {
+        return None;
+    }
     let action = match point {
         None => text,
         Some(point) => text.strip_suffix(&format!("-{point}"))?,
