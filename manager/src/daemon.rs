@@ -349,6 +349,10 @@ impl EventTarget for PluginTarget {
         self.timers.time(event.ext_point(), || self.hooks.deliver(event)).map_err(|e| e.to_string())
     }
 
+    fn batch_limit(&self) -> usize {
+        self.hooks.batch_limit()
+    }
+
     fn deliver_batch(&self, events: &[&StoredEvent]) -> BatchDelivery {
         let started = Instant::now();
         let (delivered, error) = self.hooks.deliver_batch(events);

@@ -10,9 +10,9 @@ use serde::de::DeserializeOwned;
 /// The longest message accepted (a 64 MiB JSON line; object bytes cross in chunks far smaller than that).
 pub const MAX_LINE: usize = 64 << 20;
 
-/// A thread's encoding buffer is kept for its next message up to this capacity (a larger one, left by a rare big
-/// message, is freed): messages are encoded without allocating.
-const KEEP_BUFFER: usize = 1 << 20;
+/// A thread's encoding buffer is kept for its next message up to this capacity (a larger one, left by a big
+/// message such as an upload's chunk, is freed): most messages are encoded without allocating.
+const KEEP_BUFFER: usize = 256 << 10;
 
 thread_local! {
     static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -20,18 +20,26 @@ thread_local! {
 
 /// Writes `message` as one line and flushes.
 pub fn write_line<W: Write, T: Serialize>(out: &mut W, message: &T) -> io::Result<()> {
-    LINE.with_borrow_mut(|line| {
-        line.clear();
-        let written = serde_json::to_writer(&mut *line, message).map_err(io::Error::other).and_then(|()| {
-            line.push(b'\n');
-            out.write_all(line)?;
-            out.flush()
-        });
-        if line.capacity() > KEEP_BUFFER {
-            *line = Vec::new();
-        }
-        written
-    })
+    // The thread's buffer, unless it is in use or gone (a message sent while the thread exits): then a fresh one.
+    let kept = LINE.try_with(|cell| cell.try_borrow_mut().map(|mut line| encode_line(&mut line, out, message)).ok());
+    match kept {
+        Ok(Some(written)) => written,
+        _ => encode_line(&mut Vec::new(), out, message),
+    }
+}
+
+/// Encodes `message` into `line` (cleared first) and writes it to `out` with its newline.
+fn encode_line<W: Write, T: Serialize>(line: &mut Vec<u8>, out: &mut W, message: &T) -> io::Result<()> {
+    line.clear();
+    let written = serde_json::to_writer(&mut *line, message).map_err(io::Error::other).and_then(|()| {
+        line.push(b'\n');
+        out.write_all(line)?;
+        out.flush()
+    });
+    if line.capacity() > KEEP_BUFFER {
+        *line = Vec::new();
+    }
+    written
 }
 
 /// Reads messages, one per line.

@@ -158,6 +158,15 @@ impl SyncDelivery {
         }
     }
 
+    /// Most events one [`deliver_batch`](Self::deliver_batch) call takes: one in process (a call costs nothing
+    /// to batch away), all offered to a process plugin ([`ProcessPlugin::deliver_batch`] bounds them itself).
+    pub fn batch_limit(&self) -> usize {
+        match self {
+            SyncDelivery::Hooks(_) => 1,
+            SyncDelivery::Process { .. } => usize::MAX,
+        }
+    }
+
     /// Hands the leading `events` to their hooks, in order, in as few calls as the plugin allows (one call per
     /// event in process; one call for many to a process plugin); says how many were handled (an event of a hook
     /// the plugin does not export counts as handled) and why the next one failed, if one did.

@@ -62,10 +62,15 @@ pub trait EventTarget: Send + Sync {
     /// Delivers one event. `Err` (or a panic) means "not delivered": the same event is offered again later.
     /// Events may be delivered more than once (after a failure or a restart), so handling must be idempotent.
     fn deliver(&self, event: &SectorEvent) -> Result<(), String>;
-    /// Delivers the leading events of `events` (consecutive, oldest first, at least one), in order, and says how
-    /// far it got; the events it did not take are offered again. A failure stops the batch: the events after the
-    /// failed one must not have been delivered. A panic counts as none delivered. By default one event per call
-    /// ([`deliver`](Self::deliver)); a target whose every call costs a round trip (a process plugin) takes more.
+    /// Most events one [`deliver_batch`](Self::deliver_batch) call is offered: 1 by default; a target whose every
+    /// call costs a round trip (a process plugin) takes more.
+    fn batch_limit(&self) -> usize {
+        1
+    }
+    /// Delivers the leading events of `events` (consecutive, oldest first, at least one, at most
+    /// [`batch_limit`](Self::batch_limit)), in order, and says how far it got; the events it did not take are
+    /// offered again. A failure stops the batch: the events after the failed one must not have been delivered. A
+    /// panic counts as none delivered. By default one event per call ([`deliver`](Self::deliver)).
     fn deliver_batch(&self, events: &[&StoredEvent]) -> BatchDelivery {
         match events.first().map(|stored| self.deliver(&stored.event)) {
             Some(Ok(())) => BatchDelivery { delivered: 1, error: None },

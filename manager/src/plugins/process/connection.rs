@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use manager_plugin::PluginError;
 use manager_plugin::error::BoundaryError as _;
 use manager_plugin::lifecycle::CallStats;
 use manager_plugin::process::codec::{LineReader, write_line};
@@ -233,6 +234,14 @@ impl Connection {
             }
             tries += 1;
             tracing::error!(plugin = %self.label, tries, "the plugin process has not exited after SIGKILL; killing it again before a new one starts");
+        }
+    }
+
+    /// Counts the failure of a hook that arrived inside a successful reply (a `DeliverBatch` that stopped at it),
+    /// as a failed call is counted.
+    pub fn record_hook_failure(&self, error: &PluginError) {
+        if error.is_failure() {
+            self.stats.record_failure(error.to_string(), error.is_panic());
         }
     }
 

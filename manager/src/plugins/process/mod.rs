@@ -172,12 +172,22 @@ impl ProcessPlugin {
                 let delivered = (delivered as usize).min(count);
                 pace.record(delivered + usize::from(error.is_some()), started.elapsed());
                 match error {
-                    Some(error) if delivered < count => (delivered, Some(error)),
+                    Some(error) if delivered < count => {
+                        generation.conn.record_hook_failure(&error);
+                        (delivered, Some(error))
+                    }
                     _ => (delivered, None),
                 }
             }
             Ok(other) => (0, Some(PluginError::Failed(format!("the plugin answered a DeliverBatch with {other:?}")))),
-            Err(e) => (0, Some(plugin_error(e))),
+            Err(e) => {
+                // A batch that ran into the deadline says the hooks got slower: the next ones are sized by it.
+                let took = started.elapsed();
+                if took >= self.call_timeout() {
+                    pace.record(count, took);
+                }
+                (0, Some(plugin_error(e)))
+            }
         }
     }
 

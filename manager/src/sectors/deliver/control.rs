@@ -58,6 +58,20 @@ pub enum SkipError {
         /// The event.
         seq: u64,
     },
+    /// The event was the first of a batch whose call failed: which event was stuck is not known.
+    #[error(
+        "event {seq} of plugin {name:?} was not skipped: it was the first of {count} events handed to the plugin in \
+         one call, which failed, so which of them was stuck is not known; they are now delivered one per call: ask \
+         again for the event the plugin is stuck on"
+    )]
+    InBatch {
+        /// The plugin.
+        name: String,
+        /// The event.
+        seq: u64,
+        /// Events in that call.
+        count: usize,
+    },
     /// The plugin's hook is still running on the event; the skip applies if that call fails.
     #[error(
         "plugin {name:?}'s hook has been running on event {seq} since Unix time {since} and has not returned; the \
@@ -112,6 +126,9 @@ impl DeliveryControl {
                 Err(SkipError::SaveFailed { name: name.to_string(), seq, reason: reason.clone() })
             }
             Some((_, SkipOutcome::Delivered)) => Err(SkipError::Delivered { name: name.to_string(), seq }),
+            Some((_, SkipOutcome::InBatch(count))) => {
+                Err(SkipError::InBatch { name: name.to_string(), seq, count: *count })
+            }
             None => Err(SkipError::HookRunning {
                 name: name.to_string(),
                 seq,

@@ -33,6 +33,9 @@ pub(super) enum SkipOutcome {
     Failed(String),
     /// The event was delivered after all before the skip applied.
     Delivered,
+    /// The event was the first of this many handed over in one call, which failed: which one was stuck is not
+    /// known, so none was skipped.
+    InBatch(usize),
 }
 
 /// A target's progress.

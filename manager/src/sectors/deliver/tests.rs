@@ -1,25 +1,28 @@
 //! Batched delivery ([`EventTarget::deliver_batch`]) on the in-memory store: what a batch that fails midway or is
 //! taken only in part leaves delivered, and that nothing repeats or goes missing across a restart.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use manager_plugin::kv::{Db, Meta};
 use manager_plugin::sync::SectorEvent;
 
-use super::{BatchDelivery, Deliverer, DeliveryOptions, EventTarget, StoredEvent};
+use super::{BatchDelivery, Deliverer, DeliveryOptions, EventTarget, SkipError, StoredEvent};
 use crate::sectors::StateManager;
 
 /// How the test target was called: `true` for a batch call, with the sector number of each event.
 type Call = (bool, Vec<u64>);
 
 /// A target that takes up to `take` events per batch call and refuses the first delivery of sector `fail_once`.
+/// When `hold` is set, its next batch call announces itself, waits to be released, and then fails as a whole (as a
+/// process plugin's call fails when the process dies).
 struct Batcher {
     take: usize,
     fail_once: Mutex<Option<u64>>,
     calls: Mutex<Vec<Call>>,
     accepted: Mutex<Vec<u64>>,
+    hold: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
 }
 
 impl Batcher {
@@ -29,7 +32,16 @@ impl Batcher {
             fail_once: Mutex::new(fail_once),
             calls: Mutex::default(),
             accepted: Mutex::default(),
+            hold: Mutex::default(),
         })
+    }
+
+    /// Makes the next batch call block until the returned sender sends; the receiver hears when it started.
+    fn hold_next(&self) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        *self.hold.lock().expect("hold") = Some((entered_tx, release_rx));
+        (entered_rx, release_tx)
     }
 
     fn accepted(&self) -> Vec<u64> {
@@ -68,8 +80,20 @@ impl EventTarget for Batcher {
         }
     }
 
+    fn batch_limit(&self) -> usize {
+        usize::MAX
+    }
+
     fn deliver_batch(&self, events: &[&StoredEvent]) -> BatchDelivery {
         let events: Vec<&SectorEvent> = events.iter().take(self.take).map(|stored| &stored.event).collect();
+        let held = self.hold.lock().expect("hold").take();
+        if let Some((entered, release)) = held {
+            let _ = entered.send(());
+            let _ = release.recv();
+            let numbers = events.iter().map(|event| event.sector_ids()[0].number).collect();
+            self.calls.lock().expect("calls").push((true, numbers));
+            return BatchDelivery { delivered: 0, error: Some("the plugin process ended".into()) };
+        }
         self.handle(true, &events)
     }
 
@@ -143,4 +167,34 @@ fn a_target_taking_part_of_a_batch_gets_the_rest_next_without_a_retry() {
     assert!(deliverer.stop().is_empty());
     assert_eq!(target.accepted(), (1..=10).collect::<Vec<_>>());
     assert_eq!(target.calls(), vec![batch(1..=4), batch(5..=8), batch(9..=10)]);
+}
+
+#[test]
+fn a_skip_asked_while_a_batch_runs_is_refused_when_the_batch_fails_and_nothing_is_skipped() {
+    let sectors = with_sectors(5);
+    let target = Batcher::new(usize::MAX, None);
+    let (entered, release) = target.hold_next();
+    let deliverer = start(&sectors, &target);
+    entered.recv_timeout(Duration::from_secs(30)).expect("the batch call started");
+    // The watchdog shows the call by its first event; the operator asks to skip that one.
+    let worker = Arc::clone(&deliverer.shared.workers[0]);
+    let first = worker.progress().in_flight.expect("a call in flight").seq;
+    let control = deliverer.control();
+    let asked = thread::spawn(move || control.skip("batcher", first, Duration::from_secs(30)));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while worker.progress().skip != Some(first) {
+        assert!(Instant::now() < deadline, "the skip was never recorded");
+        thread::sleep(Duration::from_millis(5));
+    }
+    release.send(()).expect("release");
+    match asked.join().expect("skip thread") {
+        Err(SkipError::InBatch { seq, count, .. }) => assert_eq!((seq, count), (first, 5)),
+        other => panic!("expected InBatch, got {other:?}"),
+    }
+    wait_accepted(&target, 5);
+    assert!(deliverer.stop().is_empty());
+    assert_eq!(target.accepted(), (1..=5).collect::<Vec<_>>(), "nothing skipped, nothing twice");
+    let mut expected = vec![batch(1..=5), (false, vec![1])];
+    expected.extend((2..=5).map(|n| batch([n])));
+    assert_eq!(target.calls(), expected, "the failed event retried alone, the rest one per call");
 }

@@ -157,7 +157,8 @@ impl TargetWorker {
         let events: Vec<&StoredEvent> = if one_at_a_time {
             vec![stored]
         } else {
-            rest.iter().map_while(|entry| entry.event.as_ref().ok()).collect()
+            let limit = self.state.target.batch_limit().max(1);
+            rest.iter().take(limit).map_while(|entry| entry.event.as_ref().ok()).collect()
         };
         self.begin_call(first.seq);
         let result = catch_unwind(AssertUnwindSafe(|| self.state.target.deliver_batch(&events)));
@@ -175,6 +176,9 @@ impl TargetWorker {
             _ if delivered > 0 => return Some(delivered),
             _ => "the target took none of the events offered".to_string(),
         };
+        if delivered == 0 && events.len() > 1 {
+            self.refuse_batch_skip(first.seq, events.len());
+        }
         // The failed entry is retried alone, and the rest of this batch goes one per call after it.
         let failed = &rest[delivered];
         if let Some(last) = rest.get(events.len() - 1) {
@@ -252,6 +256,18 @@ impl TargetWorker {
         progress.failing = None;
         if progress.skip.take() == Some(seq) {
             progress.skip_outcome = Some((seq, SkipOutcome::Delivered));
+            self.state.changed.notify_all();
+        }
+    }
+
+    /// A skip asked while a call of `count` events starting at `seq` ran (a batch shows as its first event) cannot
+    /// know which event was stuck once that call failed as a whole: it is answered as not done, and the events go
+    /// one per call, where a skip names the event exactly.
+    fn refuse_batch_skip(&self, seq: u64, count: usize) {
+        let mut progress = self.state.progress();
+        if progress.skip == Some(seq) {
+            progress.skip = None;
+            progress.skip_outcome = Some((seq, SkipOutcome::InBatch(count)));
             self.state.changed.notify_all();
         }
     }
