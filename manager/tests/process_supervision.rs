@@ -658,24 +658,38 @@ async fn an_automatic_restart_refuses_a_file_replaced_since_the_process_started(
     assert_eq!(daemon.stop(), Some(0));
 }
 
+/// A plugin whose process ends inside the `Handler` call the daemon makes while wiring its plugins: the call is made
+/// again on the restarted process, and the namespace is mounted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_crashing_in_the_wiring_call_is_asked_again_after_its_restart_and_mounted() {
+    mounted_after_one_restart("exit-in-handler").await;
+}
+
 /// A plugin whose process ends just after its `onInit` (20 ms later) is restarting while the daemon wires its
 /// plugins: it is waited for and mounted, not left out for the whole run.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_restarting_while_the_daemon_wires_it_is_mounted() {
+    mounted_after_one_restart("exit-after-init").await;
+}
+
+/// Starts a daemon whose crashy-rpc process exits (status 3) as the trigger `action` says, and checks that the
+/// namespace is mounted all the same: it answers from the restarted process, and the first one ended before the
+/// namespace was mounted.
+async fn mounted_after_one_restart(action: &str) {
     let home = TestHome::init();
     install(&home, &["crashy-rpc"]);
     short_supervision(&home, 1000, 50, 10);
-    trigger(&home, "crashy-rpc", "exit-after-init");
+    trigger(&home, "crashy-rpc", action);
     let daemon = home.start();
     let one: i64 = daemon
         .call("Crashy.Incr", rpc_params!["n"])
         .await
-        .unwrap_or_else(|e| panic!("not mounted: {e}\n{}", daemon.log()));
+        .unwrap_or_else(|e| panic!("{action}: not mounted: {e}\n{}", daemon.log()));
     assert_eq!(one, 1);
     let entry = info(&daemon, "crashy-rpc").await;
     assert_eq!((entry["State"].as_str(), entry["Restarts"].as_u64()), (Some("Ready"), Some(1)), "{entry}");
     let log = daemon.log();
     let exited = log.find("exited with status 3").expect("the first process exited");
-    assert!(exited < log.find("mounted JSON-RPC namespace Crashy").expect("mounted"), "it ended before the wiring");
+    assert!(exited < log.find("mounted JSON-RPC namespace Crashy").expect("mounted"), "{action}: {log}");
     assert_eq!(daemon.stop(), Some(0));
 }

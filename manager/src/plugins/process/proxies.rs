@@ -290,9 +290,8 @@ fn opened(value: Value) -> Result<Opened, WireError> {
 impl RemoteStore {
     /// Opens the store `config` on `plugin` (and again, with the same config, on every restarted process).
     pub fn open(plugin: Arc<ProcessPlugin>, config: StoreConfig) -> Result<RemoteStore, WireError> {
-        let generation = plugin.wait_serving()?;
-        let (first, type_name, version, instance, effective) =
-            generation.conn.call(Call::OpenStore { config: config.clone() }).and_then(opened)?;
+        let (generation, value) = plugin.call_serving(|| Call::OpenStore { config: config.clone() })?;
+        let (first, type_name, version, instance, effective) = opened(value)?;
         let reopen = std::sync::Mutex::new(Some((Arc::clone(&generation), first)));
         let opener = Box::new(move |generation: &Arc<super::generation::Generation>| {
             // The first open's handle, then a new open on every later generation.
@@ -419,8 +418,8 @@ pub struct RemoteHandler {
 impl RemoteHandler {
     /// Builds the handler on `plugin` (and again on every restarted process); returns its namespace too.
     pub fn open(plugin: Arc<ProcessPlugin>) -> Result<(String, RemoteHandler), WireError> {
-        let generation = plugin.wait_serving()?;
-        let (namespace, methods) = match generation.conn.call(Call::RpcHandler)? {
+        let (generation, value) = plugin.call_serving(|| Call::RpcHandler)?;
+        let (namespace, methods) = match value {
             Value::Handler { namespace, methods } => (namespace, methods),
             other => return Err(unexpected(other)),
         };

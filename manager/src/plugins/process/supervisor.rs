@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use manager_plugin::lifecycle::CallStats;
 use manager_plugin::manifest::{Kind, Manifest};
-use manager_plugin::process::wire::WireError;
+use manager_plugin::process::wire::{Call, Value, WireError};
 use plugin_image::limits::FileLimits;
 
 use super::ProcessOptions;
@@ -171,6 +171,9 @@ pub struct ProcessStatus {
     pub uptime: Option<Duration>,
 }
 
+/// On how many processes [`ProcessPlugin::call_serving`] tries a call whose process ended under it.
+pub const CALL_ATTEMPTS: u32 = 3;
+
 /// A process plugin under supervision (see the module docs).
 pub struct ProcessPlugin {
     label: String,
@@ -263,6 +266,27 @@ impl ProcessPlugin {
         let (phase, _) = self.changed.wait_timeout_while(phase, limit, restarting).unwrap_or_else(|p| p.into_inner());
         drop(phase);
         self.current()
+    }
+
+    /// Runs `call` on the serving process (waiting while it restarts, as [`wait_serving`](Self::wait_serving));
+    /// when that process ends during the call (a crash just after start-up, while the daemon wires its plugins),
+    /// runs it again on the restarted process, on at most [`CALL_ATTEMPTS`] processes.
+    pub fn call_serving(&self, call: impl Fn() -> Call) -> Result<(Arc<Generation>, Value), WireError> {
+        let mut attempt = 1;
+        loop {
+            let generation = self.wait_serving()?;
+            match generation.conn.call(call()) {
+                Err(_) if generation.ended().is_some() && attempt < CALL_ATTEMPTS => {
+                    attempt += 1;
+                    // Its watcher moves the plugin on from this generation (restarting, failed) shortly.
+                    let limit = self.options.restart.backoff_max + self.options.start_timeout * 2;
+                    let serving = |p: &mut Phase| matches!(p, Phase::Running(g) if g.number == generation.number);
+                    let phase = lock(&self.phase);
+                    drop(self.changed.wait_timeout_while(phase, limit, serving).unwrap_or_else(|p| p.into_inner()));
+                }
+                result => return result.map(|value| (generation, value)),
+            }
+        }
     }
 
     /// Registers `object` to be re-opened on every new generation before it serves.

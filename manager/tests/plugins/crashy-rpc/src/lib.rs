@@ -18,8 +18,10 @@ pub fn init(ctx: &PluginContext) -> Result<(), Infallible> {
     Ok(())
 }
 
-/// The handler: namespace `Crashy`.
+/// The handler: namespace `Crashy`. A trigger `<action>-in-handler` crashes the process inside this call (the
+/// daemon asks for the handler while it wires its plugins).
 pub fn handler() -> Result<(String, Crashy), Infallible> {
+    crash_trigger::check_at(NAME, "in-handler");
     Ok(("Crashy".to_string(), Crashy(counter::AtomicCounter::new())))
 }
 
