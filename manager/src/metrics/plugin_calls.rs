@@ -134,3 +134,20 @@ impl SyncCallTimers {
         self.hooks.iter().find(|(h, _)| *h == hook).map(|(_, timer)| timer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_call_records_one_observation_per_event_each_an_equal_share() {
+        let timers = SyncCallTimers::new("share-test");
+        let hooks = [ExtPoint::OnInit, ExtPoint::OnUpdate, ExtPoint::OnUpdate, ExtPoint::OnUpdate];
+        timers.share(hooks.into_iter(), Duration::from_millis(400));
+        let histogram = |hook: &str| super::super::global().plugin_call("share-test", "SyncSectorState", hook);
+        assert_eq!(histogram("OnInit").get_sample_count(), 1);
+        assert_eq!(histogram("OnUpdate").get_sample_count(), 3, "the count stays the events delivered");
+        let total = histogram("OnInit").get_sample_sum() + histogram("OnUpdate").get_sample_sum();
+        assert!((total - 0.4).abs() < 1e-9, "the shares add up to the call: {total}");
+    }
+}

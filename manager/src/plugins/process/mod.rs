@@ -157,10 +157,9 @@ impl ProcessPlugin {
         };
         let Some(first) = events.first() else { return (0, None) };
         if generation.protocol_minor < 1 {
-            let result = generation.conn.call(Call::Deliver { event: Box::new(first.event.clone()) });
-            return match result {
-                Ok(_) => (1, None),
-                Err(e) => (0, Some(plugin_error(e))),
+            return match self.deliver(&first.event) {
+                Ok(()) => (1, None),
+                Err(e) => (0, Some(e)),
             };
         }
         let count = pace.limit(self.call_timeout(), events.len());
@@ -204,7 +203,7 @@ impl ProcessPlugin {
 }
 
 /// Bounds the events of one `DeliverBatch` call so that, at the hooks' recent speed, the call takes at most a
-/// quarter of `CallTimeout`: a slow but working plugin is never killed for the size of its batch. Until a call was
+/// quarter of `CallTimeout`: a steadily slow plugin is not killed for the size of its batch. Until a call was
 /// measured, a batch carries one event.
 #[derive(Debug, Default)]
 pub struct BatchPace {

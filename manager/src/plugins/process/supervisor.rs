@@ -260,12 +260,15 @@ impl ProcessPlugin {
     /// the longest backoff plus two start timeouts): the daemon wiring a plugin at start must not leave it out
     /// for the whole run because its process was restarting at that moment.
     pub fn wait_serving(&self) -> Result<Arc<Generation>, WireError> {
+        self.wait_phase_while(|p| matches!(p, Phase::Restarting { .. }));
+        self.current()
+    }
+
+    /// Waits while `waiting` holds of the phase, at most the longest backoff plus two start timeouts (a restart).
+    fn wait_phase_while(&self, waiting: impl FnMut(&mut Phase) -> bool) {
         let limit = self.options.restart.backoff_max + self.options.start_timeout * 2;
         let phase = lock(&self.phase);
-        let restarting = |p: &mut Phase| matches!(p, Phase::Restarting { .. });
-        let (phase, _) = self.changed.wait_timeout_while(phase, limit, restarting).unwrap_or_else(|p| p.into_inner());
-        drop(phase);
-        self.current()
+        drop(self.changed.wait_timeout_while(phase, limit, waiting).unwrap_or_else(|p| p.into_inner()));
     }
 
     /// Runs `call` on the serving process (waiting while it restarts, as [`wait_serving`](Self::wait_serving));
@@ -279,10 +282,7 @@ impl ProcessPlugin {
                 Err(_) if generation.ended().is_some() && attempt < CALL_ATTEMPTS => {
                     attempt += 1;
                     // Its watcher moves the plugin on from this generation (restarting, failed) shortly.
-                    let limit = self.options.restart.backoff_max + self.options.start_timeout * 2;
-                    let serving = |p: &mut Phase| matches!(p, Phase::Running(g) if g.number == generation.number);
-                    let phase = lock(&self.phase);
-                    drop(self.changed.wait_timeout_while(phase, limit, serving).unwrap_or_else(|p| p.into_inner()));
+                    self.wait_phase_while(|p| matches!(p, Phase::Running(g) if g.number == generation.number));
                 }
                 result => return result.map(|value| (generation, value)),
             }
