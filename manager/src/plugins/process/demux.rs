@@ -137,14 +137,15 @@ impl Demux {
     }
 
     /// As leader (the caller set [`State::leader`]): reads until `own`'s message, the deadline or the end, then
-    /// steps down. `None` when the deadline passed.
+    /// steps down. `None` when the deadline passed. The deadline is checked after every read, not only after a
+    /// silent one: a call whose plugin thread hangs while the plugin's other threads keep answering must still
+    /// meet it.
     fn lead(&self, own: Option<u64>, deadline: Instant) -> Option<Read> {
         let mut reader = lock(&self.reader);
         loop {
             match self.read_one(&mut reader, own) {
-                Read::Other => continue,
-                Read::Silent if Instant::now() < deadline => continue,
-                Read::Silent => {
+                Read::Other | Read::Silent if Instant::now() < deadline => continue,
+                Read::Other | Read::Silent => {
                     drop(reader);
                     self.step_down();
                     return None;
@@ -364,6 +365,40 @@ mod tests {
         background.join().unwrap();
         demux.open(999);
         assert!(matches!(demux.wait(999, Instant::now() + Duration::from_secs(5)), Waited::Closed));
+    }
+
+    /// The hang that kept `process_supervision`'s KV crash test waiting for a restart: one plugin thread hung in
+    /// a call while the others kept answering other calls; its caller, reading the socket for everyone, never
+    /// looked at its deadline.
+    #[test]
+    fn a_call_meets_its_deadline_while_the_plugin_keeps_answering_other_calls() {
+        let (demux, mut plugin, _ended) = demux();
+        demux.reader.lock().unwrap().get_ref().set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        demux.open(1);
+        demux.open(2);
+        // Replies to call 2 every 2 ms for up to 3 s (until the wait below ends: unread, they would fill the socket).
+        let streaming = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let stream = std::thread::spawn({
+            let streaming = Arc::clone(&streaming);
+            move || {
+                let until = Instant::now() + Duration::from_secs(3);
+                let mut n = 0;
+                while Instant::now() < until && streaming.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    plugin.write_all(&reply(2, n)).unwrap();
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        });
+        let started = Instant::now();
+        let waited = demux.wait(1, Instant::now() + Duration::from_millis(200));
+        let took = started.elapsed();
+        streaming.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert!(matches!(waited, Waited::TimedOut), "{waited:?}");
+        assert!(took < Duration::from_secs(1), "the deadline was 200 ms; the wait took {took:?}");
+        // Call 2's replies were routed meanwhile.
+        assert_eq!(size(demux.wait(2, Instant::now() + Duration::from_secs(5))), 1);
+        stream.join().unwrap();
     }
 
     #[test]
