@@ -16,7 +16,7 @@ use manager_plugin::sync::SectorEvent;
 
 use crate::sectors::StoredEvent;
 
-use super::process::{BatchPace, ProcessPlugin};
+use super::process::{BatchPace, ProcessPlugin, one_delivered};
 
 /// A RegisterJsonRpc plugin's namespace and handler.
 pub type NamespacedHandler = (String, Box<dyn JsonRpcHandler>);
@@ -172,11 +172,7 @@ impl SyncDelivery {
     /// the plugin does not export counts as handled) and why the next one failed, if one did.
     pub fn deliver_batch(&self, events: &[&StoredEvent]) -> (usize, Option<PluginError>) {
         let SyncDelivery::Process { process, exported, pace } = self else {
-            return match events.first().map(|stored| self.deliver(&stored.event)) {
-                Some(Ok(())) => (1, None),
-                Some(Err(error)) => (0, Some(error)),
-                None => (0, None),
-            };
+            return events.first().map_or((0, None), |stored| one_delivered(self.deliver(&stored.event)));
         };
         // What is sent, and where each sent event stands in `events`.
         let (at, sent): (Vec<usize>, Vec<&StoredEvent>) =

@@ -157,10 +157,7 @@ impl ProcessPlugin {
         };
         let Some(first) = events.first() else { return (0, None) };
         if generation.protocol_minor < 1 {
-            return match self.deliver(&first.event) {
-                Ok(()) => (1, None),
-                Err(e) => (0, Some(e)),
-            };
+            return one_delivered(self.deliver(&first.event));
         }
         let count = pace.limit(self.call_timeout(), events.len());
         let encoded = events[..count].iter().map(|stored| Arc::clone(&stored.json)).collect();
@@ -202,8 +199,16 @@ impl ProcessPlugin {
     }
 }
 
+/// A one-event delivery's result as a batch's: how many were handled, and why the next one failed.
+pub fn one_delivered(result: Result<(), PluginError>) -> (usize, Option<PluginError>) {
+    match result {
+        Ok(()) => (1, None),
+        Err(error) => (0, Some(error)),
+    }
+}
+
 /// Bounds the events of one `DeliverBatch` call so that, at the hooks' recent speed, the call takes at most a
-/// quarter of `CallTimeout`: a steadily slow plugin is not killed for the size of its batch. Until a call was
+/// quarter of the call deadline (`[Common.Plugins] ProcessCallTimeoutSecs`): a steadily slow plugin is not killed for the size of its batch. Until a call was
 /// measured, a batch carries one event.
 #[derive(Debug, Default)]
 pub struct BatchPace {

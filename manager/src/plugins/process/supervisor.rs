@@ -238,7 +238,7 @@ impl ProcessPlugin {
         &self.label
     }
 
-    /// How long one answer of the plugin may take (`[Common.Plugins] CallTimeout`).
+    /// How long one answer of the plugin may take (`[Common.Plugins] ProcessCallTimeoutSecs`).
     pub fn call_timeout(&self) -> Duration {
         self.options.call_timeout
     }
